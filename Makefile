@@ -1,0 +1,59 @@
+# dbx — build, test, lint, bench. Every target works on a fresh machine with Go installed.
+GO        ?= go
+PKGS      ?= ./...
+STATICCHECK_VERSION ?= v0.6.1
+GOBIN     ?= $(shell $(GO) env GOPATH)/bin
+FUZZTIME  ?= 10s
+
+.PHONY: all build test test-short lint vet fmt fmt-check tidy-check staticcheck bench bench-placement bench-engine fuzz-short clean
+
+all: build test
+
+build:
+	$(GO) build $(PKGS)
+
+# The test suite: race detector on, no cached results, invariant checks on.
+test:
+	$(GO) test -race -count=1 -tags invariants -timeout 20m $(PKGS)
+
+test-short:
+	$(GO) test -count=1 -short $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+tidy-check:
+	$(GO) mod tidy -diff
+
+staticcheck:
+	@test -x $(GOBIN)/staticcheck || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	$(GOBIN)/staticcheck $(PKGS)
+
+lint: fmt-check vet tidy-check staticcheck
+
+# Short coverage-guided fuzz runs over the decoders (seed corpora live in testdata/fuzz).
+fuzz-short:
+	$(GO) test ./engine/wal -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./engine/segment -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./router -run '^$$' -fuzz '^FuzzHashTag$$' -fuzztime $(FUZZTIME)
+
+bench: bench-placement bench-engine
+
+# Balance and movement figures of the weighted ring vs buraksezer/consistent, and router lookup speed.
+bench-placement:
+	$(GO) test ./ring ./router ./rebalancer -run '^$$' -bench . -benchtime 1x -count 1 >/dev/null
+	$(GO) test ./ring -run '^TestPlacementReport$$' -v -count=1 -report
+	$(GO) test ./router -run '^$$' -bench 'BenchmarkOwner' -benchtime 2s -count 5
+
+# dbx engine vs Pebble, same workloads, same run (separate module: bench/).
+bench-engine:
+	cd bench && $(GO) run ./enginebench $(ENGINEBENCH_FLAGS)
+
+clean:
+	$(GO) clean -testcache

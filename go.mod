@@ -1,0 +1,3 @@
+module github.com/dbx-kv/dbx
+
+go 1.26
