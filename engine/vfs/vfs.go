@@ -1,11 +1,3 @@
-// Package vfs is the file-system boundary of the storage engine. Every file
-// operation the engine performs goes through FS, so tests can run the engine
-// on MemFS (which can simulate a crash by dropping unsynced data) or wrap any
-// FS with error injection.
-//
-// Concurrency: an FS may be used from many goroutines at once. A single File
-// is used by one goroutine at a time for writes; ReadAt may be called
-// concurrently with other ReadAt calls.
 package vfs
 
 import (
@@ -64,7 +56,16 @@ var ErrLocked = errors.New("vfs: lock held by another process")
 
 // ErrNoSpace is returned (wrapped) when a write exceeds a MemFS capacity; it
 // stands in for ENOSPC. Disk FS returns the OS error (errors.Is(err, syscall.ENOSPC)).
+// Both implementations return errors that match both ErrNoSpace and
+// syscall.ENOSPC under errors.Is, so callers may test either.
 var ErrNoSpace = errors.New("vfs: no space left on device")
+
+// noSpaceError marks err as an out-of-space error: errors.Is matches it
+// against ErrNoSpace as well as against everything err matches.
+type noSpaceError struct{ err error }
+
+func (e *noSpaceError) Error() string   { return e.err.Error() }
+func (e *noSpaceError) Unwrap() []error { return []error{e.err, ErrNoSpace} }
 
 // ErrInjected is the error ErrorFS returns for an injected fault.
 var ErrInjected = errors.New("vfs: injected error")
