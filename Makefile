@@ -5,6 +5,13 @@ STATICCHECK_VERSION ?= v0.6.1
 GOBIN     ?= $(shell $(GO) env GOPATH)/bin
 FUZZTIME  ?= 10s
 
+
+.PHONY: demo
+# Quick start: until dbx-node exists this runs the engine walkthrough (engine/example_test.go).
+demo:
+	$(GO) build ./...
+	$(GO) test ./engine -run '^Example$$' -count=1 -v
+
 .PHONY: all build test test-short lint vet fmt fmt-check tidy-check staticcheck bench bench-placement bench-engine fuzz-short clean
 
 all: build test

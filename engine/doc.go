@@ -1,0 +1,78 @@
+// Package engine is a dbx node's local storage: every bucket the node owns
+// lives here. It knows nothing about other nodes.
+//
+// # Model
+//
+// Keys are (bucket, key) pairs; internally the key is prefixed with the
+// 2-byte big-endian bucket, so a bucket is one contiguous key range (a
+// migration scans it with NewIter, dropping it is DeleteBucketRange).
+// Values may carry an expiry (Batch.SetWithExpiry): an expired value is
+// invisible at once and purged by compaction.
+//
+//	s, err := engine.Open(dir, engine.DefaultConfig())
+//	err = s.Put(ctx, bucket, key, value)
+//	v, err := s.Get(bucket, key)             // engine.ErrNotFound if absent
+//	var b engine.Batch; b.Set(...); b.Delete(...)
+//	err = s.Write(ctx, &b)                   // atomic, even across shards
+//	sn, _ := s.Snapshot(); defer sn.Close()  // point-in-time view
+//	it := sn.NewIter(lo, hi)                 // ordered scan of buckets [lo, hi]
+//	info, err := s.Checkpoint(ctx, dir2)     // hard-linked on-disk copy
+//
+// # Structure
+//
+// A Store has N shards (Config.Shards, fixed at creation); bucket b belongs
+// to shard b mod N. Each shard owns a WAL, an active memtable, a queue of
+// frozen memtables waiting for flush, and its segment files in two levels:
+// level 0 (flushed memtables, overlapping, newest first) and level 1
+// (sorted, disjoint). A read consults the memtables, at most
+// L0StopWrites level-0 files and one level-1 file; bloom filters skip most
+// files. One worker goroutine per shard serializes writes: it gathers a
+// commit group from its bounded mailbox, appends it to the WAL, fsyncs once
+// for the whole group (SyncAlways), applies it to the memtable and then
+// publishes it by advancing the shard's visible sequence number. A full
+// mailbox makes callers wait (honouring ctx); a full flush queue makes the
+// worker wait: a hot shard slows its own callers, not the others.
+//
+// Sequence numbers are per shard. A Snapshot is the vector of every shard's
+// visible sequence, taken under an exclusive lock that publishers hold
+// shared, plus pinned read states (memtables and version). Because
+// snapshots and iterators pin the files they read, compaction keeps only
+// the newest version of each key.
+//
+// A batch whose keys fall in several shards is committed with a small
+// internal protocol (xbatch.go): each participant logs its part, the home
+// shard logs a commit record, and recovery applies a part only if that
+// record exists; publication is atomic with respect to snapshots.
+//
+// # Files and their lifetime
+//
+// Every segment file is reference-counted by the versions that list it; a
+// version is referenced by the shard (while current) and by every read
+// state, snapshot, iterator and compaction using it. The last reference
+// deletes the file. A WAL file is referenced by its memtable until that is
+// flushed, and by other shards' memtables holding parts of cross-shard
+// batches whose commit record it stores. Each shard's MANIFEST (rewritten
+// atomically with a checksum) lists its files; files it does not list are
+// removed on Open. Checkpoints are recorded in the store's CHECKPOINTS list
+// until ReleaseCheckpoint.
+//
+// # Durability and recovery
+//
+// With SyncAlways (default) a write returns after its group's fsync. Open
+// replays every live WAL (a torn tail is truncated; damage in the middle is
+// an ErrCorrupt error, never skipped), flushes what it replayed to level 0
+// and starts new WALs. After a WAL write or sync error the shard turns
+// read-only (ErrReadOnly) and keeps serving reads; reopening recovers. All
+// file I/O goes through vfs.FS, so tests run the engine on vfs.MemFS, crash
+// it (keeping only synced data) and inject errors.
+//
+// # Caveats
+//
+//   - Cross-shard batches are serialized per store (one in flight at a time)
+//     and cost two WAL syncs; batches within one shard cost one.
+//   - Level-0 compaction rewrites the level-1 files it overlaps; with
+//     uniformly random keys that is all of level 1, so write amplification
+//     grows with data size / memtable size. A multi-level layout is future work.
+//   - A long-lived snapshot keeps its memtables and files alive (memory and
+//     disk), like an open file handle.
+package engine

@@ -1,0 +1,533 @@
+package engine
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dbx-kv/dbx/engine/internal/base"
+	"github.com/dbx-kv/dbx/engine/wal"
+)
+
+// walFile is a WAL file's reference count: its own memtable holds one
+// reference until flushed, and every other shard's memtable holding a part
+// of a cross-shard batch whose commit record is in this WAL holds one more.
+type walFile struct {
+	num   uint64
+	refs  atomic.Int32
+	shard *shard
+}
+
+func (w *walFile) unref() {
+	if w.refs.Add(-1) == 0 {
+		w.shard.s.removeFile(walName(w.shard.dir, w.num))
+	}
+}
+
+// readState is what a reader needs: the memtables and the version, pinned.
+type readState struct {
+	mem  *memtable
+	imm  []*memtable // oldest first
+	v    *version
+	refs atomic.Int32
+}
+
+func (rs *readState) unref() {
+	if rs.refs.Add(-1) == 0 {
+		rs.v.unref()
+	}
+}
+
+// writeReq is one caller's request to a shard worker.
+type writeReq struct {
+	b      *Batch
+	idx    []int     // ops of b for this shard
+	del    *rangeDel // DeleteBucketRange (seq filled by the worker)
+	x      *xpart    // part of a cross-shard batch
+	rotate bool      // Flush: freeze the active memtable
+	size   int
+	seq    uint64 // first seq assigned
+	count  uint64
+	err    error
+	done   chan struct{}
+}
+
+// xpart drives one shard's share of a cross-shard batch (see xbatch.go).
+type xpart struct {
+	xid          uint64
+	participants []int
+	home         bool
+	ctl          chan xctl  // coordinator -> worker
+	ack          chan error // worker -> coordinator
+	commitWAL    *walFile   // home: WAL holding the commit record
+}
+
+type xctl int
+
+const (
+	xWriteCommit xctl = iota // home only: append + sync the commit record
+	xApply                   // apply the part to the memtable
+	xAbort                   // drop the part
+	xResume                  // the batch is published; continue
+)
+
+// shard owns a slice of the bucket space: its WAL, memtables, flush queue
+// and segment files. One worker goroutine serializes writes; one flusher
+// goroutine writes frozen memtables; one compactor goroutine merges files.
+type shard struct {
+	s   *Store
+	id  int
+	dir string
+
+	mailbox chan *writeReq
+
+	// Worker-owned.
+	wal      *wal.Writer
+	walF     *walFile
+	mem      *memtable
+	nextSeq  uint64 // last assigned seq
+	broken   error  // set after a WAL error: the shard refuses writes
+	encBuf   []byte
+	dirty    bool // unsynced WAL bytes (interval/none modes)
+	syncTick <-chan time.Time
+
+	visibleSeq atomic.Uint64 // every entry with seq <= this is applied and readable
+
+	// rsMu guards the rs pointer only (readers take it shared).
+	rsMu sync.RWMutex
+	rs   *readState
+
+	// manifestMu serializes version edits (flush, compaction, range deletes,
+	// maintenance) including their manifest write; mu guards the fields below
+	// and is never held during I/O.
+	manifestMu sync.Mutex
+	mu         sync.Mutex
+	imm        []*memtable
+	cur        *version
+	flushedSeq uint64
+	immSpace   *sync.Cond // signalled when a flush frees a slot
+	flushErr   error
+
+	flushCh   chan struct{}
+	compactCh chan struct{}
+	stats     shardCounters
+}
+
+type shardCounters struct {
+	groups, groupWrites, syncs, flushes, compactions, rewrites atomic.Int64
+	stalls, bytesFlushed, bytesCompacted                       atomic.Int64
+}
+
+// loadReadState pins and returns the current read state.
+func (sh *shard) loadReadState() *readState {
+	sh.rsMu.RLock()
+	rs := sh.rs
+	rs.refs.Add(1)
+	sh.rsMu.RUnlock()
+	return rs
+}
+
+// installReadState publishes a new read state built from the shard's fields;
+// the caller holds sh.mu.
+func (sh *shard) installReadStateLocked(mem *memtable) {
+	sh.cur.ref()
+	rs := &readState{mem: mem, imm: append([]*memtable(nil), sh.imm...), v: sh.cur}
+	rs.refs.Store(1)
+	sh.rsMu.Lock()
+	old := sh.rs
+	sh.rs = rs
+	sh.rsMu.Unlock()
+	if old != nil {
+		old.unref()
+	}
+}
+
+// run is the shard worker: it gathers a commit group from the mailbox,
+// appends it to the WAL, syncs once for the whole group, applies it to the
+// memtable, publishes it and replies.
+func (sh *shard) run() {
+	defer sh.s.wg.Done()
+	group := make([]*writeReq, 0, 256)
+	for {
+		var first *writeReq
+		select {
+		case first = <-sh.mailbox:
+		case <-sh.syncTick:
+			sh.syncIfDirty()
+			continue
+		case <-sh.s.quit:
+			// Close stopped new requests before closing quit; finish what is queued.
+			for {
+				select {
+				case r := <-sh.mailbox:
+					sh.commitGroup(append(group[:0], r))
+				default:
+					sh.syncIfDirty()
+					return
+				}
+			}
+		}
+		group = append(group[:0], first)
+		size := first.size
+	gather:
+		for first.x == nil && len(group) < cap(group) && size < sh.s.cfg.GroupBytesMax {
+			select {
+			case r := <-sh.mailbox:
+				group = append(group, r)
+				size += r.size
+				if r.x != nil {
+					break gather
+				}
+			default:
+				break gather
+			}
+		}
+		sh.commitGroup(group)
+	}
+}
+
+func (sh *shard) syncIfDirty() {
+	if sh.dirty && sh.broken == nil {
+		if err := sh.wal.Sync(); err != nil {
+			sh.fail(err)
+		}
+		sh.dirty = false
+		sh.stats.syncs.Add(1)
+	}
+}
+
+func (sh *shard) fail(err error) {
+	if sh.broken == nil {
+		sh.broken = fmt.Errorf("%w: shard %d: %v", ErrReadOnly, sh.id, err)
+		sh.s.logf("engine: shard %d is read-only: %v", sh.id, err)
+	}
+}
+
+func (sh *shard) commitGroup(group []*writeReq) {
+	sh.stats.groups.Add(1)
+	sh.stats.groupWrites.Add(int64(len(group)))
+	// Append every record; a failure fails the whole group (its earlier
+	// records may or may not reach the disk: their outcome is unknown).
+	rotate := false
+	for _, r := range group {
+		rotate = rotate || r.rotate
+		if sh.broken != nil {
+			break
+		}
+		if r.rotate {
+			continue
+		}
+		if err := sh.appendRecord(r); err != nil {
+			sh.fail(err)
+		}
+	}
+	if sh.broken == nil {
+		switch sh.s.cfg.Sync {
+		case SyncAlways:
+			if err := sh.wal.Sync(); err != nil {
+				sh.fail(err)
+			}
+			sh.stats.syncs.Add(1)
+		default:
+			if err := sh.wal.Flush(); err != nil {
+				sh.fail(err)
+			}
+			sh.dirty = true
+		}
+	}
+	last := group[len(group)-1]
+	if sh.broken != nil {
+		for _, r := range group {
+			r.err = sh.broken
+			if r.x != nil {
+				r.x.ack <- r.err
+				sh.finishXPart(r, false)
+				continue
+			}
+			close(r.done)
+		}
+		return
+	}
+	var applied uint64
+	for _, r := range group {
+		if r.x != nil || r.rotate {
+			continue
+		}
+		sh.apply(r)
+		applied = r.seq + r.count - 1
+	}
+	if applied != 0 {
+		sh.s.pubmu.RLock()
+		sh.visibleSeq.Store(applied)
+		sh.s.pubmu.RUnlock()
+	}
+	for _, r := range group {
+		if r.x == nil && !r.rotate {
+			close(r.done)
+		}
+	}
+	if last.x != nil {
+		last.x.ack <- nil
+		sh.driveXPart(last)
+	}
+	if rotate && !sh.mem.empty() {
+		if err := sh.rotate(); err != nil {
+			sh.fail(err)
+		}
+	} else {
+		sh.maybeRotate()
+	}
+	for _, r := range group {
+		if r.rotate {
+			r.err = sh.broken
+			close(r.done)
+		}
+	}
+}
+
+// appendRecord encodes r into the WAL and assigns its sequence numbers.
+func (sh *shard) appendRecord(r *writeReq) error {
+	buf := sh.encBuf[:0]
+	switch {
+	case r.del != nil:
+		sh.nextSeq++
+		r.seq, r.count = sh.nextSeq, 1
+		r.del.Seq = r.seq
+		buf = append(buf, recRangeDel)
+		buf = appendUvarint(buf, r.seq)
+		buf = append(buf, byte(r.del.Lo>>8), byte(r.del.Lo), byte(r.del.Hi>>8), byte(r.del.Hi))
+	case r.x != nil:
+		r.seq, r.count = sh.nextSeq+1, uint64(len(r.idx))
+		sh.nextSeq += r.count
+		buf = append(buf, recXPart)
+		buf = appendUvarint(buf, r.x.xid)
+		buf = appendUvarint(buf, uint64(len(r.x.participants)))
+		for _, p := range r.x.participants {
+			buf = appendUvarint(buf, uint64(p))
+		}
+		buf = appendOps(buf, r.b, r.idx, r.seq)
+	default:
+		r.seq, r.count = sh.nextSeq+1, uint64(len(r.idx))
+		sh.nextSeq += r.count
+		buf = append(buf, recBatch)
+		buf = appendOps(buf, r.b, r.idx, r.seq)
+	}
+	sh.encBuf = buf
+	return sh.wal.Append(buf)
+}
+
+// apply inserts a committed request into the active memtable.
+func (sh *shard) apply(r *writeReq) {
+	if r.del != nil {
+		sh.addRangeDel(*r.del)
+		return
+	}
+	seq := r.seq
+	var vbuf []byte
+	for _, i := range r.idx {
+		op := &r.b.ops[i]
+		key := r.b.opKey(op)
+		ukey := appendUserKey(make([]byte, 0, len(key)+2), op.bucket, key)
+		var val []byte
+		if op.kind == base.KindSet {
+			v := r.b.opValue(op)
+			vbuf = make([]byte, 0, len(v)+9)
+			val = appendStoredValue(vbuf, v, op.expireAt)
+		}
+		sh.mem.add(base.InternalKey{UserKey: ukey, Seq: seq, Kind: op.kind}, val)
+		seq++
+	}
+}
+
+// addRangeDel installs a range tombstone in a new version (worker, after the WAL sync).
+func (sh *shard) addRangeDel(d rangeDel) {
+	sh.manifestMu.Lock()
+	defer sh.manifestMu.Unlock()
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	old := sh.cur
+	dels := append(append([]rangeDel(nil), old.dels...), d)
+	sh.cur = newVersion(old.l0, old.l1, dels)
+	old.unref()
+	sh.installReadStateLocked(sh.mem)
+}
+
+// maybeRotate freezes the active memtable once it is full, starting a new
+// WAL. It waits (backpressure) while the flush queue is full.
+func (sh *shard) maybeRotate() {
+	if sh.mem.bytes.Load() < sh.s.cfg.MemtableBytes || sh.broken != nil {
+		return
+	}
+	if err := sh.rotate(); err != nil {
+		sh.fail(err)
+	}
+}
+
+func (sh *shard) rotate() error {
+	sh.mu.Lock()
+	for len(sh.imm) >= sh.s.cfg.ImmutableMax && !sh.s.closing.Load() {
+		sh.stats.stalls.Add(1)
+		sh.immSpace.Wait()
+	}
+	sh.mu.Unlock()
+	// The old WAL must be durable before its memtable can be flushed and
+	// the WAL released (interval/none modes leave it unsynced).
+	if err := sh.wal.Sync(); err != nil {
+		return err
+	}
+	sh.dirty = false
+	num := sh.s.nextFileNum()
+	w, err := sh.s.createWAL(sh.dir, num)
+	if err != nil {
+		return err
+	}
+	sh.wal.Close()
+	wf := &walFile{num: num, shard: sh}
+	wf.refs.Store(1)
+	old := sh.mem
+	mem := newMemtable(num)
+	mem.wal = wf
+	sh.wal, sh.walF, sh.mem = w, wf, mem
+	sh.mu.Lock()
+	sh.imm = append(sh.imm, old)
+	sh.installReadStateLocked(mem)
+	sh.mu.Unlock()
+	select {
+	case sh.flushCh <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// flusher writes frozen memtables to level-0 segments, oldest first.
+func (sh *shard) flusher() {
+	backoff := 10 * time.Millisecond
+	for {
+		select {
+		case <-sh.flushCh:
+		case <-sh.s.bgQuit:
+			return
+		}
+		for {
+			sh.mu.Lock()
+			if len(sh.imm) == 0 {
+				sh.mu.Unlock()
+				break
+			}
+			m := sh.imm[0]
+			sh.mu.Unlock()
+			if err := sh.flushMemtable(m); err != nil {
+				sh.mu.Lock()
+				sh.flushErr = err
+				sh.mu.Unlock()
+				sh.s.logf("engine: shard %d: flush failed (will retry): %v", sh.id, err)
+				select {
+				case <-time.After(backoff):
+				case <-sh.s.bgQuit:
+					return
+				}
+				backoff = min(2*backoff, time.Second)
+				continue
+			}
+			backoff = 10 * time.Millisecond
+		}
+	}
+}
+
+// flushMemtable writes m (the oldest frozen memtable) to a new level-0 file
+// and installs it.
+func (sh *shard) flushMemtable(m *memtable) error {
+	var meta *fileMeta
+	if !m.empty() {
+		out, err := sh.s.writeSegments(sh, &memIter{m: m}, nil, dropNothing, 0)
+		if err != nil {
+			return err
+		}
+		if len(out) == 1 {
+			meta = out[0]
+		}
+	}
+	sh.manifestMu.Lock()
+	defer sh.manifestMu.Unlock()
+	sh.mu.Lock()
+	l0 := sh.cur.l0
+	if meta != nil {
+		l0 = append([]*fileMeta{meta}, sh.cur.l0...)
+	}
+	nv := newVersion(l0, sh.cur.l1, sh.cur.dels)
+	next := sh.rs.mem // the read state's memtable is the active one (installed under mu)
+	if len(sh.imm) > 1 {
+		next = sh.imm[1]
+	}
+	flushed := max(sh.flushedSeq, m.maxSeq)
+	man := sh.manifestLocked(nv, flushed, next.walNum)
+	sh.mu.Unlock()
+	if err := sh.s.writeManifest(sh.dir, man); err != nil {
+		nv.unref()
+		return err
+	}
+	sh.mu.Lock()
+	old := sh.cur
+	sh.cur = nv
+	sh.flushedSeq = flushed
+	sh.imm = sh.imm[1:]
+	sh.flushErr = nil
+	sh.installReadStateLocked(sh.rs.mem)
+	sh.immSpace.Broadcast()
+	l0n := len(nv.l0)
+	sh.mu.Unlock()
+	old.unref()
+	// The memtable's WAL (and WALs it pinned) are no longer needed for replay.
+	sh.releaseMemtableWALs(m)
+	sh.stats.flushes.Add(1)
+	if meta != nil {
+		sh.stats.bytesFlushed.Add(meta.Size)
+	}
+	if l0n >= sh.s.cfg.L0CompactionTrigger {
+		sh.kickCompaction()
+	}
+	return nil
+}
+
+func (sh *shard) releaseMemtableWALs(m *memtable) {
+	if m.wal != nil {
+		m.wal.unref()
+	}
+	for _, p := range m.pins {
+		p.unref()
+	}
+}
+
+// manifestLocked renders the durable state with version v; sh.mu is held.
+func (sh *shard) manifestLocked(v *version, flushed, logNum uint64) *manifest {
+	clone := func(fs []*fileMeta) []*fileMeta {
+		out := make([]*fileMeta, len(fs))
+		for i, f := range fs {
+			c := &fileMeta{Num: f.Num, Size: f.Size, Smallest: f.Smallest, Largest: f.Largest,
+				MinSeq: f.MinSeq, MaxSeq: f.MaxSeq, Entries: f.Entries, Dead: f.Dead, DeadSeq: f.DeadSeq, Expiring: f.Expiring}
+			out[i] = c
+		}
+		return out
+	}
+	return &manifest{
+		Format: manifestFormat, Shard: sh.id, FlushedSeq: flushed, LogNum: logNum,
+		LastSeq: max(flushed, sh.visibleSeq.Load()), MaxXID: sh.s.xidSeen(),
+		NextFileNum: sh.s.fileNum.Load() + 1,
+		L0:          clone(v.l0), L1: clone(v.l1), RangeDels: v.dels,
+	}
+}
+
+// obsoleteFile is called when a segment's last reference goes.
+func (sh *shard) obsoleteFile(f *fileMeta) {
+	sh.s.tables.Evict(f.Num)
+	sh.s.blocks.Evict(f.Num)
+	sh.s.removeFile(segName(sh.dir, f.Num))
+}
+
+func (sh *shard) kickCompaction() {
+	select {
+	case sh.compactCh <- struct{}{}:
+	default:
+	}
+}
