@@ -37,17 +37,18 @@ func TestHotShardDoesNotStallOthers(t *testing.T) {
 	ctx := context.Background()
 
 	// Bucket 0 -> shard 0 (3 shards). The first write blocks in its sync;
-	// the next two fill the mailbox.
-	stuck := make(chan error, 3)
-	for i := 0; i < 3; i++ {
+	// the worker pipelines a few more groups and then stops taking from
+	// its mailbox, which fills.
+	const writesMax = 32
+	stuck := make(chan error, writesMax)
+	go func() { stuck <- s.Put(ctx, 0, []byte("first"), []byte("v")) }()
+	<-blocking
+	full := func() bool { return len(s.shards[0].mailbox) == cfg.MailboxSize }
+	for i := 0; i < writesMax && !full(); i++ {
 		go func() { stuck <- s.Put(ctx, 0, []byte{byte('a' + i)}, []byte("v")) }()
-		if i == 0 {
-			<-blocking
+		for wait := 0; wait < 100 && !full(); wait++ {
+			time.Sleep(time.Millisecond)
 		}
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for len(s.shards[0].mailbox) < cfg.MailboxSize && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
 	}
 	if n := len(s.shards[0].mailbox); n != cfg.MailboxSize {
 		t.Fatalf("shard 0 mailbox holds %d, want it full (%d)", n, cfg.MailboxSize)

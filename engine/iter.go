@@ -2,7 +2,6 @@ package engine
 
 import (
 	"bytes"
-	"container/heap"
 	"encoding/binary"
 
 	"github.com/dbx-kv/dbx/engine/internal/base"
@@ -134,35 +133,53 @@ func (it *concatIter) Close() error {
 	return nil
 }
 
-// mergeIter merges children by internal key.
+// mergeIter merges children by internal key with a binary min-heap whose
+// entries cache each child's current key, so a comparison makes no
+// interface calls.
 type mergeIter struct {
 	kids []internalIter
-	h    []int // indexes of valid kids, a min-heap by key
+	h    []mergeItem
 	err  error
 }
 
-func (m *mergeIter) Len() int { return len(m.h) }
-func (m *mergeIter) Less(i, j int) bool {
-	return base.Compare(m.kids[m.h[i]].Key(), m.kids[m.h[j]].Key()) < 0
+type mergeItem struct {
+	key base.InternalKey
+	kid int
 }
-func (m *mergeIter) Swap(i, j int) { m.h[i], m.h[j] = m.h[j], m.h[i] }
-func (m *mergeIter) Push(x any)    { m.h = append(m.h, x.(int)) }
-func (m *mergeIter) Pop() any {
-	x := m.h[len(m.h)-1]
-	m.h = m.h[:len(m.h)-1]
-	return x
+
+func (m *mergeIter) less(i, j int) bool { return base.Compare(m.h[i].key, m.h[j].key) < 0 }
+
+func (m *mergeIter) down(i int) {
+	n := len(m.h)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		c := l
+		if r := l + 1; r < n && m.less(r, l) {
+			c = r
+		}
+		if !m.less(c, i) {
+			return
+		}
+		m.h[i], m.h[c] = m.h[c], m.h[i]
+		i = c
+	}
 }
 
 func (m *mergeIter) rebuild() {
 	m.h = m.h[:0]
 	for i, k := range m.kids {
 		if k.Valid() {
-			m.h = append(m.h, i)
+			m.h = append(m.h, mergeItem{key: k.Key(), kid: i})
 		} else if err := k.Error(); err != nil && m.err == nil {
 			m.err = err
 		}
 	}
-	heap.Init(m)
+	for i := len(m.h)/2 - 1; i >= 0; i-- {
+		m.down(i)
+	}
 }
 
 func (m *mergeIter) First() {
@@ -180,21 +197,24 @@ func (m *mergeIter) SeekGE(userKey []byte) {
 }
 
 func (m *mergeIter) Next() {
-	k := m.kids[m.h[0]]
+	k := m.kids[m.h[0].kid]
 	k.Next()
 	if k.Valid() {
-		heap.Fix(m, 0)
-		return
+		m.h[0].key = k.Key()
+	} else {
+		if err := k.Error(); err != nil && m.err == nil {
+			m.err = err
+		}
+		last := len(m.h) - 1
+		m.h[0] = m.h[last]
+		m.h = m.h[:last]
 	}
-	if err := k.Error(); err != nil && m.err == nil {
-		m.err = err
-	}
-	heap.Pop(m)
+	m.down(0)
 }
 
 func (m *mergeIter) Valid() bool           { return m.err == nil && len(m.h) > 0 }
-func (m *mergeIter) Key() base.InternalKey { return m.kids[m.h[0]].Key() }
-func (m *mergeIter) Value() []byte         { return m.kids[m.h[0]].Value() }
+func (m *mergeIter) Key() base.InternalKey { return m.h[0].key }
+func (m *mergeIter) Value() []byte         { return m.kids[m.h[0].kid].Value() }
 func (m *mergeIter) Error() error          { return m.err }
 func (m *mergeIter) Close() error {
 	for _, k := range m.kids {
@@ -349,7 +369,7 @@ func (it *Iter) findNext(skipCurrent bool) {
 		if it.upper != nil && bytes.Compare(k.UserKey, it.upper) >= 0 {
 			break
 		}
-		sid := it.kidShard[it.m.h[0]]
+		sid := it.kidShard[it.m.h[0].kid]
 		snap := it.snap.seqs[sid]
 		if k.Seq > snap || (haveCur && bytes.Equal(k.UserKey, it.key)) {
 			it.m.Next()
@@ -371,7 +391,7 @@ func (it *Iter) findNext(skipCurrent bool) {
 			it.m.Next()
 			continue
 		}
-		it.value = append(it.value[:0], v...)
+		it.value = v // aliases the child's buffer: valid until the next move
 		it.expireAt = exp
 		it.valid = true
 		return

@@ -18,8 +18,12 @@ const memMaxHeight = 20
 type memNode struct {
 	key   base.InternalKey
 	value []byte
-	next  [memMaxHeight]atomic.Pointer[memNode]
+	next  []atomic.Pointer[memNode] // len = the node's height (most nodes: 1 or 2)
 }
+
+// memNodeOverhead approximates a node's fixed cost: the struct, its tower
+// slice header and allocator rounding, so MemtableBytes bounds real memory.
+const memNodeOverhead = 112
 
 type memtable struct {
 	head   memNode
@@ -39,6 +43,7 @@ type memtable struct {
 
 func newMemtable(walNum uint64) *memtable {
 	m := &memtable{walNum: walNum, rnd: rand.New(rand.NewPCG(uint64(walNum), 0x9e3779b97f4a7c15))}
+	m.head.next = make([]atomic.Pointer[memNode], memMaxHeight)
 	m.height.Store(1)
 	m.refs.Store(1)
 	return m
@@ -87,14 +92,14 @@ func (m *memtable) add(k base.InternalKey, value []byte) {
 		}
 		m.height.Store(int32(h))
 	}
-	n := &memNode{key: k, value: value}
+	n := &memNode{key: k, value: value, next: make([]atomic.Pointer[memNode], h)}
 	for l := 0; l < h; l++ {
 		n.next[l].Store(prev[l].next[l].Load())
 	}
 	for l := 0; l < h; l++ {
 		prev[l].next[l].Store(n)
 	}
-	m.bytes.Add(int64(len(k.UserKey)+len(value)) + 64 + int64(h)*8)
+	m.bytes.Add(int64(cap(k.UserKey)+len(value)) + memNodeOverhead + int64(h)*8)
 	m.count.Add(1)
 	if m.minSeq == 0 || k.Seq < m.minSeq {
 		m.minSeq = k.Seq

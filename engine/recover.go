@@ -240,8 +240,11 @@ func (s *Store) openShard(i int, recs []*shardRecovery) (*shard, error) {
 		compactCh: make(chan struct{}, 1),
 	}
 	sh.immSpace = sync.NewCond(&sh.mu)
-	if s.cfg.Sync == SyncInterval {
+	switch s.cfg.Sync {
+	case SyncInterval:
 		sh.syncTick = newTicker(s.cfg.SyncInterval, s.quit)
+	case SyncAlways:
+		sh.syncQ = newSyncQueue(s.cfg.MailboxSize)
 	}
 	referenced := map[uint64]bool{}
 	mk := func(fs []*fileMeta) []*fileMeta {
@@ -292,11 +295,11 @@ func (s *Store) openShard(i int, recs []*shardRecovery) (*shard, error) {
 	}
 	// New WAL first, so the manifest can name it as the oldest live log.
 	num := s.nextFileNum()
-	w, err := s.createWAL(dir, num)
+	w, f, err := s.createWAL(dir, num)
 	if err != nil {
 		return nil, err
 	}
-	sh.wal = w
+	sh.wal, sh.walFile = w, f
 	sh.walF = &walFile{num: num, shard: sh}
 	sh.walF.refs.Store(1)
 	sh.mem = newMemtable(num)

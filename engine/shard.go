@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dbx-kv/dbx/engine/internal/base"
+	"github.com/dbx-kv/dbx/engine/vfs"
 	"github.com/dbx-kv/dbx/engine/wal"
 )
 
@@ -84,6 +85,7 @@ type shard struct {
 
 	// Worker-owned.
 	wal      *wal.Writer
+	walFile  vfs.File // the file under wal, synced by the syncer
 	walF     *walFile
 	mem      *memtable
 	nextSeq  uint64 // last assigned seq
@@ -91,6 +93,10 @@ type shard struct {
 	encBuf   []byte
 	dirty    bool // unsynced WAL bytes (interval/none modes)
 	syncTick <-chan time.Time
+
+	syncQ   *syncQueue            // to the syncer (SyncAlways only; nil otherwise)
+	walMu   sync.Mutex            // guards wal and walFile between the worker and the syncer
+	syncErr atomic.Pointer[error] // set by the syncer after a failed fsync
 
 	visibleSeq atomic.Uint64 // every entry with seq <= this is applied and readable
 
@@ -164,6 +170,10 @@ func (sh *shard) run() {
 					sh.commitGroup(append(group[:0], r))
 				default:
 					sh.syncIfDirty()
+					sh.drainSyncs()
+					if sh.syncQ != nil {
+						sh.syncQ.close()
+					}
 					return
 				}
 			}
@@ -207,9 +217,13 @@ func (sh *shard) fail(err error) {
 func (sh *shard) commitGroup(group []*writeReq) {
 	sh.stats.groups.Add(1)
 	sh.stats.groupWrites.Add(int64(len(group)))
+	if err := sh.syncFailure(); err != nil {
+		sh.fail(err)
+	}
 	// Append every record; a failure fails the whole group (its earlier
 	// records may or may not reach the disk: their outcome is unknown).
 	rotate := false
+	sh.walMu.Lock() // the syncer writes the WAL buffer out under walMu
 	for _, r := range group {
 		rotate = rotate || r.rotate
 		if sh.broken != nil {
@@ -222,20 +236,12 @@ func (sh *shard) commitGroup(group []*writeReq) {
 			sh.fail(err)
 		}
 	}
-	if sh.broken == nil {
-		switch sh.s.cfg.Sync {
-		case SyncAlways:
-			if err := sh.wal.Sync(); err != nil {
-				sh.fail(err)
-			}
-			sh.stats.syncs.Add(1)
-		default:
-			if err := sh.wal.Flush(); err != nil {
-				sh.fail(err)
-			}
-			sh.dirty = true
+	if sh.broken == nil && sh.syncQ == nil {
+		if err := sh.wal.Flush(); err != nil { // to the OS; the sync mode decides when to fsync
+			sh.fail(err)
 		}
 	}
+	sh.walMu.Unlock()
 	last := group[len(group)-1]
 	if sh.broken != nil {
 		for _, r := range group {
@@ -249,34 +255,48 @@ func (sh *shard) commitGroup(group []*writeReq) {
 		}
 		return
 	}
+	// Apply to the memtable now; readers cannot see it until it is
+	// published (visibleSeq), which happens once it is durable.
 	var applied uint64
+	pending := make([]*writeReq, 0, len(group))
 	for _, r := range group {
 		if r.x != nil || r.rotate {
 			continue
 		}
 		sh.apply(r)
 		applied = r.seq + r.count - 1
+		pending = append(pending, r)
 	}
-	if applied != 0 {
-		sh.s.pubmu.RLock()
-		sh.visibleSeq.Store(applied)
-		sh.s.pubmu.RUnlock()
-	}
-	for _, r := range group {
-		if r.x == nil && !r.rotate {
-			close(r.done)
+	if len(pending) > 0 {
+		if sh.s.cfg.Sync == SyncAlways {
+			// The syncer fsyncs, publishes and replies while this worker
+			// goes on gathering and appending the next group.
+			sh.syncQ.push(pending, applied)
+		} else {
+			sh.dirty = true
+			sh.publish(applied)
+			for _, r := range pending {
+				close(r.done)
+			}
 		}
 	}
 	if last.x != nil {
-		last.x.ack <- nil
-		sh.driveXPart(last)
+		// Cross-shard parts are always synced before they vote, whatever
+		// the sync mode: the commit record must never outlive a part.
+		err := sh.syncNow()
+		last.x.ack <- err
+		if err != nil {
+			sh.fail(err)
+			last.err = sh.broken
+			sh.finishXPart(last, false)
+		} else {
+			sh.driveXPart(last)
+		}
 	}
-	if rotate && !sh.mem.empty() {
+	if sh.broken == nil && ((rotate && !sh.mem.empty()) || sh.mem.bytes.Load() >= sh.s.cfg.MemtableBytes) {
 		if err := sh.rotate(); err != nil {
 			sh.fail(err)
 		}
-	} else {
-		sh.maybeRotate()
 	}
 	for _, r := range group {
 		if r.rotate {
@@ -284,6 +304,142 @@ func (sh *shard) commitGroup(group []*writeReq) {
 			close(r.done)
 		}
 	}
+}
+
+// syncQueue hands committed-but-not-durable requests from the worker to
+// the syncer. The syncer takes everything queued at once, so one fsync
+// covers every group appended while the previous fsync ran (group commit
+// without the worker ever waiting for the disk). Its length is bounded by
+// Config.MailboxSize: the worker waits when it is full.
+type syncQueue struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	reqs   []*writeReq
+	last   uint64 // publish up to this seq once durable
+	busy   bool   // the syncer is syncing a batch taken from reqs
+	closed bool
+	max    int
+}
+
+func newSyncQueue(max int) *syncQueue {
+	q := &syncQueue{max: max}
+	q.cond = sync.NewCond(&q.mu)
+	return q
+}
+
+// push queues reqs (already appended to the WAL buffer and applied) for durability.
+func (q *syncQueue) push(reqs []*writeReq, last uint64) {
+	q.mu.Lock()
+	for len(q.reqs) >= q.max && !q.closed {
+		q.cond.Wait()
+	}
+	q.last = last
+	q.reqs = append(q.reqs, reqs...)
+	q.cond.Broadcast()
+	q.mu.Unlock()
+}
+
+// drain waits until every queued request is durable and replied to.
+func (q *syncQueue) drain() {
+	q.mu.Lock()
+	for (len(q.reqs) > 0 || q.busy) && !q.closed {
+		q.cond.Wait()
+	}
+	q.mu.Unlock()
+}
+
+func (q *syncQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.cond.Broadcast()
+	q.mu.Unlock()
+}
+
+// syncer is the shard's group-commit goroutine (SyncAlways): it fsyncs the
+// WAL for everything queued, publishes it and replies, in WAL order.
+func (sh *shard) syncer() {
+	defer sh.s.wg.Done()
+	q := sh.syncQ
+	var batch []*writeReq
+	for {
+		q.mu.Lock()
+		for len(q.reqs) == 0 && !q.closed {
+			q.cond.Wait()
+		}
+		if len(q.reqs) == 0 {
+			q.mu.Unlock()
+			return
+		}
+		batch, q.reqs = q.reqs, batch[:0]
+		last := q.last
+		q.busy = true
+		q.cond.Broadcast()
+		q.mu.Unlock()
+
+		// One write(2) of everything the worker buffered, then one
+		// fdatasync; the worker keeps appending to the buffer meanwhile.
+		err := sh.syncFailure()
+		if err == nil {
+			sh.walMu.Lock()
+			werr := sh.wal.Flush()
+			f := sh.walFile
+			sh.walMu.Unlock()
+			if werr == nil {
+				werr = f.Sync()
+			}
+			if werr != nil {
+				err = fmt.Errorf("%w: shard %d: wal: %v", ErrReadOnly, sh.id, werr)
+				sh.syncErr.Store(&err)
+			}
+			sh.stats.syncs.Add(1)
+		}
+		if err == nil {
+			sh.publish(last)
+		}
+		for _, r := range batch {
+			r.err = err
+			close(r.done)
+		}
+		clear(batch)
+
+		q.mu.Lock()
+		q.busy = false
+		q.cond.Broadcast()
+		q.mu.Unlock()
+	}
+}
+
+func (sh *shard) syncFailure() error {
+	if p := sh.syncErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// publish makes every entry with seq <= last visible to readers.
+func (sh *shard) publish(last uint64) {
+	sh.s.pubmu.RLock()
+	sh.visibleSeq.Store(last)
+	sh.s.pubmu.RUnlock()
+}
+
+// drainSyncs waits until the syncer has made everything queued durable.
+func (sh *shard) drainSyncs() {
+	if sh.syncQ != nil {
+		sh.syncQ.drain()
+	}
+}
+
+// syncNow makes everything appended so far durable, on the worker.
+func (sh *shard) syncNow() error {
+	sh.drainSyncs()
+	if err := sh.syncFailure(); err != nil {
+		return err
+	}
+	sh.stats.syncs.Add(1)
+	sh.walMu.Lock()
+	defer sh.walMu.Unlock()
+	return sh.wal.Sync()
 }
 
 // appendRecord encodes r into the WAL and assigns its sequence numbers.
@@ -324,16 +480,19 @@ func (sh *shard) apply(r *writeReq) {
 		return
 	}
 	seq := r.seq
-	var vbuf []byte
 	for _, i := range r.idx {
 		op := &r.b.ops[i]
 		key := r.b.opKey(op)
-		ukey := appendUserKey(make([]byte, 0, len(key)+2), op.bucket, key)
+		// One allocation holds the internal key and the stored value.
+		n := len(key) + 2
+		if op.kind == base.KindSet {
+			n += len(r.b.opValue(op)) + 9
+		}
+		buf := appendUserKey(make([]byte, 0, n), op.bucket, key)
+		ukey := buf[:len(buf):len(buf)]
 		var val []byte
 		if op.kind == base.KindSet {
-			v := r.b.opValue(op)
-			vbuf = make([]byte, 0, len(v)+9)
-			val = appendStoredValue(vbuf, v, op.expireAt)
+			val = appendStoredValue(buf[len(buf):], r.b.opValue(op), op.expireAt)
 		}
 		sh.mem.add(base.InternalKey{UserKey: ukey, Seq: seq, Kind: op.kind}, val)
 		seq++
@@ -353,17 +512,8 @@ func (sh *shard) addRangeDel(d rangeDel) {
 	sh.installReadStateLocked(sh.mem)
 }
 
-// maybeRotate freezes the active memtable once it is full, starting a new
-// WAL. It waits (backpressure) while the flush queue is full.
-func (sh *shard) maybeRotate() {
-	if sh.mem.bytes.Load() < sh.s.cfg.MemtableBytes || sh.broken != nil {
-		return
-	}
-	if err := sh.rotate(); err != nil {
-		sh.fail(err)
-	}
-}
-
+// rotate freezes the active memtable, starting a new WAL. It waits
+// (backpressure) while the flush queue is full.
 func (sh *shard) rotate() error {
 	sh.mu.Lock()
 	for len(sh.imm) >= sh.s.cfg.ImmutableMax && !sh.s.closing.Load() {
@@ -372,23 +522,27 @@ func (sh *shard) rotate() error {
 	}
 	sh.mu.Unlock()
 	// The old WAL must be durable before its memtable can be flushed and
-	// the WAL released (interval/none modes leave it unsynced).
-	if err := sh.wal.Sync(); err != nil {
+	// the WAL released (interval/none modes leave it unsynced), and every
+	// entry of the memtable published.
+	if err := sh.syncNow(); err != nil {
 		return err
 	}
 	sh.dirty = false
 	num := sh.s.nextFileNum()
-	w, err := sh.s.createWAL(sh.dir, num)
+	w, f, err := sh.s.createWAL(sh.dir, num)
 	if err != nil {
 		return err
 	}
+	sh.walMu.Lock()
 	sh.wal.Close()
+	sh.wal, sh.walFile = w, f
+	sh.walMu.Unlock()
 	wf := &walFile{num: num, shard: sh}
 	wf.refs.Store(1)
 	old := sh.mem
 	mem := newMemtable(num)
 	mem.wal = wf
-	sh.wal, sh.walF, sh.mem = w, wf, mem
+	sh.walF, sh.mem = wf, mem
 	sh.mu.Lock()
 	sh.imm = append(sh.imm, old)
 	sh.installReadStateLocked(mem)
@@ -471,6 +625,7 @@ func (sh *shard) flushMemtable(m *memtable) error {
 	old := sh.cur
 	sh.cur = nv
 	sh.flushedSeq = flushed
+	sh.imm[0] = nil // let the flushed memtable go (the backing array outlives the slice)
 	sh.imm = sh.imm[1:]
 	sh.flushErr = nil
 	sh.installReadStateLocked(sh.rs.mem)

@@ -138,6 +138,10 @@ func open(dir string, cfg Config, lock io.Closer) (*Store, error) {
 	for _, sh := range s.shards {
 		s.wg.Add(1)
 		go sh.run()
+		if sh.syncQ != nil {
+			s.wg.Add(1)
+			go sh.syncer()
+		}
 		s.bgWG.Add(2)
 		go func() { defer s.bgWG.Done(); sh.flusher() }()
 		go func() { defer s.bgWG.Done(); sh.compactor() }()
@@ -470,21 +474,21 @@ func (s *Store) removeFile(name string) {
 	}
 }
 
-func (s *Store) createWAL(dir string, num uint64) (*wal.Writer, error) {
+func (s *Store) createWAL(dir string, num uint64) (*wal.Writer, vfs.File, error) {
 	f, err := s.fs.Create(walName(dir, num))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	w, err := wal.NewWriter(f, num, wal.DefaultWriterOptions()) // writes and syncs the header
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	if err := s.fs.SyncDir(dir); err != nil {
 		w.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return w, nil
+	return w, f, nil
 }
 
 func (s *Store) openSegment(num uint64) (*segment.Reader, error) {

@@ -43,11 +43,13 @@ func (sh *shard) driveXPart(r *writeReq) {
 			buf := append(sh.encBuf[:0], recXCommit)
 			buf = appendUvarint(buf, x.xid)
 			sh.encBuf = buf
+			sh.walMu.Lock()
 			err := sh.wal.Append(buf)
 			if err == nil {
-				err = sh.wal.Sync()
+				err = sh.wal.Sync() // the syncer is idle: the part was synced by syncNow
 				sh.stats.syncs.Add(1)
 			}
+			sh.walMu.Unlock()
 			if err != nil {
 				sh.fail(err)
 				r.err = sh.broken

@@ -171,7 +171,8 @@ func (d *diskFile) Write(p []byte) (int, error) {
 
 func (d *diskFile) Close() error { return d.f.Close() }
 
-func (d *diskFile) Sync() error { return diskErr(d.f.Sync()) }
+// Sync uses fdatasync on Linux: file contents and size become durable.
+func (d *diskFile) Sync() error { return diskErr(datasync(d.f)) }
 
 func (d *diskFile) Size() (int64, error) {
 	fi, err := d.f.Stat()
