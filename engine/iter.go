@@ -249,6 +249,9 @@ type Iter struct {
 	err      error
 }
 
+// wideScanBuckets is the bucket span from which an iterator uses sequential reads.
+const wideScanBuckets = 64
+
 func (sn *Snapshot) newIter(lo, hi uint16) *Iter {
 	s := sn.s
 	it := &Iter{snap: sn, now: s.cfg.Now().UnixMilli()}
@@ -256,6 +259,9 @@ func (sn *Snapshot) newIter(lo, hi uint16) *Iter {
 	if hi < 0xffff {
 		it.upper = binary.BigEndian.AppendUint16(nil, hi+1)
 	}
+	// Wide scans (migrations, full scans) read segments sequentially in
+	// large chunks and leave the block cache to point reads.
+	scan := int(hi)-int(lo) >= wideScanBuckets
 	n := len(s.shards)
 	for i := range s.shards {
 		if !shardHasBucketIn(i, n, lo, hi) {
@@ -274,7 +280,7 @@ func (sn *Snapshot) newIter(lo, hi uint16) *Iter {
 			if !f.overlaps(it.lower, it.upper) {
 				continue
 			}
-			add(&lazySegIter{s: s, num: f.Num})
+			add(&lazySegIter{s: s, num: f.Num, scan: scan})
 		}
 		var l1 []*fileMeta
 		for _, f := range rs.v.l1 {
@@ -283,7 +289,7 @@ func (sn *Snapshot) newIter(lo, hi uint16) *Iter {
 			}
 		}
 		if len(l1) > 0 {
-			add(&concatIter{s: s, files: l1})
+			add(&concatIter{s: s, files: l1, scan: scan})
 		}
 	}
 	return it
