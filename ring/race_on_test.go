@@ -1,0 +1,6 @@
+//go:build race
+
+package ring
+
+// raceEnabled is true under -race, where the studies run fewer clusters.
+const raceEnabled = true

@@ -1,0 +1,31 @@
+// Package router maps keys to buckets and buckets to owners.
+//
+// It owns three things:
+//
+//   - the key → bucket function: CRC16 (XMODEM, as Redis Cluster) of the key,
+//     or of its first non-empty {hash tag}, modulo NumBuckets. It matches
+//     Redis Cluster's CLUSTER KEYSLOT for every key, so cluster-aware Redis
+//     clients route to the right node by themselves;
+//   - the placement Table: an immutable, epoch-stamped bucket → owners map,
+//     with a canonical binary encoding (what the Raft log carries) and a
+//     digest;
+//   - the Holder, which publishes the current Table to readers through an
+//     atomic pointer: readers never lock and never block.
+//
+// It must not block, do I/O, or decide placement: tables are computed by
+// package ring (see FromRing) or decoded from the log, and turning a change
+// of table into bucket moves is package rebalancer's job.
+//
+// # Usage
+//
+//	t, err := router.FromRing(epoch, r)   // or t.UnmarshalBinary(entry)
+//	var h router.Holder
+//	err = h.Store(t)                      // refuses an older epoch
+//	owner := h.Load().Owner(key)          // lock-free, allocation-free
+//
+// # Caveats
+//
+// A *Table is read-only once built; slices it returns from Owners are
+// shared and must not be modified. UnmarshalBinary writes its receiver and
+// must only be called on a Table nobody else uses yet.
+package router
