@@ -16,11 +16,21 @@ import (
 // crashOp is one workload operation: a put, a delete, or a batch spanning
 // several shards. Values are unique per operation.
 type crashOp struct {
-	sets map[mkey]string
-	dels []mkey
+	sets      map[mkey]string
+	dels      []mkey
+	rangeDel  bool // delete bucket delBucket with DeleteBucketRange
+	delBucket uint16
 }
 
 func (op crashOp) applyTo(m model) {
+	if op.rangeDel {
+		for k := range m {
+			if k.b == op.delBucket {
+				delete(m, k)
+			}
+		}
+		return
+	}
 	for _, k := range op.dels {
 		delete(m, k)
 	}
@@ -34,10 +44,12 @@ func genCrashOps(rng *rand.Rand, n int) []crashOp {
 	key := func() mkey { return mkey{uint16(rng.IntN(24)), fmt.Sprintf("k%03d", rng.IntN(120))} }
 	for i := range ops {
 		op := crashOp{sets: map[mkey]string{}}
-		switch p := rng.IntN(10); {
-		case p < 5:
+		switch p := rng.IntN(100); {
+		case p < 2:
+			op.rangeDel, op.delBucket = true, uint16(rng.IntN(24))
+		case p < 50:
 			op.sets[key()] = fmt.Sprintf("op%d-%s", i, strings.Repeat("v", rng.IntN(1200)))
-		case p < 7:
+		case p < 70:
 			op.dels = append(op.dels, key())
 		default: // a batch: several keys, usually on several shards
 			for j := 0; j < 2+rng.IntN(6); j++ {
@@ -61,6 +73,14 @@ func genCrashOps(rng *rand.Rand, n int) []crashOp {
 		ops[i] = op
 	}
 	return ops
+}
+
+// run applies op to s.
+func (op crashOp) run(ctx context.Context, s *Store) error {
+	if op.rangeDel {
+		return s.DeleteBucketRange(ctx, op.delBucket, op.delBucket)
+	}
+	return s.Write(ctx, op.batch())
 }
 
 func (op crashOp) batch() *Batch {
@@ -134,7 +154,7 @@ func TestCrashLoop(t *testing.T) {
 	s := mustOpen(t, mem, "/db", cfg)
 	ctx := context.Background()
 	for i, op := range ops {
-		if err := s.Write(ctx, op.batch()); err != nil {
+		if err := op.run(ctx, s); err != nil {
 			t.Fatalf("op %d: %v", i, err)
 		}
 		acked.Store(int64(i + 1))
@@ -261,7 +281,7 @@ func TestWriteErrorsLeaveStoreConsistent(t *testing.T) {
 		}
 		acked := 0
 		for i, op := range ops {
-			if err := s.Write(ctx, op.batch()); err != nil {
+			if err := op.run(ctx, s); err != nil {
 				failures++
 				// Reads keep working after a write error.
 				if _, err := s.Get(0, []byte("k000")); err != nil && !errors.Is(err, ErrNotFound) {

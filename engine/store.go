@@ -384,7 +384,9 @@ func (s *Store) writeCross(ctx context.Context, b *Batch) error {
 }
 
 // DeleteBucketRange deletes every key of buckets [lo, hi] with a range
-// tombstone; the space is reclaimed by compaction.
+// tombstone; the space is reclaimed by compaction and maintenance. It is
+// atomic within each shard but not across shards: after an error or a
+// crash some shards may have applied it; repeating it is harmless.
 func (s *Store) DeleteBucketRange(ctx context.Context, lo, hi uint16) error {
 	if lo > hi {
 		return fmt.Errorf("engine: DeleteBucketRange: lo %d > hi %d", lo, hi)
