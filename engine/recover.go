@@ -300,10 +300,10 @@ func (s *Store) openShard(i int, recs []*shardRecovery) (*shard, error) {
 		return nil, err
 	}
 	sh.wal, sh.walFile = w, f
-	sh.walF = &walFile{num: num, shard: sh}
-	sh.walF.refs.Store(1)
+	sh.walRef = &walFile{num: num, shard: sh}
+	sh.walRef.refs.Store(1)
 	sh.mem = newMemtable(num)
-	sh.mem.wal = sh.walF
+	sh.mem.wal = sh.walRef
 	sh.rs = &readState{mem: sh.mem, v: sh.cur}
 	sh.cur.ref()
 	sh.rs.refs.Store(1)

@@ -83,10 +83,10 @@ type shard struct {
 
 	mailbox chan *writeReq
 
-	// Worker-owned.
+	// Worker-owned, except wal and walFile: the syncer also uses them under walMu.
 	wal      *wal.Writer
-	walFile  vfs.File // the file under wal, synced by the syncer
-	walF     *walFile
+	walFile  vfs.File // the file under wal
+	walRef   *walFile // reference count of the current WAL
 	mem      *memtable
 	nextSeq  uint64 // last assigned seq
 	broken   error  // set after a WAL error: the shard refuses writes
@@ -542,7 +542,7 @@ func (sh *shard) rotate() error {
 	old := sh.mem
 	mem := newMemtable(num)
 	mem.wal = wf
-	sh.walF, sh.mem = wf, mem
+	sh.walRef, sh.mem = wf, mem
 	sh.mu.Lock()
 	sh.imm = append(sh.imm, old)
 	sh.installReadStateLocked(mem)

@@ -57,7 +57,7 @@ func (sh *shard) driveXPart(r *writeReq) {
 				sh.finishXPart(r, false)
 				return
 			}
-			x.commitWAL = sh.walF
+			x.commitWAL = sh.walRef
 			x.ack <- nil
 		case xApply:
 			sh.apply(r)
