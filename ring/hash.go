@@ -6,7 +6,6 @@ package ring
 const (
 	fnvOffset64 = 14695981039346656037
 	fnvPrime64  = 1099511628211
-	golden64    = 0x9e3779b97f4a7c15
 )
 
 // mix64 is the splitmix64 finalizer: a bijection on uint64 with full
@@ -58,8 +57,15 @@ func pointHashFrom(h, i uint64) uint64 {
 	return mix64(h)
 }
 
-// bucketPoint is the ring position of bucket b: the b-th output of a
-// splitmix64 sequence. It is a bijection, so no two buckets share a point.
+// bucketSlot is the width of one bucket's slot of the ring: 2^64 / NumBuckets.
+const bucketSlot = 1 << 64 / NumBuckets
+
+// bucketPoint is the ring position of bucket b: the centre of the b-th of
+// NumBuckets equal slots, b × 2^64/NumBuckets + 2^64/(2 × NumBuckets).
+// Evenly spaced points add no noise of their own to a node's natural
+// bucket count (hashed ones did), so the load bounds displace about half as
+// many buckets and a change moves fewer between uninvolved nodes. Distinct
+// buckets get distinct points, in bucket order.
 func bucketPoint(b int) uint64 {
-	return mix64(uint64(b+1) * golden64)
+	return uint64(b)*bucketSlot + bucketSlot/2
 }

@@ -27,8 +27,11 @@ func TestPointHashDefinition(t *testing.T) {
 	if got := pointHash("node-1", 7); got != 0xb1fbc9ce6ca1e982 {
 		t.Errorf("pointHash(node-1, 7) = %#x, want 0xb1fbc9ce6ca1e982", got)
 	}
-	if got := bucketPoint(0); got != 0xe220a8397b1dcdaf {
-		t.Errorf("bucketPoint(0) = %#x, want 0xe220a8397b1dcdaf", got)
+	if got := bucketPoint(0); got != 0x0002000000000000 {
+		t.Errorf("bucketPoint(0) = %#x, want 0x0002000000000000", got)
+	}
+	if got := bucketPoint(NumBuckets - 1); got != 0xfffe000000000000 {
+		t.Errorf("bucketPoint(%d) = %#x, want 0xfffe000000000000", NumBuckets-1, got)
 	}
 }
 

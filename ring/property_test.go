@@ -8,10 +8,13 @@ import (
 const (
 	balanceMax = 0.10 // every node within ±10% of its weight share
 	ratioMax   = 1.15 // buckets moved ≤ 1.15 × the theoretical minimum
-	// ratioWorstMax is a regression guard on the single worst change: a few
-	// changes per hundred exceed ratioMax (see TestPlacementReport), none by
-	// this much.
-	ratioWorstMax = 1.6
+	// The issue asks every single change to stay within ratioMax; the ring
+	// does not reach that (see TestPlacementReport and the package doc's
+	// Caveats: 12–35 of 1,000 changes exceed it, the worst 1.37×), so the
+	// tests guard the rest: at most overMax of the changes above ratioMax,
+	// and none above ratioWorstMax.
+	overMax       = 0.05
+	ratioWorstMax = 1.5
 )
 
 // clustersFor scales a study to the build mode: full in a normal run,
@@ -74,6 +77,9 @@ func checkMovement(t *testing.T, res *studyResult, seed uint64) {
 		}
 		if q := o.quantile(0.9); q > ratioMax {
 			t.Errorf("%s: 90th percentile %.3f × the minimum, want ≤ %.2f (seed %d)", opNames[op], q, ratioMax, seed)
+		}
+		if over := o.over(ratioMax); float64(over) > overMax*float64(o.runs) {
+			t.Errorf("%s: %d of %d changes moved more than %.2f × the minimum, want at most %.0f%% (seed %d)", opNames[op], over, o.runs, ratioMax, 100*overMax, seed)
 		}
 		if o.worst > ratioWorstMax {
 			t.Errorf("%s: worst change moved %.3f × the minimum, want ≤ %.2f: %s (seed %d)", opNames[op], o.worst, ratioWorstMax, o.worstInfo, seed)

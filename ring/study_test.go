@@ -47,7 +47,7 @@ func (p dbxPlacer) displaced(nodes []Node, primaries []string) []bool {
 	ph, pn := buildPoints(p.cfg.VnodesPerNode, sorted)
 	out := make([]bool, NumBuckets)
 	for b := range out {
-		out[b] = sorted[pn[firstAtOrAfter(ph, bucketPoint(b))]].ID != primaries[b]
+		out[b] = sorted[pn[firstAtOrAfter(ph, bucketPoints().point[b])]].ID != primaries[b]
 	}
 	return out
 }
