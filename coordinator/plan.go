@@ -1,0 +1,44 @@
+package coordinator
+
+import (
+	"fmt"
+
+	"github.com/dbx-kv/dbx/ring"
+	"github.com/dbx-kv/dbx/router"
+)
+
+// Plan computes the placement s should have: the table of a ring (policy
+// cfg) over s's active members and weights, at epoch s.Epoch()+1. It returns
+// ok = false and no error when the current table was already computed from
+// those members and weights, or when no member is active. When the cluster
+// holds data and the new table would move a bucket it returns ErrHasData.
+// Errors from the ring (ring.ErrRFTooLarge while there are fewer active
+// members than cfg.RF, ...) are returned wrapped; they depend only on s and
+// cfg, so retrying without a change of state gives the same error.
+//
+// Plan is pure but costly (a ring build, milliseconds to tens of
+// milliseconds): the leader runs it, never the request path. Apply the
+// returned command; it is rejected if the state changed in between.
+func Plan(s *State, cfg ring.Config) (cmd SetPlacement, ok bool, err error) {
+	active := s.ActiveNodes()
+	if len(active) == 0 || s.PlacementCurrent() {
+		return SetPlacement{}, false, nil
+	}
+	r, err := ring.New(cfg, active)
+	if err != nil {
+		return SetPlacement{}, false, fmt.Errorf("coordinator: plan: %w", err)
+	}
+	epoch := s.Epoch() + 1
+	t, err := router.FromRing(epoch, r)
+	if err != nil {
+		return SetPlacement{}, false, fmt.Errorf("coordinator: plan: %w", err)
+	}
+	if s.hasData && s.table != nil && !sameOwners(s.table, t) {
+		return SetPlacement{}, false, fmt.Errorf("%w: placing %s would move buckets", ErrHasData, nodesString(active))
+	}
+	b, err := t.MarshalBinary()
+	if err != nil {
+		return SetPlacement{}, false, fmt.Errorf("coordinator: plan: %w", err)
+	}
+	return SetPlacement{Epoch: epoch, Table: b, Inputs: active}, true, nil
+}

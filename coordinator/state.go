@@ -1,0 +1,313 @@
+package coordinator
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/dbx-kv/dbx/ring"
+	"github.com/dbx-kv/dbx/router"
+)
+
+// State is the cluster metadata: members, the current placement table and
+// its epoch, the inputs it was computed from, and whether the cluster holds
+// data. It is the pure state machine behind the Raft FSM: Apply is
+// deterministic and does no I/O, so every node that applies the same log
+// reaches a byte-identical state (see MarshalBinary).
+//
+// A *State is immutable: Apply returns a new State and leaves its receiver
+// alone, so a *State may be read from any number of goroutines. The zero
+// State is not valid; use NewState.
+type State struct {
+	index   uint64            // log index of the last applied command
+	members map[string]Member // by ID
+	table   *router.Table     // current placement; nil before the first
+	placed  []ring.Node       // inputs of table, sorted by ID
+	hasData bool
+}
+
+// Result is the outcome of applying one command: Err is nil if it was
+// accepted, else the (deterministic) reason it was rejected; a rejected
+// command leaves the state unchanged except for Index.
+type Result struct {
+	// Index is the command's log index.
+	Index uint64
+	// Epoch is the placement epoch after the command.
+	Epoch uint64
+	// Err is why the command was rejected, or nil.
+	Err error
+}
+
+// NewState returns the empty state: no members, no placement, epoch 0.
+func NewState() *State {
+	return &State{members: map[string]Member{}}
+}
+
+// Index returns the log index of the last command applied (0 for none).
+func (s *State) Index() uint64 { return s.index }
+
+// Epoch returns the epoch of the current placement, 0 before the first one.
+// It only grows.
+func (s *State) Epoch() uint64 {
+	if s.table == nil {
+		return 0
+	}
+	return s.table.Epoch()
+}
+
+// Table returns the current placement, or nil before the first one.
+func (s *State) Table() *router.Table { return s.table }
+
+// HasData reports whether a MarkHasData was applied.
+func (s *State) HasData() bool { return s.hasData }
+
+// Member returns the member with the given ID.
+func (s *State) Member(id string) (Member, bool) {
+	m, ok := s.members[id]
+	return m, ok
+}
+
+// Members returns every member sorted by ID (a copy).
+func (s *State) Members() []Member {
+	out := make([]Member, 0, len(s.members))
+	for _, m := range s.members {
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// PlacedMembers returns the nodes and weights the current table was computed
+// from, sorted by ID (a copy).
+func (s *State) PlacedMembers() []ring.Node { return slices.Clone(s.placed) }
+
+// ActiveNodes returns the active members with their weights, sorted by ID:
+// the input placement should be computed from.
+func (s *State) ActiveNodes() []ring.Node {
+	var out []ring.Node
+	for _, m := range s.members {
+		if m.State == StateActive {
+			out = append(out, ring.Node{ID: m.ID, Weight: m.Weight})
+		}
+	}
+	slices.SortFunc(out, func(a, b ring.Node) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// PlacementCurrent reports whether the current table was computed from the
+// current active members and weights.
+func (s *State) PlacementCurrent() bool {
+	return s.table != nil && slices.Equal(s.placed, s.ActiveNodes())
+}
+
+// placedID reports whether id is a node of the current table.
+func (s *State) placedID(id string) bool {
+	_, ok := slices.BinarySearchFunc(s.placed, id, func(n ring.Node, id string) int { return strings.Compare(n.ID, id) })
+	return ok
+}
+
+// Digest returns the SHA-256 of the state's canonical encoding: two nodes
+// that applied the same log have the same digest.
+func (s *State) Digest() [32]byte {
+	b, err := s.MarshalBinary()
+	if err != nil {
+		// Only an invalid state fails to encode, and Apply never builds one.
+		panic(err)
+	}
+	return sha256.Sum256(b)
+}
+
+func (s *State) clone() *State {
+	n := *s
+	n.members = make(map[string]Member, len(s.members))
+	for k, v := range s.members {
+		n.members[k] = v
+	}
+	return &n
+}
+
+// Apply applies the encoded command data at log index and returns the new
+// state and the result. s is not modified. A command that does not decode
+// or is rejected yields a state that differs from s only in Index; Apply
+// never panics on bad input.
+func (s *State) Apply(index uint64, data []byte) (*State, Result) {
+	next := s.clone()
+	next.index = index
+	cmd, err := Decode(data)
+	if err == nil {
+		err = next.apply(index, cmd)
+	}
+	if err != nil {
+		// Rejected: keep every field but the index.
+		next = s.clone()
+		next.index = index
+	}
+	return next, Result{Index: index, Epoch: next.Epoch(), Err: err}
+}
+
+// ApplyCommand is Apply for a command value (it encodes it first), for tests
+// and tools that build states without a log.
+func (s *State) ApplyCommand(index uint64, c Command) (*State, Result) {
+	data, err := Encode(c)
+	if err != nil {
+		next := s.clone()
+		next.index = index
+		return next, Result{Index: index, Epoch: next.Epoch(), Err: err}
+	}
+	return s.Apply(index, data)
+}
+
+// apply mutates s (a fresh clone) with cmd.
+func (s *State) apply(index uint64, cmd Command) error {
+	switch c := cmd.(type) {
+	case AddMember:
+		return s.addMember(index, c.Member)
+	case RemoveMember:
+		return s.removeMember(c.ID)
+	case SetWeight:
+		return s.setWeight(c.ID, c.Weight)
+	case SetState:
+		return s.setState(c.ID, c.State)
+	case SetPlacement:
+		return s.setPlacement(c)
+	case MarkHasData:
+		s.hasData = true
+		return nil
+	}
+	return fmt.Errorf("%w: unhandled %T", ErrBadCommand, cmd)
+}
+
+func (s *State) addMember(index uint64, m Member) error {
+	if err := m.validate(); err != nil {
+		return err
+	}
+	if old, ok := s.members[m.ID]; ok {
+		old.RaftAddr, old.RPCAddr, old.RESPAddr, old.HTTPAddr = m.RaftAddr, m.RPCAddr, m.RESPAddr, m.HTTPAddr
+		if old.State == StateLeft {
+			old.State = StateJoining
+			old.JoinedIndex = index
+			old.Weight = m.Weight
+		}
+		s.members[m.ID] = old
+		return nil
+	}
+	if len(s.members) >= MaxMembers {
+		return fmt.Errorf("%w: already %d members", ErrBadCommand, MaxMembers)
+	}
+	m.State = StateJoining
+	m.JoinedIndex = index
+	s.members[m.ID] = m
+	return nil
+}
+
+func (s *State) removeMember(id string) error {
+	if _, ok := s.members[id]; !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownMember, truncate(id))
+	}
+	if s.hasData && s.placedID(id) {
+		return fmt.Errorf("%w: member %s owns buckets", ErrHasData, id)
+	}
+	delete(s.members, id)
+	return nil
+}
+
+func (s *State) setWeight(id string, w float64) error {
+	m, ok := s.members[id]
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownMember, truncate(id))
+	}
+	if err := validWeight(w); err != nil {
+		return fmt.Errorf("member %s: %w", id, err)
+	}
+	if w == m.Weight {
+		return nil
+	}
+	if s.hasData && s.placedID(id) {
+		return fmt.Errorf("%w: member %s owns buckets", ErrHasData, id)
+	}
+	m.Weight = w
+	s.members[id] = m
+	return nil
+}
+
+func (s *State) setState(id string, st MemberState) error {
+	m, ok := s.members[id]
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownMember, truncate(id))
+	}
+	if !st.Valid() {
+		return fmt.Errorf("%w: member %s: unknown state %q", ErrBadCommand, id, truncate(string(st)))
+	}
+	if m.State == st {
+		return nil
+	}
+	if m.State == StateLeft {
+		return fmt.Errorf("%w: member %s has left: add it again instead of setting it %s", ErrBadCommand, id, st)
+	}
+	m.State = st
+	s.members[id] = m
+	return nil
+}
+
+func (s *State) setPlacement(c SetPlacement) error {
+	if c.Epoch != s.Epoch()+1 {
+		return fmt.Errorf("%w: epoch %d, want %d", ErrStaleEpoch, c.Epoch, s.Epoch()+1)
+	}
+	t, err := router.ParseTable(c.Table)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadPlacement, err)
+	}
+	if t.Epoch() != c.Epoch {
+		return fmt.Errorf("%w: table epoch %d, command epoch %d", ErrBadPlacement, t.Epoch(), c.Epoch)
+	}
+	active := s.ActiveNodes()
+	if !slices.Equal(c.Inputs, active) {
+		return fmt.Errorf("%w: computed from %s, active members are %s", ErrBadPlacement, nodesString(c.Inputs), nodesString(active))
+	}
+	nodes := t.Nodes()
+	if len(nodes) != len(active) {
+		return fmt.Errorf("%w: table has %d nodes, %d active members", ErrBadPlacement, len(nodes), len(active))
+	}
+	for i, id := range nodes {
+		if id != active[i].ID {
+			return fmt.Errorf("%w: table node %s is not active member %s", ErrBadPlacement, id, active[i].ID)
+		}
+	}
+	if s.hasData && s.table != nil && !sameOwners(s.table, t) {
+		return fmt.Errorf("%w: epoch %d would move buckets", ErrHasData, c.Epoch)
+	}
+	s.table = t
+	s.placed = active
+	return nil
+}
+
+// sameOwners reports whether a and b give every bucket the same owners.
+func sameOwners(a, b *router.Table) bool {
+	if a.RF() != b.RF() {
+		return false
+	}
+	for bk := range router.NumBuckets {
+		if !slices.Equal(a.Owners(uint16(bk)), b.Owners(uint16(bk))) {
+			return false
+		}
+	}
+	return true
+}
+
+func nodesString(ns []ring.Node) string {
+	var b strings.Builder
+	b.WriteByte('[')
+	for i, n := range ns {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		if i == 8 {
+			fmt.Fprintf(&b, "...(%d)", len(ns))
+			break
+		}
+		fmt.Fprintf(&b, "%s:%g", n.ID, n.Weight)
+	}
+	b.WriteByte(']')
+	return b.String()
+}

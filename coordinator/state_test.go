@@ -1,0 +1,332 @@
+package coordinator
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"testing"
+
+	"github.com/dbx-kv/dbx/ring"
+)
+
+func member(id string, w float64) Member {
+	return Member{ID: id, RaftAddr: "raft-" + id, RPCAddr: "rpc-" + id, RESPAddr: "resp-" + id, HTTPAddr: "http-" + id, Weight: w}
+}
+
+// stepper applies commands at increasing indexes and fails the test on an
+// unexpected result.
+type stepper struct {
+	t *testing.T
+	s *State
+}
+
+func newStepper(t *testing.T) *stepper { return &stepper{t: t, s: NewState()} }
+
+func (st *stepper) apply(c Command, want error) Result {
+	st.t.Helper()
+	next, res := st.s.ApplyCommand(st.s.Index()+1, c)
+	if want == nil && res.Err != nil || want != nil && !errors.Is(res.Err, want) {
+		st.t.Fatalf("apply %T %+v: err %v, want %v", c, c, res.Err, want)
+	}
+	if res.Err != nil && !sameExceptIndex(st.s, next) {
+		st.t.Fatalf("rejected %T changed the state", c)
+	}
+	st.s = next
+	return res
+}
+
+// place plans and applies the placement, which must be needed.
+func (st *stepper) place() {
+	st.t.Helper()
+	cmd, ok, err := Plan(st.s, testPlacement())
+	if err != nil || !ok {
+		st.t.Fatalf("Plan: ok %v err %v", ok, err)
+	}
+	st.apply(cmd, nil)
+}
+
+func testPlacement() ring.Config {
+	c := ring.DefaultConfig()
+	c.VnodesPerNode = 64 // fast builds in tests
+	return c
+}
+
+func sameExceptIndex(a, b *State) bool {
+	a2, b2 := a.clone(), b.clone()
+	a2.index, b2.index = 0, 0
+	return a2.Digest() == b2.Digest()
+}
+
+func TestStateCommands(t *testing.T) {
+	st := newStepper(t)
+	s0 := st.s
+
+	// AddMember.
+	st.apply(AddMember{Member: member("a", 1)}, nil)
+	if m, _ := st.s.Member("a"); m.State != StateJoining || m.JoinedIndex != 1 || m.Weight != 1 || m.RPCAddr != "rpc-a" {
+		t.Fatalf("added member: %+v", m)
+	}
+	if _, ok := s0.Member("a"); ok {
+		t.Fatal("Apply modified its receiver")
+	}
+	st.apply(AddMember{Member: Member{ID: "", RaftAddr: "x", Weight: 1}}, ErrBadCommand)
+	st.apply(AddMember{Member: Member{ID: "b", Weight: 1}}, ErrBadCommand) // no raft address
+	st.apply(AddMember{Member: member("b", 0)}, ErrBadCommand)
+	st.apply(AddMember{Member: member("b", 101)}, ErrBadCommand)
+	// Re-adding updates addresses, keeps weight and state.
+	m2 := member("a", 7)
+	m2.RPCAddr = "rpc-a2"
+	st.apply(AddMember{Member: m2}, nil)
+	if m, _ := st.s.Member("a"); m.RPCAddr != "rpc-a2" || m.Weight != 1 || m.JoinedIndex != 1 {
+		t.Fatalf("re-added member: %+v", m)
+	}
+
+	// SetState.
+	st.apply(SetState{ID: "a", State: StateActive}, nil)
+	st.apply(SetState{ID: "a", State: "bogus"}, ErrBadCommand)
+	st.apply(SetState{ID: "zz", State: StateActive}, ErrUnknownMember)
+
+	// SetWeight.
+	st.apply(SetWeight{ID: "a", Weight: 2}, nil)
+	st.apply(SetWeight{ID: "a", Weight: -1}, ErrBadCommand)
+	st.apply(SetWeight{ID: "zz", Weight: 1}, ErrUnknownMember)
+	if m, _ := st.s.Member("a"); m.Weight != 2 {
+		t.Fatalf("weight %v", m.Weight)
+	}
+
+	// SetPlacement: the first epoch is 1.
+	st.place()
+	if st.s.Epoch() != 1 || !st.s.PlacementCurrent() || st.s.Table().Count("a") != ring.NumBuckets {
+		t.Fatalf("after placement: epoch %d current %v", st.s.Epoch(), st.s.PlacementCurrent())
+	}
+	if _, ok, err := Plan(st.s, testPlacement()); ok || err != nil {
+		t.Fatalf("Plan of a placed state: ok %v err %v", ok, err)
+	}
+
+	// A second member changes the plan; a stale or foreign table is refused.
+	st.apply(AddMember{Member: member("b", 1)}, nil)
+	st.apply(SetState{ID: "b", State: StateActive}, nil)
+	cmd, ok, err := Plan(st.s, testPlacement())
+	if !ok || err != nil || cmd.Epoch != 2 {
+		t.Fatalf("Plan: %v %v epoch %d", ok, err, cmd.Epoch)
+	}
+	stale := cmd
+	stale.Epoch = 1
+	st.apply(stale, ErrStaleEpoch)
+	skip := cmd
+	skip.Epoch = 3
+	st.apply(skip, ErrStaleEpoch)
+	bad := cmd
+	bad.Table = append([]byte(nil), cmd.Table...)
+	bad.Table[len(bad.Table)-1] ^= 1
+	st.apply(bad, ErrBadPlacement)
+	wrongInputs := cmd
+	wrongInputs.Inputs = []ring.Node{{ID: "a", Weight: 2}, {ID: "b", Weight: 3}}
+	st.apply(wrongInputs, ErrBadPlacement)
+	// Planned before a change of weight: refused, then replanned.
+	st.apply(SetWeight{ID: "b", Weight: 3}, nil)
+	st.apply(cmd, ErrBadPlacement)
+	st.place()
+	if st.s.Epoch() != 2 || st.s.Table().Count("b") <= st.s.Table().Count("a") {
+		t.Fatalf("epoch %d counts %v", st.s.Epoch(), st.s.Table().Counts())
+	}
+
+	// Draining takes a member out of the plan.
+	st.apply(SetState{ID: "b", State: StateDraining}, nil)
+	if st.s.PlacementCurrent() {
+		t.Fatal("placement current after drain")
+	}
+	st.place()
+	if got := st.s.Table().Nodes(); len(got) != 1 || got[0] != "a" || st.s.Epoch() != 3 {
+		t.Fatalf("after drain: nodes %v epoch %d", got, st.s.Epoch())
+	}
+
+	// Left is terminal until re-added; re-adding makes it joining again.
+	st.apply(SetState{ID: "b", State: StateLeft}, nil)
+	st.apply(SetState{ID: "b", State: StateActive}, ErrBadCommand)
+	res := st.apply(AddMember{Member: member("b", 4)}, nil)
+	if m, _ := st.s.Member("b"); m.State != StateJoining || m.JoinedIndex != res.Index || m.Weight != 4 {
+		t.Fatalf("re-added left member: %+v", m)
+	}
+
+	// RemoveMember.
+	st.apply(RemoveMember{ID: "b"}, nil)
+	st.apply(RemoveMember{ID: "b"}, ErrUnknownMember)
+	if _, ok := st.s.Member("b"); ok {
+		t.Fatal("removed member still there")
+	}
+
+	// Garbage never panics and never changes the state.
+	for _, data := range [][]byte{nil, {0}, {99, '{', '}'}, {byte(kindAddMember)}, {byte(kindAddMember), '['},
+		append([]byte{byte(kindSetWeight)}, `{"id":"a","weight":1,"x":1}`...),
+		append([]byte{byte(kindSetWeight)}, `{"id":"a","weight":1} {}`...),
+		append([]byte{byte(kindMarkHasData)}, `{}x`...)} {
+		next, res := st.s.Apply(st.s.Index()+1, data)
+		if !errors.Is(res.Err, ErrBadCommand) || !sameExceptIndex(st.s, next) {
+			t.Fatalf("garbage %q: err %v", data, res.Err)
+		}
+		st.s = next
+	}
+	if _, err := Encode(SetWeight{ID: "a", Weight: math.NaN()}); !errors.Is(err, ErrBadCommand) {
+		t.Fatalf("encode NaN: %v", err)
+	}
+}
+
+func TestStateHasData(t *testing.T) {
+	st := newStepper(t)
+	for _, id := range []string{"a", "b"} {
+		st.apply(AddMember{Member: member(id, 1)}, nil)
+		st.apply(SetState{ID: id, State: StateActive}, nil)
+	}
+	st.place()
+	st.apply(MarkHasData{}, nil)
+	st.apply(MarkHasData{}, nil) // idempotent
+	if !st.s.HasData() {
+		t.Fatal("HasData false")
+	}
+	epoch := st.s.Epoch()
+
+	// A placement that would move buckets: refused by Plan and by Apply.
+	st.apply(AddMember{Member: member("c", 1)}, nil) // recording a member is fine
+	st.apply(SetState{ID: "c", State: StateActive}, nil)
+	if _, ok, err := Plan(st.s, testPlacement()); ok || !errors.Is(err, ErrHasData) {
+		t.Fatalf("Plan with data: ok %v err %v", ok, err)
+	}
+	// Build the command by hand from the same state without data.
+	noData := st.s.clone()
+	noData.hasData = false
+	cmd, ok, err := Plan(noData, testPlacement())
+	if !ok || err != nil {
+		t.Fatalf("Plan: %v %v", ok, err)
+	}
+	st.apply(cmd, ErrHasData)
+
+	// Weight changes and removal of a placed member: refused.
+	st.apply(SetWeight{ID: "a", Weight: 2}, ErrHasData)
+	st.apply(SetWeight{ID: "a", Weight: 1}, nil) // no change
+	st.apply(RemoveMember{ID: "a"}, ErrHasData)
+	// Members outside the table may change; state changes are recorded.
+	st.apply(SetWeight{ID: "c", Weight: 2}, nil)
+	st.apply(SetState{ID: "c", State: StateJoining}, nil)
+	st.apply(RemoveMember{ID: "c"}, nil)
+	st.apply(SetState{ID: "b", State: StateFailed}, nil)
+	st.apply(SetState{ID: "b", State: StateActive}, nil)
+
+	// Through all of it the placement stayed put.
+	if !st.s.PlacementCurrent() || st.s.Epoch() != epoch {
+		t.Fatalf("placement changed under data: epoch %d", st.s.Epoch())
+	}
+}
+
+// TestStateDeterminism applies one log (with rejections and garbage) to two
+// states and compares their encodings byte for byte, and checks that the
+// encoding round-trips.
+func TestStateDeterminism(t *testing.T) {
+	log := buildLog(t)
+	a, b := NewState(), NewState()
+	for i, data := range log {
+		var ra, rb Result
+		a, ra = a.Apply(uint64(i+1), data)
+		b, rb = b.Apply(uint64(i+1), data)
+		if (ra.Err == nil) != (rb.Err == nil) || ra.Epoch != rb.Epoch {
+			t.Fatalf("entry %d: results differ: %+v %+v", i, ra, rb)
+		}
+	}
+	ea, err := a.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	eb, _ := b.MarshalBinary()
+	if !bytes.Equal(ea, eb) {
+		t.Fatal("same log, different snapshots")
+	}
+	if a.Epoch() < 2 || len(a.Members()) < 3 {
+		t.Fatalf("log too weak: epoch %d members %d", a.Epoch(), len(a.Members()))
+	}
+	r, err := ParseState(ea)
+	if err != nil {
+		t.Fatal(err)
+	}
+	er, _ := r.MarshalBinary()
+	if !bytes.Equal(ea, er) || r.Digest() != a.Digest() || r.Table().Digest() != a.Table().Digest() {
+		t.Fatal("round trip changed the state")
+	}
+}
+
+// buildLog returns an encoded log exercising every command.
+func buildLog(t *testing.T) [][]byte {
+	t.Helper()
+	st := newStepper(t)
+	var log [][]byte
+	add := func(c Command) {
+		data, err := Encode(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		next, _ := st.s.Apply(st.s.Index()+1, data)
+		st.s = next
+		log = append(log, data)
+	}
+	for i, id := range []string{"n3", "n1", "n2", "n4"} {
+		add(AddMember{Member: member(id, float64(i+1))})
+		add(SetState{ID: id, State: StateActive})
+	}
+	plan := func() {
+		cmd, ok, err := Plan(st.s, testPlacement())
+		if err != nil || !ok {
+			t.Fatalf("Plan: %v %v", ok, err)
+		}
+		add(cmd)
+	}
+	plan()
+	add(SetWeight{ID: "n2", Weight: 9})
+	add(SetState{ID: "n4", State: StateFailed})
+	plan()
+	add(RemoveMember{ID: "nope"})
+	log = append(log, []byte{42})
+	add(MarkHasData{})
+	add(SetWeight{ID: "n1", Weight: 5}) // rejected
+	return log
+}
+
+func TestParseStateRejects(t *testing.T) {
+	log := buildLog(t)
+	s := NewState()
+	for i, d := range log {
+		s, _ = s.Apply(uint64(i+1), d)
+	}
+	good, _ := s.MarshalBinary()
+	if _, err := ParseState(good); err != nil {
+		t.Fatal(err)
+	}
+	// Every truncation and every single-bit flip is detected.
+	for n := 0; n < len(good); n += 1 + n/7 {
+		if _, err := ParseState(good[:n]); !errors.Is(err, ErrBadSnapshot) {
+			t.Fatalf("truncated to %d: %v", n, err)
+		}
+	}
+	for i := 0; i < len(good); i += 1 + i/5 {
+		b := append([]byte(nil), good...)
+		b[i] ^= 0x10
+		if _, err := ParseState(b); !errors.Is(err, ErrBadSnapshot) {
+			t.Fatalf("flip at %d: %v", i, err)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	c := Config{NodeID: "a"}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c = Config{VotersMax: 6, HeartbeatTimeout: 100e6, ElectionTimeout: 50e6, LeaderLeaseTimeout: 200e6}
+	err := c.Validate()
+	for _, want := range []string{"NodeID", "VotersMax (6)", "ElectionTimeout (50ms)", "LeaderLeaseTimeout (200ms)"} {
+		if err == nil || !bytes.Contains([]byte(err.Error()), []byte(want)) {
+			t.Errorf("Validate: %v, want a mention of %s", err, want)
+		}
+	}
+	if !errors.Is(err, ErrBadConfig) {
+		t.Errorf("not ErrBadConfig: %v", err)
+	}
+}
