@@ -9,6 +9,7 @@ GOBIN     ?= $(shell $(GO) env GOPATH)/bin
 FUZZ_WAL      ?= 150000x
 FUZZ_SEGMENT  ?= 400000x
 FUZZ_ROUTER   ?= 800000x
+FUZZ_FRAME    ?= 150000x
 
 
 .PHONY: demo
@@ -55,6 +56,7 @@ fuzz-short:
 	$(GO) test ./engine/wal -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZ_WAL)
 	$(GO) test ./engine/segment -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZ_SEGMENT)
 	$(GO) test ./router -run '^$$' -fuzz '^FuzzHashTag$$' -fuzztime $(FUZZ_ROUTER)
+	$(GO) test ./transport -run '^$$' -fuzz '^FuzzFrameDecode$$' -fuzztime $(FUZZ_FRAME)
 
 bench: bench-placement bench-engine
 
