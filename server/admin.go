@@ -1,0 +1,128 @@
+package server
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"net/http"
+	"net/http/pprof"
+	"strings"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// ClusterInfo is the body of GET /v1/cluster, supplied by the node.
+type ClusterInfo struct {
+	Epoch     uint64        `json:"epoch"`
+	Leader    string        `json:"leader"`
+	Self      string        `json:"self,omitempty"`
+	Nodes     []NodeInfo    `json:"nodes"`
+	Migration MigrationInfo `json:"migration"`
+}
+
+// NodeInfo is one member in ClusterInfo.
+type NodeInfo struct {
+	ID       string  `json:"id"`
+	Weight   float64 `json:"weight"`
+	State    string  `json:"state"` // e.g. "active", "draining", "left"
+	Buckets  int     `json:"buckets"`
+	RespAddr string  `json:"resp_addr"`
+	HTTPAddr string  `json:"http_addr,omitempty"`
+}
+
+// MigrationInfo is the bucket-move progress in ClusterInfo.
+type MigrationInfo struct {
+	Pending int   `json:"pending"`
+	Done    int   `json:"done"`
+	Bytes   int64 `json:"bytes"`
+}
+
+// AdminConfig configures the admin HTTP API.
+type AdminConfig struct {
+	// Token, if set, is required as "Authorization: Bearer <Token>" on every
+	// endpoint but /healthz (401 otherwise).
+	Token string
+}
+
+// Admin is the node's HTTP admin API. It is an http.Handler serving:
+//
+//	GET /v1/cluster     ClusterInfo as JSON (from the view func)
+//	GET /metrics        Prometheus text of the registry
+//	GET /healthz        200 "ok" once SetReady(true), 503 before (no token needed)
+//	/debug/pprof/...    net/http/pprof
+//
+// plus whatever the node adds with Handle. Safe for concurrent use.
+type Admin struct {
+	cfg   AdminConfig
+	mux   *http.ServeMux
+	ready atomic.Bool
+}
+
+// NewAdmin returns the admin API. view is called on every GET /v1/cluster and
+// must not block for long; reg is the node's private registry (nil: an empty
+// one). It returns *Admin rather than http.Handler so the node can flip
+// readiness (SetReady) and add its own endpoints (Handle).
+func NewAdmin(cfg AdminConfig, view func() ClusterInfo, reg *prometheus.Registry) *Admin {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	a := &Admin{cfg: cfg, mux: http.NewServeMux()}
+	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !a.ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte("not ready\n"))
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	a.Handle("GET /v1/cluster", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		info := view()
+		if info.Nodes == nil {
+			info.Nodes = []NodeInfo{}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(info)
+	}))
+	a.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	a.Handle("/debug/pprof/", http.HandlerFunc(pprof.Index))
+	a.Handle("/debug/pprof/cmdline", http.HandlerFunc(pprof.Cmdline))
+	a.Handle("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+	a.Handle("/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+	a.Handle("/debug/pprof/trace", http.HandlerFunc(pprof.Trace))
+	return a
+}
+
+// SetReady sets what /healthz answers: 200 when ready, 503 otherwise.
+func (a *Admin) SetReady(ready bool) { a.ready.Store(ready) }
+
+// Handle adds an endpoint (http.ServeMux pattern) behind the bearer token.
+func (a *Admin) Handle(pattern string, h http.Handler) {
+	a.mux.Handle(pattern, a.auth(h))
+}
+
+// ServeHTTP implements http.Handler.
+func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+func (a *Admin) auth(h http.Handler) http.Handler {
+	if a.cfg.Token == "" {
+		return h
+	}
+	want := []byte("Bearer " + a.cfg.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := r.Header.Get("Authorization")
+		// Scheme is case-insensitive (RFC 9110); the token is not.
+		if len(got) >= 7 && strings.EqualFold(got[:7], "Bearer ") {
+			got = "Bearer " + got[7:]
+		}
+		if subtle.ConstantTimeCompare([]byte(got), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="dbx"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,90 @@
+// Package server is a dbx node's client-facing side: the RESP server that
+// Redis clients talk to, and the HTTP admin API (/v1/cluster, /metrics,
+// /healthz, /debug/pprof). It owns no data: every data command becomes a call
+// on a Backend, which the node supplies; the server only translates RESP to
+// calls and errors to Redis error replies.
+//
+// # Usage
+//
+//	b := server.NewEngineBackend(store, clock)     // or the node's forwarding backend
+//	reg := prometheus.NewRegistry()
+//	m, _ := server.NewMetrics(reg)
+//	cfg := server.DefaultConfig()
+//	cfg.RequirePass, cfg.Metrics = pass, m
+//	srv, err := server.New(cfg, b)
+//	ln, _ := net.Listen("tcp", respAddr)
+//	go srv.Serve(ln)                                // returns nil after Close
+//	admin := server.NewAdmin(server.AdminConfig{Token: tok}, clusterInfo, reg)
+//	go http.Serve(httpLn, admin)
+//	admin.SetReady(true)                            // /healthz → 200
+//	...
+//	srv.Close()                                     // cancels backend calls, waits for connections
+//
+// # Commands
+//
+// PING ECHO QUIT AUTH HELLO CLIENT(ID|GETNAME|SETNAME|SETINFO) SELECT(0 only)
+// READONLY READWRITE COMMAND(|COUNT|INFO|DOCS|LIST)
+// CLUSTER(SLOTS|SHARDS|NODES|KEYSLOT|MYID|INFO|HELP) INFO DBSIZE SCAN GET SET
+// (EX PX EXAT PXAT NX XX GET KEEPTTL) SETNX SETEX PSETEX DEL UNLINK EXISTS TYPE
+// MGET MSET INCR INCRBY DECR DECRBY EXPIRE PEXPIRE EXPIREAT PEXPIREAT TTL PTTL
+// EXPIRETIME PEXPIRETIME PERSIST, with Redis's reply formats and error
+// texts ("-ERR wrong number of arguments for 'get' command", "-ERR unknown
+// command 'x', with args beginning with: 'a' ", "-NOAUTH Authentication
+// required.", "-WRONGPASS invalid username-password pair or user is
+// disabled.", MOVED/ASK from a *MovedError, ...). The table of backend
+// errors to replies is on the error variables in errors.go.
+//
+// The server speaks RESP2 only. HELLO 2 answers as Redis does; HELLO 3
+// answers "-NOPROTO", which go-redis v9 (protocol 3 by default) takes as
+// "fall back to RESP2 and AUTH": it connects normally.
+//
+// # Limits and failure behaviour
+//
+//   - Wrong arity, unknown commands, bad options, keys over KeyBytesMax and
+//     arguments over ValueBytesMax get an error reply; the connection stays
+//     usable (pipelined replies keep their order).
+//   - Malformed RESP is detected by redcon, which replies "-ERR Protocol
+//     error: <detail>" (e.g. "invalid bulk length", "expected '$', got
+//     ':'", "unbalanced quotes in request") and closes that connection only
+//     (RESP cannot resynchronise); other connections are not affected.
+//   - redcon buffers a whole request; the server wraps each connection so a
+//     request that grows over RequestBytesMax gets "-ERR Protocol error:
+//     request too large" and the connection is closed.
+//   - ConnsMax: one connection more gets "-ERR max number of clients
+//     reached" and is closed. WriteTimeout bounds writes to a client that
+//     does not read; IdleTimeout (off by default) closes silent clients.
+//   - Every backend call runs under a context with RequestTimeout (default
+//     2 s); a deadline error becomes "-ERR owner unreachable: request timed
+//     out after 2s", an ErrUnreachable error "-ERR owner unreachable: <detail>".
+//
+// # Backends
+//
+// EngineBackend serves every key from a local *engine.Store (key →
+// router.Bucket → engine bucket, expiry via engine.Batch.SetWithExpiry) and
+// makes each key's read-modify-write atomic with striped key locks held
+// across the engine commit (see its comment). MemBackend is its in-memory
+// twin; both pass the same conformance test. The node layer wraps
+// EngineBackend: for a key it owns it calls through, for another it forwards
+// (transport, bounded by ctx) or returns a *MovedError; multi-key calls are
+// split by owner and, for MSET and DEL, committed with two-phase commit.
+//
+// # Caveats
+//
+//   - A backend must honour ctx: the server does not run calls on a separate
+//     goroutine (that would cost one per command), so a backend that blocks
+//     ignoring ctx hangs that client's connection (only that one) and Close.
+//   - Expiries cross the Backend boundary as absolute Unix ms computed with
+//     Config.Now; a forwarding node and the owner must have roughly synced
+//     clocks (as Redis replicas with PEXPIREAT).
+//   - SCAN cursors are bucket numbers: a call returns whole buckets, so it can
+//     return more than COUNT keys when buckets are large, and cursors are
+//     per node (as in Redis Cluster). MATCH patterns are limited to 4 KiB and
+//     COUNT to 100,000.
+//   - DBSIZE on EngineBackend counts keys (O(keys)); INFO's keyspace line
+//     calls it too.
+//   - EXPIRE's NX/XX/GT/LT options, MULTI/EXEC/DISCARD/WATCH, RESP3, ACL
+//     users other than "default", and an empty multibulk ("*0", which redcon
+//     rejects as a protocol error) are not supported.
+//   - CLUSTER NODES reports a bus port of RESP port + 10000 and no replicas;
+//     clients only use it for display. Node IDs should not contain spaces.
+package server

@@ -1,0 +1,379 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"hash/maphash"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/dbx-kv/dbx/engine"
+	"github.com/dbx-kv/dbx/router"
+)
+
+// lockStripes is the number of key locks of an EngineBackend.
+const lockStripes = 1024
+
+// EngineBackend is a Backend over a local *engine.Store that serves every
+// key itself (key → router.Bucket → engine bucket): a single node's backend,
+// which the node layer wraps with ownership checks and forwarding.
+//
+// Atomicity: every write (SET with or without conditions, DEL, MSET, INCR,
+// EXPIRE, PERSIST) holds the locks of its keys' stripes (a key hashes to one
+// of 1024 stripes; multi-key writes take them in ascending order) across its
+// read-modify-write, including the engine commit. Writes of one key are
+// therefore linearizable; reads take no lock and see committed state.
+// Lock waits honour ctx. MSET and DEL commit as one engine batch (atomic
+// even across shards); MGET reads one engine snapshot.
+type EngineBackend struct {
+	st    *engine.Store
+	now   func() time.Time
+	seed  maphash.Seed
+	locks [lockStripes]chan struct{}
+	view  atomic.Pointer[ClusterView]
+}
+
+// NewEngineBackend returns a backend over st. now must be the clock st was
+// opened with (engine.Config.Now), nil meaning time.Now. Its cluster view is
+// SingleNodeView("local", "") until SetClusterView.
+func NewEngineBackend(st *engine.Store, now func() time.Time) *EngineBackend {
+	if now == nil {
+		now = time.Now
+	}
+	e := &EngineBackend{st: st, now: now, seed: maphash.MakeSeed()}
+	for i := range e.locks {
+		e.locks[i] = make(chan struct{}, 1)
+	}
+	v := SingleNodeView("local", "")
+	e.view.Store(&v)
+	return e
+}
+
+// SetClusterView replaces the view ClusterView returns.
+func (e *EngineBackend) SetClusterView(v ClusterView) { e.view.Store(&v) }
+
+// ClusterView implements Backend.
+func (e *EngineBackend) ClusterView() ClusterView { return *e.view.Load() }
+
+// lock takes the stripes of keys in ascending order; the returned func
+// releases them.
+func (e *EngineBackend) lock(ctx context.Context, keys ...[]byte) (func(), error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err // select below would pick a free stripe at random
+	}
+	var buf [8]int
+	idx := buf[:0]
+	for _, k := range keys {
+		idx = append(idx, int(maphash.Bytes(e.seed, k)%lockStripes))
+	}
+	slices.Sort(idx)
+	idx = slices.Compact(idx)
+	for i, s := range idx {
+		select {
+		case e.locks[s] <- struct{}{}:
+		case <-ctx.Done():
+			for _, t := range idx[:i] {
+				<-e.locks[t]
+			}
+			return nil, ctx.Err()
+		}
+	}
+	return func() {
+		for _, s := range idx {
+			<-e.locks[s]
+		}
+	}, nil
+}
+
+func (e *EngineBackend) item(key []byte) (engine.Item, bool, error) {
+	it, err := e.st.GetItem(router.Bucket(key), key)
+	if errors.Is(err, engine.ErrNotFound) {
+		return engine.Item{}, false, nil
+	}
+	if err != nil {
+		return engine.Item{}, false, err
+	}
+	return it, true, nil
+}
+
+func (e *EngineBackend) write(ctx context.Context, key, value []byte, atMs int64) error {
+	var b engine.Batch
+	b.SetWithExpiry(router.Bucket(key), key, value, atMs)
+	return e.st.Write(ctx, &b)
+}
+
+// Get implements Backend.
+func (e *EngineBackend) Get(ctx context.Context, key []byte) ([]byte, int64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	it, ok, err := e.item(key)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !ok {
+		return nil, 0, ErrNotFound
+	}
+	return it.Value, it.ExpireAt, nil
+}
+
+// Set implements Backend.
+func (e *EngineBackend) Set(ctx context.Context, key, value []byte, opt SetOptions) (SetResult, error) {
+	unlock, err := e.lock(ctx, key)
+	if err != nil {
+		return SetResult{}, err
+	}
+	defer unlock()
+	var old engine.Item
+	found := false
+	if opt.NX || opt.XX || opt.Get || opt.KeepTTL {
+		if old, found, err = e.item(key); err != nil {
+			return SetResult{}, err
+		}
+	}
+	var r SetResult
+	if opt.Get && found {
+		r.Old, r.OldFound = old.Value, true
+	}
+	if (opt.NX && found) || (opt.XX && !found) {
+		return r, nil
+	}
+	at := opt.ExpireAtMs
+	if opt.KeepTTL {
+		at = old.ExpireAt
+	}
+	if err := e.write(ctx, key, value, at); err != nil {
+		return SetResult{}, err
+	}
+	r.Applied = true
+	return r, nil
+}
+
+// Del implements Backend.
+func (e *EngineBackend) Del(ctx context.Context, keys ...[]byte) (int, error) {
+	unlock, err := e.lock(ctx, keys...)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	var b engine.Batch
+	seen := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		if seen[string(k)] {
+			continue
+		}
+		seen[string(k)] = true
+		_, ok, err := e.item(k)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			b.Delete(router.Bucket(k), k)
+		}
+	}
+	if b.Len() == 0 {
+		return 0, nil
+	}
+	if err := e.st.Write(ctx, &b); err != nil {
+		return 0, err
+	}
+	return b.Len(), nil
+}
+
+// Exists implements Backend.
+func (e *EngineBackend) Exists(ctx context.Context, keys ...[]byte) (int, error) {
+	n := 0
+	for _, k := range keys {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		_, ok, err := e.item(k)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// MGet implements Backend: every key is read from one snapshot.
+func (e *EngineBackend) MGet(ctx context.Context, keys ...[]byte) ([][]byte, error) {
+	sn, err := e.st.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	defer sn.Close()
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		v, err := sn.Get(router.Bucket(k), k)
+		if errors.Is(err, engine.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if v == nil {
+			v = []byte{}
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// MSet implements Backend.
+func (e *EngineBackend) MSet(ctx context.Context, pairs ...KV) error {
+	keys := make([][]byte, len(pairs))
+	last := make(map[string]int, len(pairs))
+	for i, p := range pairs {
+		keys[i] = p.Key
+		last[string(p.Key)] = i
+	}
+	unlock, err := e.lock(ctx, keys...)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	var b engine.Batch
+	for i, p := range pairs {
+		if last[string(p.Key)] == i { // a repeated key: the last value wins
+			b.Set(router.Bucket(p.Key), p.Key, p.Value)
+		}
+	}
+	return e.st.Write(ctx, &b)
+}
+
+// IncrBy implements Backend.
+func (e *EngineBackend) IncrBy(ctx context.Context, key []byte, delta int64) (int64, error) {
+	unlock, err := e.lock(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	it, ok, err := e.item(key)
+	if err != nil {
+		return 0, err
+	}
+	cur := it.Value
+	if ok && cur == nil {
+		cur = []byte{}
+	}
+	v, err := addInt(cur, delta)
+	if err != nil {
+		return 0, err
+	}
+	if err := e.write(ctx, key, strconv.AppendInt(nil, v, 10), it.ExpireAt); err != nil {
+		return 0, err
+	}
+	return v, nil
+}
+
+// Expire implements Backend.
+func (e *EngineBackend) Expire(ctx context.Context, key []byte, atMs int64) (bool, error) {
+	unlock, err := e.lock(ctx, key)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	it, ok, err := e.item(key)
+	if err != nil || !ok {
+		return false, err
+	}
+	if atMs <= e.now().UnixMilli() {
+		var b engine.Batch
+		b.Delete(router.Bucket(key), key)
+		return true, e.st.Write(ctx, &b)
+	}
+	return true, e.write(ctx, key, it.Value, atMs)
+}
+
+// Persist implements Backend.
+func (e *EngineBackend) Persist(ctx context.Context, key []byte) (bool, error) {
+	unlock, err := e.lock(ctx, key)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	it, ok, err := e.item(key)
+	if err != nil || !ok || it.ExpireAt == 0 {
+		return false, err
+	}
+	return true, e.write(ctx, key, it.Value, 0)
+}
+
+// ExpireTime implements Backend.
+func (e *EngineBackend) ExpireTime(ctx context.Context, key []byte) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	it, ok, err := e.item(key)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return 0, ErrNotFound
+	}
+	return it.ExpireAt, nil
+}
+
+// DBSize implements Backend by counting the visible keys (O(keys)).
+func (e *EngineBackend) DBSize(ctx context.Context) (int64, error) {
+	it, err := e.st.NewIter(0, router.NumBuckets-1)
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	n := int64(0)
+	for it.First(); it.Valid(); it.Next() {
+		n++
+		if n%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, it.Error()
+}
+
+// Scan implements Backend. The cursor is the next bucket to visit; a call
+// visits whole buckets until it has visited at least count keys (matching
+// or not, as Redis's COUNT is an amount of work), so it may return more or
+// fewer than count keys, and none with a non-zero cursor.
+func (e *EngineBackend) Scan(ctx context.Context, cursor uint64, pattern []byte, count int) (uint64, [][]byte, error) {
+	if cursor >= router.NumBuckets {
+		return 0, nil, nil
+	}
+	it, err := e.st.NewIter(uint16(cursor), router.NumBuckets-1)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer it.Close()
+	var keys [][]byte
+	seen := 0
+	for it.First(); it.Valid(); {
+		b := it.Bucket()
+		for ; it.Valid() && it.Bucket() == b; it.Next() {
+			if Match(pattern, it.Key()) {
+				keys = append(keys, slices.Clone(it.Key()))
+			}
+			if seen++; seen%4096 == 0 {
+				if err := ctx.Err(); err != nil {
+					return 0, nil, err
+				}
+			}
+		}
+		if seen >= count {
+			if err := it.Error(); err != nil {
+				return 0, nil, err
+			}
+			return nextCursor(uint64(b)), keys, nil
+		}
+	}
+	return 0, keys, it.Error()
+}
