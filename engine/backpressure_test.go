@@ -4,57 +4,59 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dbx-kv/dbx/engine/vfs"
 )
 
-// TestHotShardDoesNotStallOthers blocks shard 0's WAL sync, fills its
-// bounded mailbox, and checks that (1) a caller that cannot queue gives up
-// with its ctx error, and (2) writes to other shards keep completing.
+// TestHotShardDoesNotStallOthers keeps shard 0's worker busy (the test
+// holds the lock its next apply needs), so shard 0's bounded mailbox fills.
+// Then (1) a caller that cannot queue gives up with its ctx error, (2)
+// writes to the other shards keep completing, and (3) once shard 0 is
+// released every queued write completes.
 func TestHotShardDoesNotStallOthers(t *testing.T) {
 	mem := vfs.NewMem()
-	block := make(chan struct{})
-	blocking := make(chan struct{}, 1)
-	var armed atomic.Bool
-	inj := vfs.InjectorFunc(func(op vfs.Op, name string) error {
-		if armed.Load() && op == vfs.OpSync && strings.Contains(name, "shard-000") && strings.HasSuffix(name, ".wal") {
-			select {
-			case blocking <- struct{}{}:
-			default:
-			}
-			<-block
-		}
-		return nil
-	})
-	cfg := testConfig(vfs.WithErrors(mem, inj))
+	cfg := testConfig(mem)
 	cfg.MailboxSize = 2
 	s := mustOpen(t, mem, "/db", cfg)
-	defer func() { close(block); s.Close() }()
-	armed.Store(true)
+	defer s.Close()
 	ctx := context.Background()
+	hot := s.shards[0]
 
-	// Bucket 0 -> shard 0 (3 shards). The first write blocks in its sync;
-	// the worker pipelines a few more groups and then stops taking from
-	// its mailbox, which fills.
+	hot.manifestMu.Lock() // a range delete on shard 0 will wait for it in the worker
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			hot.manifestMu.Unlock()
+		}
+	}
+	defer release()
 	const writesMax = 32
-	stuck := make(chan error, writesMax)
-	go func() { stuck <- s.Put(ctx, 0, []byte("first"), []byte("v")) }()
-	<-blocking
-	full := func() bool { return len(s.shards[0].mailbox) == cfg.MailboxSize }
+	results := make(chan error, writesMax+1)
+	groups := hot.stats.groups.Load()
+	go func() { results <- s.DeleteBucketRange(ctx, 0, 0) }() // bucket 0 -> shard 0 only (3 shards)
+	for wait := 0; wait < 2000 && hot.stats.groups.Load() == groups; wait++ {
+		time.Sleep(time.Millisecond) // until the worker has taken the range delete
+	}
+	if hot.stats.groups.Load() == groups {
+		t.Fatal("shard 0's worker never took the range delete")
+	}
+	full := func() bool { return len(hot.mailbox) == cfg.MailboxSize }
+	started := 1
 	for i := 0; i < writesMax && !full(); i++ {
-		go func() { stuck <- s.Put(ctx, 0, []byte{byte('a' + i)}, []byte("v")) }()
+		started++
+		go func() { results <- s.Put(ctx, 3, []byte{byte('a' + i)}, []byte("v")) }() // bucket 3 -> shard 0
 		for wait := 0; wait < 100 && !full(); wait++ {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	if n := len(s.shards[0].mailbox); n != cfg.MailboxSize {
-		t.Fatalf("shard 0 mailbox holds %d, want it full (%d)", n, cfg.MailboxSize)
+	if !full() {
+		t.Fatalf("shard 0 mailbox holds %d, want it full (%d)", len(hot.mailbox), cfg.MailboxSize)
 	}
 	tctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-	err := s.Put(tctx, 3, []byte("late"), []byte("v")) // bucket 3 -> shard 0
+	err := s.Put(tctx, 6, []byte("late"), []byte("v")) // bucket 6 -> shard 0
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("write to a full mailbox: %v, want deadline exceeded", err)
@@ -68,13 +70,24 @@ func TestHotShardDoesNotStallOthers(t *testing.T) {
 		err := s.Put(wctx, b, []byte("k"), []byte("v"))
 		cancel()
 		if err != nil {
-			t.Fatalf("write to bucket %d (shard %d) while shard 0 is stuck: %v", b, b%3, err)
+			t.Fatalf("write to bucket %d (shard %d) while shard 0 is busy: %v", b, b%3, err)
 		}
 	}
 	select {
-	case err := <-stuck:
-		t.Fatalf("a write to the stuck shard returned early: %v", err)
+	case err := <-results:
+		t.Fatalf("a write to the busy shard returned early: %v", err)
 	default:
+	}
+	release()
+	for i := 0; i < started; i++ {
+		select {
+		case err := <-results:
+			if err != nil {
+				t.Fatalf("queued write on shard 0 failed after release: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("queued writes on shard 0 did not finish after release (%d of %d)", i, started)
+		}
 	}
 }
 

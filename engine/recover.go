@@ -243,8 +243,6 @@ func (s *Store) openShard(i int, recs []*shardRecovery) (*shard, error) {
 	switch s.cfg.Sync {
 	case SyncInterval:
 		sh.syncTick = newTicker(s.cfg.SyncInterval, s.quit)
-	case SyncAlways:
-		sh.syncQ = newSyncQueue(s.cfg.MailboxSize)
 	}
 	referenced := map[uint64]bool{}
 	mk := func(fs []*fileMeta) []*fileMeta {

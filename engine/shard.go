@@ -94,7 +94,6 @@ type shard struct {
 	dirty    bool // unsynced WAL bytes (interval/none modes)
 	syncTick <-chan time.Time
 
-	syncQ   *syncQueue            // to the syncer (SyncAlways only; nil otherwise)
 	walMu   sync.Mutex            // guards wal and walFile between the worker and the syncer
 	syncErr atomic.Pointer[error] // set by the syncer after a failed fsync
 
@@ -171,9 +170,6 @@ func (sh *shard) run() {
 				default:
 					sh.syncIfDirty()
 					sh.drainSyncs()
-					if sh.syncQ != nil {
-						sh.syncQ.close()
-					}
 					return
 				}
 			}
@@ -236,7 +232,7 @@ func (sh *shard) commitGroup(group []*writeReq) {
 			sh.fail(err)
 		}
 	}
-	if sh.broken == nil && sh.syncQ == nil {
+	if sh.broken == nil && sh.s.syncer == nil {
 		if err := sh.wal.Flush(); err != nil { // to the OS; the sync mode decides when to fsync
 			sh.fail(err)
 		}
@@ -271,7 +267,7 @@ func (sh *shard) commitGroup(group []*writeReq) {
 		if sh.s.cfg.Sync == SyncAlways {
 			// The syncer fsyncs, publishes and replies while this worker
 			// goes on gathering and appending the next group.
-			sh.syncQ.push(pending, applied)
+			sh.s.syncer.push(sh.id, pending, applied)
 		} else {
 			sh.dirty = true
 			sh.publish(applied)
@@ -306,109 +302,6 @@ func (sh *shard) commitGroup(group []*writeReq) {
 	}
 }
 
-// syncQueue hands committed-but-not-durable requests from the worker to
-// the syncer. The syncer takes everything queued at once, so one fsync
-// covers every group appended while the previous fsync ran (group commit
-// without the worker ever waiting for the disk). Its length is bounded by
-// Config.MailboxSize: the worker waits when it is full.
-type syncQueue struct {
-	mu     sync.Mutex
-	cond   *sync.Cond
-	reqs   []*writeReq
-	last   uint64 // publish up to this seq once durable
-	busy   bool   // the syncer is syncing a batch taken from reqs
-	closed bool
-	max    int
-}
-
-func newSyncQueue(max int) *syncQueue {
-	q := &syncQueue{max: max}
-	q.cond = sync.NewCond(&q.mu)
-	return q
-}
-
-// push queues reqs (already appended to the WAL buffer and applied) for durability.
-func (q *syncQueue) push(reqs []*writeReq, last uint64) {
-	q.mu.Lock()
-	for len(q.reqs) >= q.max && !q.closed {
-		q.cond.Wait()
-	}
-	q.last = last
-	q.reqs = append(q.reqs, reqs...)
-	q.cond.Broadcast()
-	q.mu.Unlock()
-}
-
-// drain waits until every queued request is durable and replied to.
-func (q *syncQueue) drain() {
-	q.mu.Lock()
-	for (len(q.reqs) > 0 || q.busy) && !q.closed {
-		q.cond.Wait()
-	}
-	q.mu.Unlock()
-}
-
-func (q *syncQueue) close() {
-	q.mu.Lock()
-	q.closed = true
-	q.cond.Broadcast()
-	q.mu.Unlock()
-}
-
-// syncer is the shard's group-commit goroutine (SyncAlways): it fsyncs the
-// WAL for everything queued, publishes it and replies, in WAL order.
-func (sh *shard) syncer() {
-	defer sh.s.wg.Done()
-	q := sh.syncQ
-	var batch []*writeReq
-	for {
-		q.mu.Lock()
-		for len(q.reqs) == 0 && !q.closed {
-			q.cond.Wait()
-		}
-		if len(q.reqs) == 0 {
-			q.mu.Unlock()
-			return
-		}
-		batch, q.reqs = q.reqs, batch[:0]
-		last := q.last
-		q.busy = true
-		q.cond.Broadcast()
-		q.mu.Unlock()
-
-		// One write(2) of everything the worker buffered, then one
-		// fdatasync; the worker keeps appending to the buffer meanwhile.
-		err := sh.syncFailure()
-		if err == nil {
-			sh.walMu.Lock()
-			werr := sh.wal.Flush()
-			f := sh.walFile
-			sh.walMu.Unlock()
-			if werr == nil {
-				werr = f.Sync()
-			}
-			if werr != nil {
-				err = fmt.Errorf("%w: shard %d: wal: %v", ErrReadOnly, sh.id, werr)
-				sh.syncErr.Store(&err)
-			}
-			sh.stats.syncs.Add(1)
-		}
-		if err == nil {
-			sh.publish(last)
-		}
-		for _, r := range batch {
-			r.err = err
-			close(r.done)
-		}
-		clear(batch)
-
-		q.mu.Lock()
-		q.busy = false
-		q.cond.Broadcast()
-		q.mu.Unlock()
-	}
-}
-
 func (sh *shard) syncFailure() error {
 	if p := sh.syncErr.Load(); p != nil {
 		return *p
@@ -423,10 +316,10 @@ func (sh *shard) publish(last uint64) {
 	sh.s.pubmu.RUnlock()
 }
 
-// drainSyncs waits until the syncer has made everything queued durable.
+// drainSyncs waits until the syncer has made everything this shard queued durable.
 func (sh *shard) drainSyncs() {
-	if sh.syncQ != nil {
-		sh.syncQ.drain()
+	if sh.s.syncer != nil {
+		sh.s.syncer.drain(sh.id)
 	}
 }
 

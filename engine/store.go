@@ -44,6 +44,9 @@ type Store struct {
 	closed  bool
 	closing atomic.Bool
 
+	syncer *groupSyncer // SyncAlways: one fsync loop for every shard's WAL
+	syncWG sync.WaitGroup
+
 	quit    chan struct{} // workers drain and exit
 	bgQuit  chan struct{} // flushers, compactors, maintenance exit
 	wg      sync.WaitGroup
@@ -135,13 +138,14 @@ func open(dir string, cfg Config, lock io.Closer) (*Store, error) {
 		s.tables.Close()
 		return nil, err
 	}
+	if cfg.Sync == SyncAlways {
+		s.syncer = newGroupSyncer(s.shards, cfg.MailboxSize)
+		s.syncWG.Add(1)
+		go func() { defer s.syncWG.Done(); s.syncer.run() }()
+	}
 	for _, sh := range s.shards {
 		s.wg.Add(1)
 		go sh.run()
-		if sh.syncQ != nil {
-			s.wg.Add(1)
-			go sh.syncer()
-		}
 		s.bgWG.Add(2)
 		go func() { defer s.bgWG.Done(); sh.flusher() }()
 		go func() { defer s.bgWG.Done(); sh.compactor() }()
@@ -200,7 +204,11 @@ func (s *Store) Close() error {
 		sh.mu.Unlock()
 	}
 	close(s.quit)
-	s.wg.Wait()
+	s.wg.Wait() // workers drain their queued syncs before exiting
+	if s.syncer != nil {
+		s.syncer.close()
+		s.syncWG.Wait()
+	}
 	close(s.bgQuit)
 	s.bgWG.Wait()
 	var errs []error
