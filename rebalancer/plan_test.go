@@ -218,6 +218,47 @@ func TestPlanRingChanges(t *testing.T) {
 	}
 }
 
+// TestPlanFromRingPrev: with the next table computed from the previous
+// one, adding a node moves buckets onto it and nowhere else (these bounds
+// force no other move), and fewer than the table computed from scratch.
+func TestPlanFromRingPrev(t *testing.T) {
+	cfg := ring.Config{VnodesPerNode: 128, RF: 1, LoadEpsilon: 0.09}
+	var nodes []ring.Node
+	for i := 0; i < 10; i++ {
+		nodes = append(nodes, ring.Node{ID: fmt.Sprintf("n%d", i), Weight: 1 + float64(i%3)})
+	}
+	r, prev := ringTable(t, 1, cfg, nodes)
+	added, err := r.WithNode(ring.Node{ID: "new", Weight: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := router.FromRingPrev(2, added, prev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Plan(prev, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkPlan(t, prev, next, m)
+	for _, task := range m.Tasks {
+		if task.To != "new" {
+			t.Errorf("%d buckets move %s → %s, not onto the added node", task.Buckets, task.From, task.To)
+		}
+	}
+	scratch, err := router.FromRing(2, added)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := Plan(prev, scratch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Moved == 0 || m.Moved > ms.Moved {
+		t.Errorf("FromRingPrev moves %d buckets, FromRing %d", m.Moved, ms.Moved)
+	}
+}
+
 func TestPlanReplicaOnly(t *testing.T) {
 	cfg := ring.Config{VnodesPerNode: 64, RF: 2, LoadEpsilon: 0.09}
 	nodes := []ring.Node{{ID: "a", Weight: 1}, {ID: "b", Weight: 1}, {ID: "c", Weight: 1}}

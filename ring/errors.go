@@ -26,4 +26,7 @@ var (
 	// ErrTooLarge reports more than MaxNodes nodes or more than MaxPoints
 	// points on the ring.
 	ErrTooLarge = errors.New("ring: too large")
+	// ErrBadAssignment reports a previous assignment given to AssignFrom
+	// with the wrong number of owners or an owner index out of range.
+	ErrBadAssignment = errors.New("ring: bad previous assignment")
 )

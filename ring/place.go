@@ -39,8 +39,11 @@ var walkMax = 4096
 // with more than candidatesMax nodes and absurd weights.
 var errInfeasible = errors.New("no placement satisfies the load bounds with the allowed candidates")
 
-// place computes the assignment for the ID-sorted, validated nodes.
-func place(cfg Config, nodes []Node) (placement, error) {
+// place computes the assignment for the ID-sorted, validated nodes. If
+// prev is not nil, prev[b] is bucket b's previous primary (an index into
+// nodes, or −1 if it is no longer a member) and the placement is computed
+// from it (see withPrevious).
+func place(cfg Config, nodes []Node, prev []int32) (placement, error) {
 	n := len(nodes)
 	total := 0.0
 	for _, nd := range nodes {
@@ -55,7 +58,11 @@ func place(cfg Config, nodes []Node) (placement, error) {
 	var s *solver
 	cs := walkCandidates(ph, pn, min(n, candidatesFast))
 	for {
-		s = newSolver(n, cs, lo, hi)
+		use := cs
+		if prev != nil {
+			use = withPrevious(cs, prev)
+		}
+		s = newSolver(n, use, lo, hi)
 		if s.run() {
 			break
 		}
@@ -367,6 +374,52 @@ func replicas(ph []uint64, pn []uint16, b int, p uint16, out []uint16) {
 			q = 0
 		}
 	}
+}
+
+const (
+	// historyShift scales ring distances down to costs when placing from a
+	// previous assignment: coarser than costShift, so that movePenalty
+	// exceeds the distance cost of all buckets together (NumBuckets ×
+	// 2^(64−historyShift) = 2^44) and fits int64 with room for paths and
+	// potentials.
+	historyShift = 34
+	// movePenalty is the cost of placing a bucket anywhere but its previous
+	// owner. It exceeds any sum of distance costs, so the solver first
+	// minimises the number of buckets that move, then, among the moves, the
+	// ring distance walked.
+	movePenalty int64 = 1 << 44
+)
+
+// withPrevious returns cs extended for placing from a previous assignment:
+// bucket b may also stay on its previous owner prev[b] (if ≥ 0), which costs
+// 0, and every other candidate costs movePenalty plus its ring distance.
+// The previous owner is an extra candidate after cs's if it is not one of
+// them.
+func withPrevious(cs *candidates, prev []int32) *candidates {
+	k := cs.k + 1
+	c := newCandidates(k)
+	c.complete = cs.complete
+	for b := 0; b < NumBuckets; b++ {
+		src, dst := b*cs.k, b*k
+		num := int(cs.num[b])
+		p := prev[b]
+		kept := false
+		for j := 0; j < num; j++ {
+			nd := cs.node[src+j]
+			c.node[dst+j] = nd
+			if int32(nd) == p {
+				kept = true
+			} else {
+				c.cost[dst+j] = movePenalty + cs.cost[src+j]>>(historyShift-costShift)
+			}
+		}
+		if p >= 0 && !kept {
+			c.node[dst+num] = uint16(p)
+			num++
+		}
+		c.num[b] = uint8(num)
+	}
+	return c
 }
 
 // costOf is the cost of placing a bucket on a node whose first point is d

@@ -46,7 +46,7 @@ func New(cfg Config, nodes []Node) (*Ring, error) {
 	if err := validate(cfg, sorted); err != nil {
 		return nil, err
 	}
-	a, err := place(cfg, sorted)
+	a, err := place(cfg, sorted, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -142,9 +142,14 @@ func (r *Ring) index(id string) (int, bool) {
 	return slices.BinarySearchFunc(r.nodes, id, func(n Node, id string) int { return strings.Compare(n.ID, id) })
 }
 
-// Assign returns the ring's assignment. The result is a copy the caller
-// owns.
+// Assign returns the ring's assignment computed from nothing but the ring:
+// the one for a cluster's first table. Later tables should come from
+// AssignFrom. The result is a copy the caller owns.
 func (r *Ring) Assign() Assignment {
+	return r.assignment(r.a.owners, r.a.displaced)
+}
+
+func (r *Ring) assignment(owners []uint16, displaced int) Assignment {
 	ids := make([]string, len(r.nodes))
 	for i, n := range r.nodes {
 		ids[i] = n.ID
@@ -152,9 +157,65 @@ func (r *Ring) Assign() Assignment {
 	return Assignment{
 		Nodes:     ids,
 		RF:        r.cfg.RF,
-		Owners:    slices.Clone(r.a.owners),
-		Displaced: r.a.displaced,
+		Owners:    slices.Clone(owners),
+		Displaced: displaced,
 	}
+}
+
+// AssignFrom returns the ring's assignment computed from prev, the
+// cluster's previous assignment (typically of the ring before one node was
+// added, removed or reweighted). Every bucket keeps its previous primary
+// unless the load bounds of this ring force it off, or that primary is no
+// longer a member; the buckets that move are as few as the bounds allow,
+// and among those placements the one closest to natural consistent hashing
+// is chosen. So a change moves about what the changed node gains or loses,
+// and a bucket moves between two other nodes only when their bounds force
+// it.
+//
+// The result depends on prev as well as on the ring (placement is
+// path-dependent): the same Config, nodes and prev give the same
+// assignment on every process. Replicas (RF > 1) are as in Assign. prev
+// may have any RF (only its primaries are used) and nodes that are not
+// members; a nil prev gives Assign(). It fails with ErrBadAssignment if
+// prev is malformed.
+func (r *Ring) AssignFrom(prev *Assignment) (Assignment, error) {
+	if prev == nil {
+		return r.Assign(), nil
+	}
+	po, err := r.previousOwners(prev)
+	if err != nil {
+		return Assignment{}, err
+	}
+	a, err := place(r.cfg, r.nodes, po)
+	if err != nil {
+		return Assignment{}, err
+	}
+	return r.assignment(a.owners, a.displaced), nil
+}
+
+// previousOwners maps prev's primaries to this ring's node indices, −1 for
+// a node that is not a member.
+func (r *Ring) previousOwners(prev *Assignment) ([]int32, error) {
+	if prev.RF < 1 || len(prev.Owners) != NumBuckets*prev.RF {
+		return nil, fmt.Errorf("%w: RF %d with %d owner entries, want %d buckets × RF ≥ 1", ErrBadAssignment, prev.RF, len(prev.Owners), NumBuckets)
+	}
+	idx := make([]int32, len(prev.Nodes))
+	for i, id := range prev.Nodes {
+		j, ok := r.index(id)
+		if !ok {
+			j = -1
+		}
+		idx[i] = int32(j)
+	}
+	po := make([]int32, NumBuckets)
+	for b := range po {
+		o := int(prev.Owners[b*prev.RF])
+		if o >= len(idx) {
+			return nil, fmt.Errorf("%w: bucket %d's primary is node index %d of %d", ErrBadAssignment, b, o, len(idx))
+		}
+		po[b] = idx[o]
+	}
+	return po, nil
 }
 
 // Primary returns the primary owner of bucket b (b < NumBuckets).

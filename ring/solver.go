@@ -4,11 +4,13 @@ import "math"
 
 // solver places every bucket on one of its candidates so that every node's
 // count lies within [lo, hi], minimising the total cost (the ring distance
-// walked past the natural owner). It is a min-cost flow solved by
-// successive shortest paths:
+// walked past the natural owner; placing from a previous assignment, see
+// withPrevious, also a penalty for every bucket moved). It is a min-cost
+// flow solved by successive shortest paths:
 //
-//   - Start from the natural assignment (every bucket on its first
-//     candidate), which is optimal without bounds.
+//   - Start from every bucket on its cheapest candidate (the natural owner,
+//     or the previous owner when placing from a previous assignment),
+//     which is optimal without bounds.
 //   - The residual graph has a vertex per node plus a sink T. Moving a
 //     bucket b held by y to candidate z is an edge y→z of cost
 //     cost(b,z) − cost(b,y); for each ordered pair (y,z) only the cheapest
@@ -99,9 +101,19 @@ func newSolver(n int, c *candidates, lo, hi []int32) *solver {
 		prevPair: make([]int32, n+1),
 		prevV:    make([]int32, n+1),
 	}
+	// Start from every bucket's cheapest candidate, the first on ties
+	// (without a previous assignment that is the natural owner).
 	for b := 0; b < NumBuckets; b++ {
-		o := c.node[b*c.k]
+		base := b * c.k
+		j0 := 0
+		for j := 1; j < int(c.num[b]); j++ {
+			if c.cost[base+j] < c.cost[base+j0] {
+				j0 = j
+			}
+		}
+		o := c.node[base+j0]
 		s.owner[b] = o
+		s.slot[b] = uint8(j0)
 		s.cnt[o]++
 	}
 	return s

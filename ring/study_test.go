@@ -26,7 +26,7 @@ type placer interface {
 // dbxPlacer is this package's ring.
 type dbxPlacer struct{ cfg Config }
 
-func (p dbxPlacer) name() string   { return "dbx ring" }
+func (p dbxPlacer) name() string   { return "dbx Assign" }
 func (p dbxPlacer) weighted() bool { return true }
 
 func (p dbxPlacer) build(nodes []Node) ([]string, error) {
@@ -50,6 +50,51 @@ func (p dbxPlacer) displaced(nodes []Node, primaries []string) []bool {
 		out[b] = sorted[pn[firstAtOrAfter(ph, bucketPoints().point[b])]].ID != primaries[b]
 	}
 	return out
+}
+
+// historyPlacer is a placer that builds a changed cluster's table from the
+// previous one.
+type historyPlacer interface {
+	placer
+	buildFrom(nodes, prevNodes []Node, prev []string) ([]string, error)
+}
+
+// dbxFromPlacer is this package's ring placing changes with AssignFrom; a
+// cluster's first table comes from Assign.
+type dbxFromPlacer struct{ dbxPlacer }
+
+func (p dbxFromPlacer) name() string { return "dbx AssignFrom" }
+
+func (p dbxFromPlacer) buildFrom(nodes, prevNodes []Node, prev []string) ([]string, error) {
+	r, err := New(p.cfg, nodes)
+	if err != nil {
+		return nil, err
+	}
+	pa := assignmentOf(prevNodes, prev)
+	a, err := r.AssignFrom(&pa)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, NumBuckets)
+	for b := range out {
+		out[b] = a.Nodes[a.Owners[b*a.RF]]
+	}
+	return out, nil
+}
+
+// assignmentOf turns a primary table back into an RF 1 Assignment.
+func assignmentOf(nodes []Node, primaries []string) Assignment {
+	ids := make([]string, len(nodes))
+	for i, n := range nodes {
+		ids[i] = n.ID
+	}
+	slices.Sort(ids)
+	owners := make([]uint16, NumBuckets)
+	for b, id := range primaries {
+		i, _ := slices.BinarySearch(ids, id)
+		owners[b] = uint16(i)
+	}
+	return Assignment{Nodes: ids, RF: 1, Owners: owners}
 }
 
 // studyConfig says what to run.
@@ -194,6 +239,24 @@ func runStudy(p placer, sc studyConfig) (*studyResult, error) {
 		res.worstDevAll = max(res.worstDevAll, w)
 		return out, nil
 	}
+	hp, fromPrev := p.(historyPlacer)
+	buildFrom := func(nodes, prevNodes []Node, prev []string) ([]string, error) {
+		if !fromPrev {
+			return build(nodes)
+		}
+		start := time.Now()
+		out, err := hp.buildFrom(nodes, prevNodes, prev)
+		d := time.Since(start)
+		res.builds++
+		res.buildTotal += d
+		res.buildMax = max(res.buildMax, d)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %d nodes: %w", p.name(), len(nodes), err)
+		}
+		w, _, _ := deviation(nodes, out)
+		res.worstDevAll = max(res.worstDevAll, w)
+		return out, nil
+	}
 	rng := rand.New(rand.NewPCG(sc.seed, 0x5eed))
 	for trial := 0; trial < sc.clusters; trial++ {
 		nodes := randomCluster(rng, sc, trial)
@@ -250,7 +313,7 @@ func runStudy(p placer, sc studyConfig) (*studyResult, error) {
 			if len(ch.nodes) == 0 {
 				continue
 			}
-			after, err := build(ch.nodes)
+			after, err := buildFrom(ch.nodes, nodes, base)
 			if err != nil {
 				return nil, err
 			}
@@ -289,4 +352,119 @@ func runStudy(p placer, sc studyConfig) (*studyResult, error) {
 		}
 	}
 	return res, nil
+}
+
+// chainResult is what a chain study measured: every cluster goes through a
+// sequence of random changes, each table built from the previous one.
+type chainResult struct {
+	placer       string
+	clusters     int
+	changes      int
+	worstDev     float64 // over every table of every chain
+	worstDevInfo string
+	sumDev       float64 // over the last table of every chain
+	nodesSeen    int
+	moved        int
+	minimum      float64
+	ratios       []float64
+	worst        float64
+	worstInfo    string
+	uninvolved   int
+	unforced     int
+}
+
+// runChain starts sc.clusters random clusters from p.build and applies
+// steps random changes (add, remove or reweight one node, keeping the node
+// count within [sc.minNodes, sc.maxNodes]) to each, building every table
+// from the previous one.
+func runChain(p historyPlacer, sc studyConfig, steps int) (*chainResult, error) {
+	res := &chainResult{placer: p.name(), clusters: sc.clusters}
+	rng := rand.New(rand.NewPCG(sc.seed, 0xc4a1))
+	for trial := 0; trial < sc.clusters; trial++ {
+		nodes := randomCluster(rng, sc, trial)
+		cur, err := p.build(nodes)
+		if err != nil {
+			return nil, err
+		}
+		if w, _, who := deviation(nodes, cur); w > res.worstDev {
+			res.worstDev, res.worstDevInfo = w, fmt.Sprintf("cluster %d first table: %s", trial, who)
+		}
+		curDisp := p.displaced(nodes, cur)
+		for step := 0; step < steps; step++ {
+			op := rng.IntN(numOps)
+			if op == opAdd && len(nodes) >= sc.maxNodes {
+				op = opRemove
+			}
+			if op == opRemove && len(nodes) <= sc.minNodes {
+				op = opAdd
+			}
+			next := slices.Clone(nodes)
+			var id string
+			switch op {
+			case opAdd:
+				id = fmt.Sprintf("node-%d-c%d", trial, step)
+				next = append(next, Node{ID: id, Weight: randWeight(rng, sc)})
+			case opRemove:
+				i := rng.IntN(len(nodes))
+				id = nodes[i].ID
+				next = slices.Delete(next, i, i+1)
+			case opReweight:
+				i := rng.IntN(len(nodes))
+				id = nodes[i].ID
+				oldW, newW := nodes[i].Weight, nodes[i].Weight
+				for newW/oldW < 1.5 && oldW/newW < 1.5 {
+					newW = randWeight(rng, sc)
+				}
+				next[i].Weight = newW
+			}
+			after, err := p.buildFrom(next, nodes, cur)
+			if err != nil {
+				return nil, fmt.Errorf("cluster %d step %d: %w", trial, step, err)
+			}
+			afterDisp := p.displaced(next, after)
+			moved, unin, unforced := 0, 0, 0
+			for b := range cur {
+				if cur[b] == after[b] {
+					continue
+				}
+				moved++
+				if cur[b] != id && after[b] != id {
+					unin++
+					if !curDisp[b] && !afterDisp[b] {
+						unforced++
+					}
+				}
+			}
+			minimum := math.Abs(share(next, id)-share(nodes, id)) * NumBuckets
+			r := float64(moved) / minimum
+			res.changes++
+			res.moved += moved
+			res.minimum += minimum
+			res.uninvolved += unin
+			res.unforced += unforced
+			res.ratios = append(res.ratios, r)
+			if r > res.worst {
+				res.worst, res.worstInfo = r, fmt.Sprintf("cluster %d step %d (%d nodes) %s %s: %d moved, minimum %.1f, %d uninvolved",
+					trial, step, len(nodes), opNames[op], id, moved, minimum, unin)
+			}
+			if w, _, who := deviation(next, after); w > res.worstDev {
+				res.worstDev, res.worstDevInfo = w, fmt.Sprintf("cluster %d after step %d: %s", trial, step, who)
+			}
+			nodes, cur, curDisp = next, after, afterDisp
+		}
+		_, sum, _ := deviation(nodes, cur)
+		res.sumDev += sum
+		res.nodesSeen += len(nodes)
+	}
+	return res, nil
+}
+
+func (c *chainResult) over(limit float64) int {
+	o := opStats{ratios: c.ratios}
+	return o.over(limit)
+}
+
+func (c *chainResult) quantile(q float64) float64 {
+	o := opStats{ratios: c.ratios}
+	return o.quantile(q)
 }

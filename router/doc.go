@@ -13,12 +13,19 @@
 //     atomic pointer: readers never lock and never block.
 //
 // It must not block, do I/O, or decide placement: tables are computed by
-// package ring (see FromRing) or decoded from the log, and turning a change
-// of table into bucket moves is package rebalancer's job.
+// package ring (see FromRing and FromRingPrev) or decoded from the log, and
+// turning a change of table into bucket moves is package rebalancer's job.
+//
+// A cluster's first table comes from FromRing; every later one from
+// FromRingPrev, from the table in force, so that a change of one node moves
+// about what that node gains or loses and almost nothing between other
+// nodes. Such tables depend on the history of changes, not only on the
+// members: the table itself, as the Raft log carries it, is the placement.
 //
 // # Usage
 //
-//	t, err := router.FromRing(epoch, r)   // or t.UnmarshalBinary(entry)
+//	t, err := router.FromRing(epoch, r)   // first table; or t.UnmarshalBinary(entry)
+//	t2, err := router.FromRingPrev(epoch+1, r2, t) // after a change: from the table in force
 //	var h router.Holder
 //	err = h.Store(t)                      // refuses an older epoch
 //	owner := h.Load().Owner(key)          // lock-free, allocation-free

@@ -64,6 +64,45 @@ func goldenDigests(t testing.TB) []string {
 		d := tab.Digest()
 		out = append(out, c.name+" "+hex.EncodeToString(d[:]))
 	}
+	return append(out, goldenChain(t)...)
+}
+
+// goldenChain pins FromRingPrev: a 10-node cluster's first table, then one
+// table per change (add, reweight, remove, add), each computed from the
+// previous table, as "chain-<step>-<change> digest" lines.
+func goldenChain(t testing.TB) []string {
+	nodes := make([]ring.Node, 10)
+	for i := range nodes {
+		nodes[i] = ring.Node{ID: fmt.Sprintf("node-%02d", i), Weight: 0.25 * float64(1+(i*7)%16)}
+	}
+	r, err := ring.New(ring.DefaultConfig(), nodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab, err := FromRing(1, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes := []struct {
+		name string
+		do   func(*ring.Ring) (*ring.Ring, error)
+	}{
+		{"add-node-10", func(r *ring.Ring) (*ring.Ring, error) { return r.WithNode(ring.Node{ID: "node-10", Weight: 1.5}) }},
+		{"reweight-node-03", func(r *ring.Ring) (*ring.Ring, error) { return r.WithWeight("node-03", 3.5) }},
+		{"remove-node-05", func(r *ring.Ring) (*ring.Ring, error) { return r.WithoutNode("node-05") }},
+		{"add-node-11", func(r *ring.Ring) (*ring.Ring, error) { return r.WithNode(ring.Node{ID: "node-11", Weight: 0.25}) }},
+	}
+	var out []string
+	for i, c := range changes {
+		if r, err = c.do(r); err != nil {
+			t.Fatalf("chain %s: %v", c.name, err)
+		}
+		if tab, err = FromRingPrev(uint64(i+2), r, tab); err != nil {
+			t.Fatalf("chain %s: %v", c.name, err)
+		}
+		d := tab.Digest()
+		out = append(out, fmt.Sprintf("chain-%d-%s %s", i+1, c.name, hex.EncodeToString(d[:])))
+	}
 	return out
 }
 

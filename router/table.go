@@ -48,9 +48,27 @@ func NewTable(epoch uint64, a ring.Assignment) (*Table, error) {
 	return build(epoch, slices.Clone(a.Nodes), a.RF, slices.Clone(a.Owners)), nil
 }
 
-// FromRing builds the table of r's assignment at epoch.
+// FromRing builds the table of r's assignment at epoch, computed from the
+// ring alone (ring.Ring.Assign): use it for a cluster's first table.
 func FromRing(epoch uint64, r *ring.Ring) (*Table, error) {
 	return NewTable(epoch, r.Assign())
+}
+
+// FromRingPrev builds the table of r's assignment at epoch computed from
+// prev, the table in force (ring.Ring.AssignFrom): buckets stay where prev
+// put them unless r's load bounds force them off or their owner left, so a
+// change of one node moves about what that node gains or loses. The result
+// depends on prev: the same ring and prev give the same table on every
+// process. A nil prev gives FromRing.
+func FromRingPrev(epoch uint64, r *ring.Ring, prev *Table) (*Table, error) {
+	if prev == nil {
+		return FromRing(epoch, r)
+	}
+	a, err := r.AssignFrom(&ring.Assignment{Nodes: prev.nodes, RF: prev.rf, Owners: prev.owners})
+	if err != nil {
+		return nil, err
+	}
+	return NewTable(epoch, a)
 }
 
 func validate(nodes []string, rf int, owners []uint16) error {
