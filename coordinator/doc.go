@@ -50,8 +50,8 @@
 // and every 10 s. It adds the leader itself as a member at bootstrap, makes joining
 // members active (only while the cluster holds no data), and when the
 // active members or their weights differ from the ones the current table
-// was computed from, plans a new table (ring.New → router.FromRing at epoch
-// + 1) and applies SetPlacement. SetPlacement is accepted only at exactly
+// was computed from, plans a new table from the current one (ring.New →
+// router.FromRingPrev, at epoch + 1) and applies SetPlacement. SetPlacement is accepted only at exactly
 // epoch + 1 and only if it was computed from the current active members and
 // weights, so a plan raced by another change is rejected deterministically
 // and the loop plans again. Failed Raft operations are retried with a

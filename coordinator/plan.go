@@ -8,7 +8,9 @@ import (
 )
 
 // Plan computes the placement s should have: the table of a ring (policy
-// cfg) over s's active members and weights, at epoch s.Epoch()+1. It returns
+// cfg) over s's active members and weights, computed from the current
+// table (ring.AssignFrom) so a change moves as few buckets as the load
+// bounds allow, at epoch s.Epoch()+1. It returns
 // ok = false and no error when the current table was already computed from
 // those members and weights, or when no member is active. When the cluster
 // holds data and the new table would move a bucket it returns ErrHasData.
@@ -29,7 +31,9 @@ func Plan(s *State, cfg ring.Config) (cmd SetPlacement, ok bool, err error) {
 		return SetPlacement{}, false, fmt.Errorf("coordinator: plan: %w", err)
 	}
 	epoch := s.Epoch() + 1
-	t, err := router.FromRing(epoch, r)
+	// Start from the current table (nil for the first one): only the
+	// buckets the new load bounds force to move change owner.
+	t, err := router.FromRingPrev(epoch, r, s.table)
 	if err != nil {
 		return SetPlacement{}, false, fmt.Errorf("coordinator: plan: %w", err)
 	}
