@@ -254,13 +254,13 @@ func (s *solver) augment(v int, forward bool) bool {
 			s.dist[to] = d
 			s.prevPair[to] = via
 			s.prevV[to] = from
-			s.pq = qpush(s.pq, qitem{d, to})
+			s.pq = push(s.pq, qitem{d, to})
 		}
 	}
 	found := false
 	for len(s.pq) > 0 {
 		it := s.pq[0]
-		s.pq = qpop(s.pq)
+		s.pq = pop(s.pq)
 		u := it.v
 		if s.done[u] || it.d != s.dist[u] {
 			continue
@@ -365,13 +365,17 @@ func (s *solver) check() {
 	}
 }
 
-func heapify(h []entry) {
+// Binary min-heaps over slices, shared by the per-pair entry heaps and
+// Dijkstra's queue.
+type lesser[T any] interface{ less(T) bool }
+
+func heapify[T lesser[T]](h []T) {
 	for i := len(h)/2 - 1; i >= 0; i-- {
 		down(h, i)
 	}
 }
 
-func down(h []entry, i int) {
+func down[T lesser[T]](h []T, i int) {
 	for {
 		l := 2*i + 1
 		if l >= len(h) {
@@ -389,7 +393,7 @@ func down(h []entry, i int) {
 	}
 }
 
-func push(h []entry, e entry) []entry {
+func push[T lesser[T]](h []T, e T) []T {
 	h = append(h, e)
 	i := len(h) - 1
 	for i > 0 {
@@ -403,47 +407,10 @@ func push(h []entry, e entry) []entry {
 	return h
 }
 
-func pop(h []entry) []entry {
+func pop[T lesser[T]](h []T) []T {
 	last := len(h) - 1
 	h[0] = h[last]
 	h = h[:last]
 	down(h, 0)
-	return h
-}
-
-func qpush(h []qitem, e qitem) []qitem {
-	h = append(h, e)
-	i := len(h) - 1
-	for i > 0 {
-		p := (i - 1) / 2
-		if !h[i].less(h[p]) {
-			break
-		}
-		h[i], h[p] = h[p], h[i]
-		i = p
-	}
-	return h
-}
-
-func qpop(h []qitem) []qitem {
-	last := len(h) - 1
-	h[0] = h[last]
-	h = h[:last]
-	i := 0
-	for {
-		l := 2*i + 1
-		if l >= len(h) {
-			break
-		}
-		m := l
-		if r := l + 1; r < len(h) && h[r].less(h[l]) {
-			m = r
-		}
-		if !h[m].less(h[i]) {
-			break
-		}
-		h[i], h[m] = h[m], h[i]
-		i = m
-	}
 	return h
 }
