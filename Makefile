@@ -12,10 +12,21 @@ FUZZ_ROUTER   ?= 800000x
 FUZZ_FRAME    ?= 150000x
 
 
-.PHONY: demo
-# Quick start: until dbx-node exists this runs the engine walkthrough (engine/example_test.go).
-demo:
-	$(GO) build ./...
+.PHONY: cluster-demo cluster cluster-stop engine-demo
+# Quick start: build dbx-node, start a 3-node cluster on loopback, write on
+# one node and read through the others (redis-cli), print status, stop.
+cluster-demo:
+	scripts/cluster.sh demo
+
+# The same cluster, left running until Ctrl-C (or make cluster-stop).
+cluster:
+	scripts/cluster.sh
+
+cluster-stop:
+	scripts/cluster.sh stop
+
+# The storage engine on its own (engine/example_test.go).
+engine-demo:
 	$(GO) test ./engine -run '^Example$$' -count=1 -v
 
 .PHONY: all build test test-short lint vet fmt fmt-check tidy-check staticcheck bench bench-placement bench-engine fuzz-short clean

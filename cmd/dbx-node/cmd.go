@@ -1,0 +1,295 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/dbx-kv/dbx/node"
+)
+
+// envPrefix prefixes the environment variable of every flag: --data-dir
+// is also read from DBX_DATA_DIR. A flag given on the command line wins.
+const envPrefix = "DBX_"
+
+func envName(flag string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// applyEnv sets every flag not given on the command line from its
+// environment variable, reporting every bad value.
+func applyEnv(fs *pflag.FlagSet) error {
+	var errs []error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || f.Name == "help" {
+			return
+		}
+		if v, ok := os.LookupEnv(envName(f.Name)); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %v", envName(f.Name), v, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "dbx-node",
+		Short:         "dbx clustered key-value store node",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return applyEnv(cmd.Flags())
+		},
+	}
+	root.AddCommand(newServeCmd(), newStatusCmd(), newDrainCmd(), newReweightCmd())
+	return root
+}
+
+func newServeCmd() *cobra.Command {
+	cfg := node.DefaultConfig()
+	var join []string
+	var logLevel, logFormat string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run a node (without --join it bootstraps a new cluster)",
+		Long: "Run a node. Every flag is also read from the environment as DBX_<FLAG>, e.g.\n" +
+			"DBX_ID, DBX_DATA_DIR, DBX_JOIN (comma-separated); the command line wins.\n" +
+			"--join takes gossip addresses (--gossip-addr) of any members.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Join = nil
+			for _, j := range join {
+				if j = strings.TrimSpace(j); j != "" {
+					cfg.Join = append(cfg.Join, j)
+				}
+			}
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %v", err)
+			}
+			opts := &slog.HandlerOptions{Level: level}
+			var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+			if logFormat == "json" {
+				h = slog.NewJSONHandler(os.Stderr, opts)
+			}
+			cfg.Logger = slog.New(h)
+			if err := cfg.Validate(); err != nil {
+				return fmt.Errorf("invalid flags:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			n, err := node.Start(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			<-ctx.Done()
+			cfg.Logger.Info("signal received, shutting down")
+			return n.Close()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.ID, "id", "", "unique, stable node ID (required)")
+	f.StringVar(&cfg.DataDir, "data-dir", "", "data directory (required)")
+	f.StringVar(&cfg.RESPAddr, "resp-addr", cfg.RESPAddr, "RESP (Redis protocol) listen address")
+	f.StringVar(&cfg.RPCAddr, "rpc-addr", cfg.RPCAddr, "node-to-node RPC + Raft listen address")
+	f.StringVar(&cfg.GossipAddr, "gossip-addr", cfg.GossipAddr, "gossip (memberlist) listen address, TCP and UDP")
+	f.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "admin HTTP API listen address")
+	f.StringVar(&cfg.AdvertiseHost, "advertise-host", "", "host announced to others (needed when listening on 0.0.0.0)")
+	f.StringSliceVar(&join, "join", nil, "gossip addresses H:P,... of cluster members to join (empty: bootstrap)")
+	f.Float64Var(&cfg.Weight, "weight", cfg.Weight, "placement weight, in (0, 100]")
+	f.StringVar(&cfg.GossipKey, "gossip-key", "", "base64 16/24/32-byte key encrypting gossip")
+	f.StringVar(&cfg.RequirePass, "requirepass", "", "RESP password (AUTH)")
+	f.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token required by the admin API")
+	f.StringVar(&cfg.Sync, "sync", cfg.Sync, "WAL sync mode: always, interval or none")
+	f.IntVar(&cfg.VotersMax, "voters-max", cfg.VotersMax, "number of Raft voters (1..5)")
+	f.DurationVar(&cfg.JoinTimeout, "join-timeout", cfg.JoinTimeout, "how long to try joining at start")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	return cmd
+}
+
+// admin is a client of a node's admin API.
+type admin struct {
+	addr, token string
+	hc          *http.Client
+}
+
+func adminFlags(cmd *cobra.Command) *admin {
+	a := &admin{hc: &http.Client{Timeout: 15 * time.Second}}
+	cmd.Flags().StringVar(&a.addr, "http", node.DefaultHTTPAddr, "admin API address H:P of any node")
+	cmd.Flags().StringVar(&a.token, "token", "", "admin token (bearer)")
+	return a
+}
+
+func (a *admin) do(method, path string, body any, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	addr := a.addr
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	req, err := http.NewRequest(method, addr+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if a.token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.token)
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, e.Error)
+		}
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(data)))
+	}
+	if out != nil {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+type clusterInfo struct {
+	Epoch  uint64 `json:"epoch"`
+	Leader string `json:"leader"`
+	Self   string `json:"self"`
+	Nodes  []struct {
+		ID       string  `json:"id"`
+		Weight   float64 `json:"weight"`
+		State    string  `json:"state"`
+		Buckets  int     `json:"buckets"`
+		RespAddr string  `json:"resp_addr"`
+		HTTPAddr string  `json:"http_addr"`
+	} `json:"nodes"`
+	Migration struct {
+		Pending int   `json:"pending"`
+		Done    int   `json:"done"`
+		Bytes   int64 `json:"bytes"`
+	} `json:"migration"`
+}
+
+func newStatusCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show members, weights, states, bucket counts, epoch, leader and migration progress",
+		Args:  cobra.NoArgs,
+	}
+	a := adminFlags(cmd)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the raw JSON of /v1/cluster")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		var ci clusterInfo
+		if err := a.do(http.MethodGet, "/v1/cluster", nil, &ci); err != nil {
+			return err
+		}
+		out := cmd.OutOrStdout()
+		if asJSON {
+			enc := json.NewEncoder(out)
+			enc.SetIndent("", "  ")
+			return enc.Encode(ci)
+		}
+		leader := ci.Leader
+		if leader == "" {
+			leader = "(none)"
+		}
+		fmt.Fprintf(out, "epoch %d   leader %s   answered by %s\n", ci.Epoch, leader, ci.Self)
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tSTATE\tWEIGHT\tBUCKETS\tRESP\tHTTP\t")
+		total := 0
+		for _, nd := range ci.Nodes {
+			mark := ""
+			if nd.ID == ci.Leader {
+				mark = " *"
+			}
+			fmt.Fprintf(tw, "%s%s\t%s\t%s\t%d\t%s\t%s\t\n", nd.ID, mark, nd.State, strconv.FormatFloat(nd.Weight, 'g', -1, 64), nd.Buckets, nd.RespAddr, nd.HTTPAddr)
+			total += nd.Buckets
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "%d members, %d buckets placed; migration: %d pending, %d done, %d bytes\n",
+			len(ci.Nodes), total, ci.Migration.Pending, ci.Migration.Done, ci.Migration.Bytes)
+		return nil
+	}
+	return cmd
+}
+
+func newDrainCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "drain ID",
+		Short: "Take a node out of the placement (refused while the cluster holds data, until the rebalancer lands)",
+		Args:  cobra.ExactArgs(1),
+	}
+	a := adminFlags(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		var res struct {
+			Epoch uint64 `json:"epoch"`
+		}
+		if err := a.do(http.MethodPost, "/v1/nodes/"+args[0]+"/drain", struct{}{}, &res); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "node %s draining (epoch %d)\n", args[0], res.Epoch)
+		return nil
+	}
+	return cmd
+}
+
+func newReweightCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "reweight ID W",
+		Short: "Change a node's placement weight (refused while the cluster holds data, until the rebalancer lands)",
+		Args:  cobra.ExactArgs(2),
+	}
+	a := adminFlags(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		w, err := strconv.ParseFloat(args[1], 64)
+		if err != nil {
+			return fmt.Errorf("weight %q: %v", args[1], err)
+		}
+		var res struct {
+			Epoch uint64 `json:"epoch"`
+		}
+		if err := a.do(http.MethodPost, "/v1/nodes/"+args[0]+"/weight", map[string]float64{"weight": w}, &res); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "node %s weight %s (epoch %d)\n", args[0], args[1], res.Epoch)
+		return nil
+	}
+	return cmd
+}

@@ -1,0 +1,75 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/dbx-kv/dbx/coordinator"
+)
+
+// adminOpTimeout bounds an admin operation forwarded to the leader.
+const adminOpTimeout = 10 * time.Second
+
+// registerAdmin adds the operator endpoints to the admin API:
+//
+//	POST /v1/nodes/{id}/weight  body {"weight": W}
+//	POST /v1/nodes/{id}/drain
+//
+// Both run on the Raft leader (forwarded from any node) and answer
+// {"epoch": E} on success, or {"error": "..."} with 400 (bad request),
+// 404 (unknown member), 409 (the cluster holds data: buckets cannot move
+// until the rebalancer exists) or 503 (no leader).
+func (n *Node) registerAdmin() {
+	n.admin.Handle("POST /v1/nodes/{id}/weight", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Weight *float64 `json:"weight"`
+		}
+		dec := json.NewDecoder(io.LimitReader(r.Body, 4<<10))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&body); err != nil || body.Weight == nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": `body must be {"weight": W}`})
+			return
+		}
+		n.adminOp(w, r, leaderOp{Op: opWeight, ID: r.PathValue("id"), Weight: *body.Weight})
+	}))
+	n.admin.Handle("POST /v1/nodes/{id}/drain", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.adminOp(w, r, leaderOp{Op: opDrain, ID: r.PathValue("id")})
+	}))
+}
+
+func (n *Node) adminOp(w http.ResponseWriter, r *http.Request, op leaderOp) {
+	ctx, cancel := context.WithTimeout(r.Context(), adminOpTimeout)
+	defer cancel()
+	res, err := n.leaderDo(ctx, op, nil)
+	if err != nil {
+		n.log.Warn("admin operation failed", "op", op.Op, "id", op.ID, "err", err)
+		writeJSON(w, adminStatus(err), map[string]string{"error": err.Error()})
+		return
+	}
+	n.log.Info("admin operation applied", "op", op.Op, "id", op.ID, "weight", op.Weight, "epoch", res.Epoch)
+	writeJSON(w, http.StatusOK, map[string]any{"epoch": res.Epoch})
+}
+
+func adminStatus(err error) int {
+	switch {
+	case errors.Is(err, coordinator.ErrHasData):
+		return http.StatusConflict
+	case errors.Is(err, coordinator.ErrUnknownMember):
+		return http.StatusNotFound
+	case errors.Is(err, coordinator.ErrBadCommand):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrNoLeader), errors.Is(err, coordinator.ErrNotLeader), errors.Is(err, ErrClosed):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,80 @@
+// Package node wires one dbx process together: config, storage (engine),
+// the shared RPC + Raft port (transport.PortMux), the metadata Raft group
+// (coordinator), gossip (memberlist), the RESP server and the admin API
+// (server), and their lifecycle. It holds no protocol logic: placement,
+// Raft, framing and RESP live in their packages; this one only connects
+// them.
+//
+// # Usage
+//
+//	cfg := node.DefaultConfig()
+//	cfg.ID, cfg.DataDir = "n1", "/var/lib/dbx"
+//	cfg.Join = []string{"10.0.0.2:7946"} // gossip address of any member; empty: bootstrap
+//	n, err := node.Start(ctx, cfg)
+//	defer n.Close()
+//	n.RESPAddr() // the real addresses, also when cfg asked for port 0
+//
+// # Start-up
+//
+// Start opens the engine at DataDir/engine, binds the four ports (RESP, RPC
+// + Raft, gossip, HTTP), opens the coordinator with its Raft log under
+// DataDir/raft — bootstrapping a one-voter cluster when Join is empty and
+// there is no Raft state — and starts memberlist with the node's ID as its
+// name and {id, rpc, resp, http, weight, state} as its metadata. With Join
+// it enters the gossip ring through any of the given gossip addresses,
+// reads the other members' RPC addresses from their metadata and asks the
+// Raft leader (any member passes the request on) to add it
+// (coordinator.Join). A restart with the same DataDir rejoins with its data;
+// its addresses may change (the node re-announces them to the leader).
+//
+// # Requests
+//
+// The RESP server's Backend looks every key's bucket up in the placement
+// table the coordinator publishes (router.Holder): the node's own buckets
+// go to the local server.EngineBackend, others are forwarded over the
+// transport ("kv.get", "kv.set", ...) to the owner, which serves them from
+// its EngineBackend, bounded by the request's context (the server's
+// RequestTimeout, 2 s by default). An owner that cannot be reached gives an
+// error wrapping server.ErrUnreachable. MGET, MSET, DEL and EXISTS are
+// split by owner and fanned out, one call per owner. DBSIZE and SCAN cover
+// this node's keys only, as on one Redis Cluster node. CLUSTER SLOTS/
+// SHARDS/NODES show the placement table with the members' RESP addresses,
+// so cluster-aware clients route directly.
+//
+// The first time a node stores a key it has the leader commit MarkHasData
+// (before the write): from then on the coordinator refuses placement
+// changes that would move a bucket, because moving data needs the
+// rebalancer, which does not exist yet.
+//
+// # Membership
+//
+// On the Raft leader, gossip drives member states: a member memberlist
+// reports gone (left or dead) becomes failed, a failed member it reports
+// alive becomes active again. Event callbacks only record the event and
+// wake the reconcile loop (memberlist's lock is held during callbacks).
+//
+// # Admin API
+//
+// server.Admin serves GET /v1/cluster (epoch, leader, nodes with weight,
+// state, bucket count and RESP address, migration progress), /metrics,
+// /healthz (200 once the node serves) and pprof; the node adds POST
+// /v1/nodes/{id}/weight ({"weight": W}) and POST /v1/nodes/{id}/drain,
+// run on the leader. While the cluster holds data both answer 409 with
+// coordinator.ErrHasData's message (buckets cannot move yet).
+//
+// # Caveats
+//
+//   - MSET and DEL across owners are not atomic: each owner commits its
+//     part on its own (two-phase commit is not wired in yet). MGET reads
+//     each owner's keys from one snapshot, but not across owners.
+//   - There is no replication (RF 1): while a node is down, its keys answer
+//     "-ERR owner unreachable" within the request timeout.
+//   - Failed voters are not removed from the Raft configuration
+//     automatically (see coordinator): with 3 voters one failure is
+//     survived.
+//   - The RPC port has no authentication or encryption (see transport);
+//     gossip is encrypted only with GossipKey.
+//   - The leader marks a member failed when it has never seen it in gossip
+//     for 15 s after its own start, so start nodes within that time of each
+//     other, or they flap failed → active once.
+package node

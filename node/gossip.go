@@ -1,0 +1,238 @@
+package node
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"log"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/dbx-kv/dbx/coordinator"
+)
+
+// gossipMeta is what a node announces in memberlist (≤ 512 bytes).
+type gossipMeta struct {
+	ID     string  `json:"id"`
+	RPC    string  `json:"rpc"`
+	RESP   string  `json:"resp"`
+	HTTP   string  `json:"http"`
+	Weight float64 `json:"weight"`
+	State  string  `json:"state"`
+}
+
+// gossip runs memberlist for failure detection and join discovery. Its
+// event callbacks run under memberlist's lock: they only record the event
+// and poke the node's reconcile loop, never call back into memberlist.
+type gossip struct {
+	n  *Node
+	ml *memberlist.Memberlist
+
+	mu    sync.Mutex
+	state string               // our announced state
+	gone  map[string]time.Time // members seen leaving or dying, by name
+	poke  chan struct{}        // capacity 1: "membership changed"
+	start time.Time
+}
+
+func startGossip(n *Node) (*gossip, error) {
+	g := &gossip{n: n, state: "starting", gone: map[string]time.Time{}, poke: make(chan struct{}, 1), start: time.Now()}
+	var mc *memberlist.Config
+	if n.cfg.GossipProfile == "local" {
+		mc = memberlist.DefaultLocalConfig()
+	} else {
+		mc = memberlist.DefaultLANConfig()
+	}
+	host, portStr, _ := net.SplitHostPort(n.cfg.GossipAddr)
+	port, _ := strconv.Atoi(portStr)
+	mc.Name = n.cfg.ID
+	mc.BindAddr = host
+	if host == "" {
+		mc.BindAddr = "0.0.0.0"
+	}
+	mc.BindPort = port
+	if n.cfg.AdvertiseHost != "" {
+		mc.AdvertiseAddr = n.cfg.AdvertiseHost
+	}
+	mc.Delegate = g
+	mc.Events = g
+	mc.DeadNodeReclaimTime = 10 * time.Second
+	mc.Logger = log.New(&slogWriter{log: n.log.With("component", "memberlist")}, "", 0)
+	if n.cfg.GossipKey != "" {
+		k, err := base64.StdEncoding.DecodeString(n.cfg.GossipKey)
+		if err != nil {
+			return nil, fmt.Errorf("node: gossip key: %w", err)
+		}
+		mc.SecretKey = k
+	}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("node: start gossip on %s: %w", n.cfg.GossipAddr, err)
+	}
+	g.ml = ml
+	return g, nil
+}
+
+func (g *gossip) setState(s string) {
+	g.mu.Lock()
+	g.state = s
+	g.mu.Unlock()
+	if err := g.ml.UpdateNode(time.Second); err != nil {
+		g.n.log.Debug("gossip metadata update not fully propagated", "err", err)
+	}
+}
+
+func (g *gossip) close() error {
+	g.setState("leaving")
+	if err := g.ml.Leave(time.Second); err != nil {
+		g.n.log.Warn("gossip leave", "err", err)
+	}
+	return g.ml.Shutdown()
+}
+
+func (g *gossip) kick() {
+	select {
+	case g.poke <- struct{}{}:
+	default:
+	}
+}
+
+// peerRPCAddrs returns the RPC addresses other live members announce.
+func (g *gossip) peerRPCAddrs() []string {
+	var out []string
+	for _, m := range g.ml.Members() {
+		if m.Name == g.n.cfg.ID {
+			continue
+		}
+		var meta gossipMeta
+		if json.Unmarshal(m.Meta, &meta) == nil && meta.RPC != "" {
+			out = append(out, meta.RPC)
+		}
+	}
+	return out
+}
+
+// NodeMeta implements memberlist.Delegate.
+func (g *gossip) NodeMeta(limit int) []byte {
+	g.mu.Lock()
+	st := g.state
+	g.mu.Unlock()
+	n := g.n
+	b, _ := json.Marshal(gossipMeta{ID: n.cfg.ID, RPC: n.rpcAddr, RESP: n.respAddr, HTTP: n.httpAddr, Weight: n.cfg.Weight, State: st})
+	if len(b) > limit {
+		b, _ = json.Marshal(gossipMeta{ID: n.cfg.ID, RPC: n.rpcAddr})
+	}
+	return b
+}
+
+// NotifyMsg implements memberlist.Delegate (no user messages).
+func (g *gossip) NotifyMsg([]byte) {}
+
+// GetBroadcasts implements memberlist.Delegate (no user broadcasts).
+func (g *gossip) GetBroadcasts(int, int) [][]byte { return nil }
+
+// LocalState implements memberlist.Delegate (no push/pull state).
+func (g *gossip) LocalState(bool) []byte { return nil }
+
+// MergeRemoteState implements memberlist.Delegate.
+func (g *gossip) MergeRemoteState([]byte, bool) {}
+
+// NotifyJoin implements memberlist.EventDelegate.
+func (g *gossip) NotifyJoin(m *memberlist.Node) {
+	g.mu.Lock()
+	delete(g.gone, m.Name)
+	g.mu.Unlock()
+	g.kick()
+}
+
+// NotifyLeave implements memberlist.EventDelegate; it fires for a graceful
+// leave and for a death alike.
+func (g *gossip) NotifyLeave(m *memberlist.Node) {
+	g.mu.Lock()
+	g.gone[m.Name] = time.Now()
+	g.mu.Unlock()
+	g.kick()
+}
+
+// NotifyUpdate implements memberlist.EventDelegate.
+func (g *gossip) NotifyUpdate(*memberlist.Node) { g.kick() }
+
+// absentGrace is how long a member the coordinator knows may be missing from
+// this node's gossip view (never seen) before the leader declares it failed.
+const absentGrace = 15 * time.Second
+
+// reconcileLoop, on the leader, turns gossip's view into member states:
+// members gossip reports gone become failed, failed members it reports
+// alive become active again. It runs on membership events and every second.
+// On every node it also re-announces this node's addresses to the leader
+// when the metadata holds stale ones (a restart on new ports).
+func (n *Node) reconcileLoop() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.done:
+			return
+		case <-n.gossip.poke:
+		case <-t.C:
+		}
+		n.reconcile()
+	}
+}
+
+func (n *Node) reconcile() {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	go func() {
+		select {
+		case <-n.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	s := n.coord.Current()
+	if m, ok := s.Member(n.cfg.ID); ok && n.admin != nil && (m.RPCAddr != n.rpcAddr || m.RESPAddr != n.respAddr || m.HTTPAddr != n.httpAddr) {
+		if _, err := n.leaderDo(ctx, leaderOp{Op: opJoin, Member: n.self()}, n.gossip.peerRPCAddrs()); err != nil {
+			n.log.Warn("re-announcing addresses failed", "err", err)
+		}
+	}
+	if !n.coord.IsLeader() {
+		return
+	}
+	alive := map[string]bool{}
+	for _, m := range n.ml.Members() {
+		alive[m.Name] = true
+	}
+	n.gossip.mu.Lock()
+	gone := make(map[string]bool, len(n.gossip.gone))
+	for k := range n.gossip.gone {
+		gone[k] = true
+	}
+	started := n.gossip.start
+	n.gossip.mu.Unlock()
+	for _, m := range s.Members() {
+		if m.ID == n.cfg.ID {
+			continue
+		}
+		var want coordinator.MemberState
+		switch {
+		case alive[m.ID] && m.State == coordinator.StateFailed:
+			want = coordinator.StateActive
+		case !alive[m.ID] && (m.State == coordinator.StateActive || m.State == coordinator.StateJoining) &&
+			(gone[m.ID] || time.Since(started) > absentGrace):
+			want = coordinator.StateFailed
+		default:
+			continue
+		}
+		if _, err := n.coord.Apply(ctx, coordinator.SetState{ID: m.ID, State: want}); err != nil {
+			n.log.Warn("member state change failed", "member", m.ID, "state", want, "err", err)
+			continue
+		}
+		n.log.Info("member state changed from gossip", "member", m.ID, "from", m.State, "to", want)
+	}
+}

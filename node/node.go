@@ -1,0 +1,472 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-sockaddr"
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/dbx-kv/dbx/coordinator"
+	"github.com/dbx-kv/dbx/engine"
+	"github.com/dbx-kv/dbx/router"
+	"github.com/dbx-kv/dbx/server"
+	"github.com/dbx-kv/dbx/transport"
+)
+
+// Node is one running dbx process: engine, RPC + Raft port, coordinator,
+// gossip, RESP server and admin API. Its methods are safe for concurrent
+// use.
+type Node struct {
+	cfg Config
+	log *slog.Logger
+
+	// Advertised addresses (what other nodes and clients dial).
+	respAddr, rpcAddr, gossipAddr, httpAddr string
+
+	store   *engine.Store
+	local   *server.EngineBackend
+	backend *backend
+	pm      *transport.PortMux
+	rpc     *transport.TCP
+	coord   *coordinator.Coordinator
+	holder  router.Holder
+	ml      *memberlist.Memberlist
+	gossip  *gossip
+	resp    *server.Server
+	admin   *server.Admin
+	httpSrv *http.Server
+
+	// peers maps member IDs to their addresses, rebuilt on every new
+	// coordinator state; view is the CLUSTER SLOTS view built with it.
+	peers atomic.Pointer[map[string]coordinator.Member]
+	view  atomic.Pointer[server.ClusterView]
+
+	hasData atomic.Bool   // MarkHasData is known to be committed
+	markSem chan struct{} // one MarkHasData in flight
+
+	done      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start opens the node's storage, starts its servers, and bootstraps a new
+// cluster (cfg.Join empty, no Raft state in DataDir) or joins the cluster of
+// cfg.Join. It returns once the node serves RESP and, when joining, once
+// the Raft leader has added it (bounded by cfg.JoinTimeout and ctx). On
+// error, everything started is stopped again.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("node", cfg.ID)
+	n := &Node{cfg: cfg, log: log, markSem: make(chan struct{}, 1), done: make(chan struct{})}
+	if err := n.start(ctx); err != nil {
+		_ = n.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Node) start(ctx context.Context) error {
+	cfg := n.cfg
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("node: data dir: %w", err)
+	}
+	_, raftStateErr := os.Stat(filepath.Join(cfg.DataDir, "raft"))
+	hadRaftState := raftStateErr == nil
+
+	// Storage.
+	ecfg := cfg.Engine
+	ecfg.Sync, _ = engine.ParseSyncMode(cfg.Sync)
+	if ecfg.Logf == nil {
+		ecfg.Logf = func(format string, args ...any) { n.log.Warn(fmt.Sprintf(format, args...), "component", "engine") }
+	}
+	st, err := engine.Open(filepath.Join(cfg.DataDir, "engine"), ecfg)
+	if err != nil {
+		return fmt.Errorf("node: open engine: %w", err)
+	}
+	n.store = st
+	n.local = server.NewEngineBackend(st, ecfg.Now)
+
+	// Listeners first: with port 0 the advertised addresses are only known
+	// once bound.
+	rpcLn, err := net.Listen("tcp", cfg.RPCAddr)
+	if err != nil {
+		return fmt.Errorf("node: listen rpc %s: %w", cfg.RPCAddr, err)
+	}
+	pm, err := transport.NewPortMux(rpcLn, portMuxConfig(n.log))
+	if err != nil {
+		rpcLn.Close()
+		return fmt.Errorf("node: port mux: %w", err)
+	}
+	n.pm = pm
+	respLn, err := net.Listen("tcp", cfg.RESPAddr)
+	if err != nil {
+		return fmt.Errorf("node: listen resp %s: %w", cfg.RESPAddr, err)
+	}
+	httpLn, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		respLn.Close()
+		return fmt.Errorf("node: listen http %s: %w", cfg.HTTPAddr, err)
+	}
+	advHost, err := advertiseHost(cfg.AdvertiseHost, cfg.RPCAddr)
+	if err != nil {
+		respLn.Close()
+		httpLn.Close()
+		return err
+	}
+	n.rpcAddr = advertise(advHost, rpcLn.Addr())
+	n.respAddr = advertise(advHost, respLn.Addr())
+	n.httpAddr = advertise(advHost, httpLn.Addr())
+
+	// RPC + Raft on one port.
+	tcfg := cfg.Transport
+	tcfg.NodeID = cfg.ID
+	tcfg.AdvertiseAddr = n.rpcAddr
+	tcfg.Logger = n.log.With("component", "transport")
+	rpc, err := transport.NewTCPOnListener(tcfg, pm.RPC())
+	if err != nil {
+		respLn.Close()
+		httpLn.Close()
+		return fmt.Errorf("node: rpc transport: %w", err)
+	}
+	n.rpc = rpc
+	raftAdv, err := net.ResolveTCPAddr("tcp", n.rpcAddr)
+	if err != nil {
+		respLn.Close()
+		httpLn.Close()
+		return fmt.Errorf("node: raft advertise address: %w", err)
+	}
+	stream := raftStream{transport.NewRaftStreamLayer(pm.Raft(), raftAdv)}
+	raftTrans := raft.NewNetworkTransport(stream, 3, 10*time.Second, &slogWriter{log: n.log.With("component", "raft-transport")})
+
+	// Coordinator.
+	weight := cfg.Weight
+	ccfg := cfg.Raft
+	ccfg.NodeID = cfg.ID
+	ccfg.DataDir = filepath.Join(cfg.DataDir, "raft")
+	ccfg.Bootstrap = len(cfg.Join) == 0
+	ccfg.VotersMax = cfg.VotersMax
+	ccfg.Self = coordinator.Member{ID: cfg.ID, RaftAddr: n.rpcAddr, RPCAddr: n.rpcAddr, RESPAddr: n.respAddr, HTTPAddr: n.httpAddr, Weight: weight}
+	ccfg.Holder = &n.holder
+	ccfg.Logger = n.log.With("component", "coordinator")
+	coord, err := coordinator.Open(ccfg, raftTrans)
+	if err != nil {
+		respLn.Close()
+		httpLn.Close()
+		return fmt.Errorf("node: open coordinator: %w", err)
+	}
+	n.coord = coord
+	n.hasData.Store(coord.Current().HasData())
+	n.refreshPeers(coord.Current())
+
+	// Node-to-node methods.
+	r := transport.NewRouter()
+	n.backend = &backend{n: n, local: n.local}
+	n.backend.register(r)
+	transport.Register(r, methodLeaderOp, n.handleLeaderOp)
+	rpc.Serve(r.Handle)
+
+	// Gossip.
+	g, err := startGossip(n)
+	if err != nil {
+		respLn.Close()
+		httpLn.Close()
+		return err
+	}
+	n.gossip = g
+	n.ml = g.ml
+	n.gossipAddr = g.ml.LocalNode().Address()
+
+	// Client-facing servers.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := server.NewMetrics(reg)
+	if err != nil {
+		respLn.Close()
+		httpLn.Close()
+		return fmt.Errorf("node: metrics: %w", err)
+	}
+	scfg := cfg.Server
+	scfg.RequirePass = cfg.RequirePass
+	scfg.Metrics = metrics
+	if scfg.Now == nil {
+		scfg.Now = ecfg.Now
+	}
+	if scfg.Logf == nil {
+		scfg.Logf = func(format string, args ...any) { n.log.Debug(fmt.Sprintf(format, args...), "component", "resp") }
+	}
+	srv, err := server.New(scfg, n.backend)
+	if err != nil {
+		respLn.Close()
+		httpLn.Close()
+		return fmt.Errorf("node: resp server: %w", err)
+	}
+	n.resp = srv
+	n.admin = server.NewAdmin(server.AdminConfig{Token: cfg.AdminToken}, n.ClusterInfo, reg)
+	n.registerAdmin()
+	n.httpSrv = &http.Server{Handler: n.admin, ReadHeaderTimeout: 10 * time.Second}
+	n.goFunc(func() {
+		if err := srv.Serve(respLn); err != nil && !errors.Is(err, server.ErrClosed) {
+			n.log.Error("resp server stopped", "err", err)
+		}
+	})
+	n.goFunc(func() {
+		if err := n.httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("admin server stopped", "err", err)
+		}
+	})
+	n.goFunc(n.watchLoop)
+	n.goFunc(n.reconcileLoop)
+
+	if len(cfg.Join) > 0 {
+		jctx, cancel := context.WithTimeout(ctx, cfg.JoinTimeout)
+		defer cancel()
+		if err := n.join(jctx); err != nil {
+			return err
+		}
+	}
+	n.admin.SetReady(true)
+	n.gossip.setState("serving")
+	n.log.Info("node serving", "resp", n.respAddr, "rpc", n.rpcAddr, "gossip", n.gossipAddr,
+		"http", n.httpAddr, "bootstrap", len(cfg.Join) == 0 && !hadRaftState, "restart", hadRaftState)
+	return nil
+}
+
+// join enters the gossip ring through cfg.Join and has the Raft leader add
+// this node, retrying until ctx ends.
+func (n *Node) join(ctx context.Context) error {
+	var lastErr error
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		if _, err := n.ml.Join(n.cfg.Join); err != nil {
+			lastErr = fmt.Errorf("gossip join %v: %w", n.cfg.Join, err)
+		} else {
+			_, err := n.leaderDo(ctx, leaderOp{Op: opJoin, Member: n.self()}, n.gossip.peerRPCAddrs())
+			if err == nil {
+				n.log.Info("joined cluster", "via", n.cfg.Join)
+				return nil
+			}
+			lastErr = err
+		}
+		n.log.Warn("join failed, retrying", "err", lastErr)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("node: join %v: %w (last error: %v)", n.cfg.Join, ctx.Err(), lastErr)
+		case <-time.After(backoff):
+		}
+	}
+}
+
+func (n *Node) self() coordinator.Member {
+	return coordinator.Member{ID: n.cfg.ID, RaftAddr: n.rpcAddr, RPCAddr: n.rpcAddr, RESPAddr: n.respAddr, HTTPAddr: n.httpAddr, Weight: n.cfg.Weight}
+}
+
+// Close leaves the gossip ring, stops the servers, Raft and the engine, and
+// waits for every goroutine the node started. It is idempotent.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		var errs []error
+		if n.admin != nil {
+			n.admin.SetReady(false)
+		}
+		close(n.done)
+		if n.gossip != nil {
+			errs = append(errs, n.gossip.close())
+		}
+		if n.resp != nil {
+			errs = append(errs, n.resp.Close())
+		}
+		if n.httpSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			if err := n.httpSrv.Shutdown(ctx); err != nil {
+				errs = append(errs, n.httpSrv.Close())
+			}
+			cancel()
+		}
+		n.wg.Wait()
+		if n.coord != nil {
+			errs = append(errs, n.coord.Close())
+		}
+		if n.rpc != nil {
+			errs = append(errs, n.rpc.Close())
+		}
+		if n.pm != nil {
+			errs = append(errs, n.pm.Close())
+		}
+		if n.store != nil {
+			errs = append(errs, n.store.Close())
+		}
+		n.closeErr = errors.Join(errs...)
+		n.log.Info("node closed", "err", n.closeErr)
+	})
+	return n.closeErr
+}
+
+// ID returns the node's ID.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// RESPAddr returns the advertised RESP address (the real port when the
+// config asked for port 0).
+func (n *Node) RESPAddr() string { return n.respAddr }
+
+// RPCAddr returns the advertised RPC + Raft address.
+func (n *Node) RPCAddr() string { return n.rpcAddr }
+
+// GossipAddr returns the advertised memberlist address.
+func (n *Node) GossipAddr() string { return n.gossipAddr }
+
+// HTTPAddr returns the advertised admin API address.
+func (n *Node) HTTPAddr() string { return n.httpAddr }
+
+// Coordinator returns the node's coordinator, for status and tests.
+func (n *Node) Coordinator() *coordinator.Coordinator { return n.coord }
+
+// IsLeader reports whether the node believes it is the Raft leader.
+func (n *Node) IsLeader() bool { return n.coord.IsLeader() }
+
+// Table returns the placement table the node routes with (nil before the
+// first placement).
+func (n *Node) Table() *router.Table { return n.holder.Load() }
+
+func (n *Node) goFunc(f func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+}
+
+// watchLoop rebuilds the peer address map and the CLUSTER view on every new
+// coordinator state.
+func (n *Node) watchLoop() {
+	for {
+		s, ch := n.coord.Watch()
+		n.refreshPeers(s)
+		select {
+		case <-ch:
+		case <-n.done:
+			return
+		}
+	}
+}
+
+func (n *Node) refreshPeers(s *coordinator.State) {
+	peers := make(map[string]coordinator.Member)
+	resp := make(map[string]string)
+	for _, m := range s.Members() {
+		peers[m.ID] = m
+		resp[m.ID] = m.RESPAddr
+	}
+	resp[n.cfg.ID] = n.respAddr
+	n.peers.Store(&peers)
+	if s.HasData() {
+		n.hasData.Store(true)
+	}
+	var v server.ClusterView
+	if t := s.Table(); t != nil {
+		v = server.ViewFromTable(t, n.cfg.ID, resp)
+	} else {
+		v = server.ClusterView{Self: n.cfg.ID}
+	}
+	n.view.Store(&v)
+}
+
+func (n *Node) peer(id string) (coordinator.Member, bool) {
+	p := n.peers.Load()
+	if p == nil {
+		return coordinator.Member{}, false
+	}
+	m, ok := (*p)[id]
+	return m, ok
+}
+
+// ClusterInfo is the body of GET /v1/cluster: the metadata as this node has
+// applied it. It never blocks.
+func (n *Node) ClusterInfo() server.ClusterInfo {
+	s := n.coord.Current()
+	leader, _ := n.coord.Leader()
+	info := server.ClusterInfo{Epoch: s.Epoch(), Leader: leader, Self: n.cfg.ID, Nodes: []server.NodeInfo{}}
+	t := s.Table()
+	for _, m := range s.Members() {
+		ni := server.NodeInfo{ID: m.ID, Weight: m.Weight, State: string(m.State), RespAddr: m.RESPAddr, HTTPAddr: m.HTTPAddr}
+		if t != nil {
+			ni.Buckets = t.Count(m.ID)
+		}
+		info.Nodes = append(info.Nodes, ni)
+	}
+	return info
+}
+
+// advertiseHost picks the host other nodes dial: the configured one, the
+// listen host when it is specific, else a private IP of the machine.
+func advertiseHost(configured, listen string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	h, _, _ := net.SplitHostPort(listen)
+	if ip := net.ParseIP(h); h != "" && (ip == nil || !ip.IsUnspecified()) {
+		return h, nil
+	}
+	ip, err := sockaddr.GetPrivateIP()
+	if err != nil || ip == "" {
+		return "", fmt.Errorf("node: listen address %q has no specific host and no private IP was found (set --advertise-host): %v", listen, err)
+	}
+	return ip, nil
+}
+
+func advertise(host string, a net.Addr) string {
+	_, port, _ := net.SplitHostPort(a.String())
+	return net.JoinHostPort(host, port)
+}
+
+func portMuxConfig(log *slog.Logger) transport.PortMuxConfig {
+	c := transport.DefaultPortMuxConfig()
+	c.Logger = log.With("component", "portmux")
+	return c
+}
+
+// raftStream adapts transport.RaftStreamLayer to raft.StreamLayer.
+type raftStream struct{ *transport.RaftStreamLayer }
+
+func (s raftStream) Dial(a raft.ServerAddress, d time.Duration) (net.Conn, error) {
+	return s.DialAddr(string(a), d)
+}
+
+// slogWriter turns the line-oriented logs of hashicorp libraries ("[WARN]
+// memberlist: ...") into slog records of the matching level.
+type slogWriter struct{ log *slog.Logger }
+
+func (w *slogWriter) Write(p []byte) (int, error) {
+	msg := string(p)
+	for len(msg) > 0 && (msg[len(msg)-1] == '\n' || msg[len(msg)-1] == '\r') {
+		msg = msg[:len(msg)-1]
+	}
+	level := slog.LevelDebug
+	for tag, l := range map[string]slog.Level{"[ERR]": slog.LevelError, "[ERROR]": slog.LevelError, "[WARN]": slog.LevelWarn, "[INFO]": slog.LevelInfo} {
+		if idx := strings.Index(msg, tag); idx >= 0 && idx < 40 {
+			level = l
+			break
+		}
+	}
+	w.log.Log(context.Background(), level, msg)
+	return len(p), nil
+}

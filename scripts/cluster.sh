@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# cluster.sh — run a 3-node dbx cluster on loopback.
+#
+#   scripts/cluster.sh          build bin/dbx-node, start n1..n3, smoke-test,
+#                               print status, then wait; Ctrl-C stops it
+#   scripts/cluster.sh demo     the same, then stop the cluster and exit
+#                               (non-zero if the smoke test failed)
+#   scripts/cluster.sh stop     stop a cluster started by this script
+#
+# Ports: RESP 6379-6381, RPC+Raft 7380-7382, gossip 7946-7948, HTTP 8080-8082.
+# Data and logs: $DBX_CLUSTER_DIR (default ./.cluster). Every wait is bounded.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+DIR=${DBX_CLUSTER_DIR:-$PWD/.cluster}
+BIN=$PWD/bin/dbx-node
+IDS=(n1 n2 n3)
+
+stop_cluster() {
+	local pidf pid
+	for pidf in "$DIR"/*.pid; do
+		[ -e "$pidf" ] || continue
+		pid=$(cat "$pidf")
+		if kill -0 "$pid" 2>/dev/null; then
+			kill -TERM "$pid" 2>/dev/null || true
+			for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+			kill -0 "$pid" 2>/dev/null && { echo "node pid $pid did not stop in 5 s, killing"; kill -KILL "$pid" 2>/dev/null || true; }
+		fi
+		rm -f "$pidf"
+	done
+	echo "cluster stopped (data kept in $DIR)"
+}
+
+if [ "${1:-}" = "stop" ]; then
+	stop_cluster
+	exit 0
+fi
+
+mkdir -p "$DIR" bin
+if ls "$DIR"/*.pid >/dev/null 2>&1; then
+	echo "a cluster seems to run already (pid files in $DIR); run: $0 stop" >&2
+	exit 1
+fi
+echo "building $BIN"
+go build -o "$BIN" ./cmd/dbx-node
+
+trap 'echo; stop_cluster; exit 0' INT TERM
+for i in 0 1 2; do
+	id=${IDS[$i]}
+	join=()
+	[ "$i" -gt 0 ] && join=(--join 127.0.0.1:7946)
+	"$BIN" serve --id "$id" --data-dir "$DIR/$id" \
+		--resp-addr 127.0.0.1:$((6379 + i)) --rpc-addr 127.0.0.1:$((7380 + i)) \
+		--gossip-addr 127.0.0.1:$((7946 + i)) --http-addr 127.0.0.1:$((8080 + i)) \
+		"${join[@]}" >"$DIR/$id.log" 2>&1 &
+	echo $! >"$DIR/$id.pid"
+	echo "started $id (pid $!, log $DIR/$id.log)"
+	if [ "$i" -eq 0 ]; then
+		for _ in $(seq 1 100); do curl -fsS http://127.0.0.1:8080/healthz >/dev/null 2>&1 && break; sleep 0.1; done
+	fi
+done
+
+echo -n "waiting for 3 active members in /v1/cluster "
+ok=
+for _ in $(seq 1 150); do
+	if [ "$(curl -fsS http://127.0.0.1:8080/v1/cluster 2>/dev/null | grep -oE '"state": *"active"' | wc -l)" -eq 3 ]; then ok=1; break; fi
+	echo -n .; sleep 0.2
+done
+echo
+if [ -z "$ok" ]; then
+	echo "cluster did not form within 30 s; logs in $DIR" >&2
+	stop_cluster
+	exit 1
+fi
+
+fail=0
+if command -v redis-cli >/dev/null 2>&1; then
+	echo "smoke test with redis-cli (each key written on one node, read on another):"
+	for i in 0 1 2; do redis-cli -p $((6379 + i)) SET "key:$i" "value-$i" >/dev/null; done
+	for i in 0 1 2; do
+		j=$(( (i + 1) % 3 ))
+		got=$(redis-cli -p $((6379 + j)) GET "key:$i")
+		echo "  SET key:$i on port $((6379 + i)), GET on port $((6379 + j)) -> $got"
+		[ "$got" = "value-$i" ] || { echo "  MISMATCH: want value-$i" >&2; fail=1; }
+	done
+	got=$(redis-cli -c -p 6379 GET key:1)
+	echo "  redis-cli -c (cluster mode) GET key:1 -> $got"
+	[ "$got" = "value-1" ] || { echo "  MISMATCH: want value-1" >&2; fail=1; }
+else
+	echo "redis-cli not found (apt-get install redis-tools): skipping the key smoke test"
+fi
+
+"$BIN" status --http 127.0.0.1:8080
+echo
+if [ "${1:-}" = "demo" ]; then
+	stop_cluster
+	exit $fail
+fi
+echo "cluster running: redis-cli -c -p 6379; $BIN status --http 127.0.0.1:8080"
+echo "Ctrl-C (or: $0 stop) stops it"
+# Run until Ctrl-C, or until "cluster.sh stop" removed the pid files.
+while ls "$DIR"/*.pid >/dev/null 2>&1; do sleep 1; done
