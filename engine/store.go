@@ -428,24 +428,23 @@ func shardHasBucketIn(shard, n int, lo, hi uint16) bool {
 // Flush freezes every shard's active memtable and waits until all frozen
 // memtables are written to segments.
 func (s *Store) Flush(ctx context.Context) error {
-	if err := s.enter(); err != nil {
-		return err
-	}
-	s.leave()
+	// Freeze every shard's memtable first so the flushes run side by side.
 	for _, sh := range s.shards {
-		if err := s.flushShard(ctx, sh); err != nil {
+		r := &writeReq{rotate: true, done: make(chan struct{})}
+		if err := s.submit(ctx, sh, r); err != nil {
+			return err
+		}
+	}
+	for _, sh := range s.shards {
+		if err := waitFlushed(ctx, sh); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// flushShard asks the worker to rotate, then waits for the flush queue to empty.
-func (s *Store) flushShard(ctx context.Context, sh *shard) error {
-	r := &writeReq{rotate: true, done: make(chan struct{})}
-	if err := s.submit(ctx, sh, r); err != nil {
-		return err
-	}
+// waitFlushed waits until sh has no frozen memtable left to flush.
+func waitFlushed(ctx context.Context, sh *shard) error {
 	t := time.NewTicker(time.Millisecond)
 	defer t.Stop()
 	for {
