@@ -77,6 +77,12 @@ bench-placement:
 	$(GO) test ./ring -run '^TestPlacementReport$$' -v -count=1 -report
 	$(GO) test ./router -run '^$$' -bench 'BenchmarkOwner' -benchtime 2s -count 5
 
+# One dbx node vs a plain redis-server with redis-benchmark, same script
+# (needs redis-server and redis-tools). ROUNDS=3 for medians.
+.PHONY: bench-redis
+bench-redis:
+	scripts/bench-redis.sh
+
 # dbx engine vs Pebble, same workloads, same run (separate module: bench/).
 bench-engine:
 	cd bench && $(GO) run ./enginebench $(ENGINEBENCH_FLAGS)

@@ -7,9 +7,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,7 +50,7 @@ func nodeConfig(t *testing.T, id, dir string, join []string) node.Config {
 	cfg.Engine.Shards = 2
 	cfg.Engine.MemtableBytes = 4 << 20
 	cfg.Engine.BlockCacheBytes = 4 << 20
-	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg.Logger = slog.New(slog.NewTextHandler(testOutput(t), &slog.HandlerOptions{Level: testLogLevel}))
 	return cfg
 }
 
@@ -69,6 +72,13 @@ type cluster struct {
 
 func startCluster(t *testing.T, size int) *cluster {
 	t.Helper()
+	return startClusterWith(t, size, nil)
+}
+
+// startClusterWith starts size nodes, each config passed through edit
+// (when not nil) before its node starts.
+func startClusterWith(t *testing.T, size int, edit func(*node.Config)) *cluster {
+	t.Helper()
 	c := &cluster{}
 	for i := range size {
 		dir := t.TempDir()
@@ -76,7 +86,11 @@ func startCluster(t *testing.T, size int) *cluster {
 		if i > 0 {
 			join = []string{c.nodes[0].GossipAddr()}
 		}
-		n := startNode(t, nodeConfig(t, fmt.Sprintf("n%d", i+1), dir, join))
+		cfg := nodeConfig(t, fmt.Sprintf("n%d", i+1), dir, join)
+		if edit != nil {
+			edit(&cfg)
+		}
+		n := startNode(t, cfg)
 		c.nodes = append(c.nodes, n)
 		c.dirs = append(c.dirs, dir)
 	}
@@ -400,4 +414,43 @@ func TestCluster(t *testing.T) {
 		})
 		waitConverged(t, c.nodes, 3)
 	})
+}
+
+// testLogLevel is the nodes' log level in in-process tests.
+var testLogLevel = func() slog.Level {
+	if os.Getenv("DBX_TEST_LOG") != "" {
+		return slog.LevelInfo
+	}
+	return slog.LevelWarn
+}()
+
+// gatedWriter passes writes to t.Output() until the test's cleanup closes
+// it. Node.Close returns while memberlist may still run a probe goroutine
+// that logs (memberlist's Shutdown does not wait for it); a write to
+// t.Output() after the test completed panics.
+type gatedWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	closed bool
+}
+
+func (g *gatedWriter) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return len(p), nil
+	}
+	return g.w.Write(p)
+}
+
+// testOutput returns a writer to t.Output() that drops writes once t's
+// cleanups (which close the nodes) have run.
+func testOutput(t *testing.T) io.Writer {
+	g := &gatedWriter{w: t.Output()}
+	t.Cleanup(func() {
+		g.mu.Lock()
+		g.closed = true
+		g.mu.Unlock()
+	})
+	return g
 }
