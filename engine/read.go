@@ -94,6 +94,25 @@ func (s *Store) GetItem(bucket uint16, key []byte) (Item, error) {
 	return sh.get(rs, appendUserKey(make([]byte, 0, len(key)+2), bucket, key), seq, s.cfg.Now().UnixMilli())
 }
 
+// GetLatestItem is GetItem including writes that are applied but not yet
+// durable (see WriteApplied). Use it only under a lock that orders the
+// writes of the key: a value it returns may still be lost by a crash, but
+// then so is every later write of the same shard.
+func (s *Store) GetLatestItem(bucket uint16, key []byte) (Item, error) {
+	if err := checkKey(&s.cfg, key); err != nil {
+		return Item{}, err
+	}
+	if err := s.enter(); err != nil {
+		return Item{}, err
+	}
+	defer s.leave()
+	sh := s.shardOf(bucket)
+	seq := max(sh.appliedSeq.Load(), sh.visibleSeq.Load())
+	rs := sh.loadReadState()
+	defer rs.unref()
+	return sh.get(rs, appendUserKey(make([]byte, 0, len(key)+2), bucket, key), seq, s.cfg.Now().UnixMilli())
+}
+
 // NewIter iterates buckets [lo, hi] (inclusive) over an implicit snapshot
 // taken now; Close releases it.
 func (s *Store) NewIter(lo, hi uint16) (*Iter, error) {

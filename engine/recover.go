@@ -286,6 +286,7 @@ func (s *Store) openShard(i int, recs []*shardRecovery) (*shard, error) {
 	}
 	sh.nextSeq = lastSeq
 	sh.visibleSeq.Store(lastSeq)
+	sh.appliedSeq.Store(lastSeq)
 	if len(dels) != len(sh.cur.dels) {
 		old := sh.cur
 		sh.cur = newVersion(old.l0, old.l1, dels)

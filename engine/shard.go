@@ -47,6 +47,9 @@ type writeReq struct {
 	del    *rangeDel // DeleteBucketRange (seq filled by the worker)
 	x      *xpart    // part of a cross-shard batch
 	rotate bool      // Flush: freeze the active memtable
+	// applied, if set, is closed once the request is in the memtable (in
+	// sequence order, not yet durable or visible): see Store.WriteApplied.
+	applied chan struct{}
 	size   int
 	seq    uint64 // first seq assigned
 	count  uint64
@@ -98,6 +101,7 @@ type shard struct {
 	syncErr atomic.Pointer[error] // set by the syncer after a failed fsync
 
 	visibleSeq atomic.Uint64 // every entry with seq <= this is applied and readable
+	appliedSeq atomic.Uint64 // every entry with seq <= this is in the memtable (maybe not yet durable)
 
 	// rsMu guards the rs pointer only (readers take it shared).
 	rsMu sync.RWMutex
@@ -262,6 +266,14 @@ func (sh *shard) commitGroup(group []*writeReq) {
 		sh.apply(r)
 		applied = r.seq + r.count - 1
 		pending = append(pending, r)
+	}
+	if applied != 0 {
+		sh.appliedSeq.Store(applied)
+	}
+	for _, r := range pending {
+		if r.applied != nil {
+			close(r.applied)
+		}
 	}
 	if len(pending) > 0 {
 		if sh.s.cfg.Sync == SyncAlways {

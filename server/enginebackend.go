@@ -23,8 +23,13 @@ const lockStripes = 1024
 // Atomicity: every write (SET with or without conditions, DEL, MSET, INCR,
 // EXPIRE, PERSIST) holds the locks of its keys' stripes (a key hashes to one
 // of 1024 stripes; multi-key writes take them in ascending order) across its
-// read-modify-write, including the engine commit. Writes of one key are
-// therefore linearizable; reads take no lock and see committed state.
+// read-modify-write until the engine has applied it in commit order
+// (engine.Store.WriteApplied); reads under the lock see applied writes
+// (GetLatestItem). The stripes are released before the fsync, so writers of
+// one hot key share group commits; each still replies only once its write is
+// durable, which implies every earlier write of the key is durable too.
+// Writes of one key are therefore linearizable; plain reads take no lock and
+// see durable, published state.
 // Lock waits honour ctx. MSET and DEL commit as one engine batch (atomic
 // even across shards); MGET reads one engine snapshot.
 type EngineBackend struct {
@@ -80,7 +85,12 @@ func (e *EngineBackend) lock(ctx context.Context, keys ...[]byte) (func(), error
 			return nil, ctx.Err()
 		}
 	}
-	return func() {
+	released := false
+	return func() { // idempotent: commit releases early, the deferred call is then a no-op
+		if released {
+			return
+		}
+		released = true
 		for _, s := range idx {
 			<-e.locks[s]
 		}
@@ -98,10 +108,35 @@ func (e *EngineBackend) item(key []byte) (engine.Item, bool, error) {
 	return it, true, nil
 }
 
-func (e *EngineBackend) write(ctx context.Context, key, value []byte, atMs int64) error {
+// latest reads key including writes applied but not yet durable: only
+// under the key's stripe lock, where it sees the previous holder's write.
+func (e *EngineBackend) latest(key []byte) (engine.Item, bool, error) {
+	it, err := e.st.GetLatestItem(router.Bucket(key), key)
+	if errors.Is(err, engine.ErrNotFound) {
+		return engine.Item{}, false, nil
+	}
+	if err != nil {
+		return engine.Item{}, false, err
+	}
+	return it, true, nil
+}
+
+// commit applies b in commit order, releases the stripes (unlock) and then
+// waits until b is durable: writers of one key queue only for the apply,
+// not for the fsync, so they share group commits.
+func (e *EngineBackend) commit(ctx context.Context, b *engine.Batch, unlock func()) error {
+	wait, err := e.st.WriteApplied(ctx, b)
+	unlock()
+	if err != nil {
+		return err
+	}
+	return wait()
+}
+
+func (e *EngineBackend) write(ctx context.Context, key, value []byte, atMs int64, unlock func()) error {
 	var b engine.Batch
 	b.SetWithExpiry(router.Bucket(key), key, value, atMs)
-	return e.st.Write(ctx, &b)
+	return e.commit(ctx, &b, unlock)
 }
 
 // Get implements Backend.
@@ -129,7 +164,7 @@ func (e *EngineBackend) Set(ctx context.Context, key, value []byte, opt SetOptio
 	var old engine.Item
 	found := false
 	if opt.NX || opt.XX || opt.Get || opt.KeepTTL {
-		if old, found, err = e.item(key); err != nil {
+		if old, found, err = e.latest(key); err != nil {
 			return SetResult{}, err
 		}
 	}
@@ -144,7 +179,7 @@ func (e *EngineBackend) Set(ctx context.Context, key, value []byte, opt SetOptio
 	if opt.KeepTTL {
 		at = old.ExpireAt
 	}
-	if err := e.write(ctx, key, value, at); err != nil {
+	if err := e.write(ctx, key, value, at, unlock); err != nil {
 		return SetResult{}, err
 	}
 	r.Applied = true
@@ -165,7 +200,7 @@ func (e *EngineBackend) Del(ctx context.Context, keys ...[]byte) (int, error) {
 			continue
 		}
 		seen[string(k)] = true
-		_, ok, err := e.item(k)
+		_, ok, err := e.latest(k)
 		if err != nil {
 			return 0, err
 		}
@@ -176,7 +211,7 @@ func (e *EngineBackend) Del(ctx context.Context, keys ...[]byte) (int, error) {
 	if b.Len() == 0 {
 		return 0, nil
 	}
-	if err := e.st.Write(ctx, &b); err != nil {
+	if err := e.commit(ctx, &b, unlock); err != nil {
 		return 0, err
 	}
 	return b.Len(), nil
@@ -246,7 +281,7 @@ func (e *EngineBackend) MSet(ctx context.Context, pairs ...KV) error {
 			b.Set(router.Bucket(p.Key), p.Key, p.Value)
 		}
 	}
-	return e.st.Write(ctx, &b)
+	return e.commit(ctx, &b, unlock)
 }
 
 // IncrBy implements Backend.
@@ -256,7 +291,7 @@ func (e *EngineBackend) IncrBy(ctx context.Context, key []byte, delta int64) (in
 		return 0, err
 	}
 	defer unlock()
-	it, ok, err := e.item(key)
+	it, ok, err := e.latest(key)
 	if err != nil {
 		return 0, err
 	}
@@ -268,7 +303,7 @@ func (e *EngineBackend) IncrBy(ctx context.Context, key []byte, delta int64) (in
 	if err != nil {
 		return 0, err
 	}
-	if err := e.write(ctx, key, strconv.AppendInt(nil, v, 10), it.ExpireAt); err != nil {
+	if err := e.write(ctx, key, strconv.AppendInt(nil, v, 10), it.ExpireAt, unlock); err != nil {
 		return 0, err
 	}
 	return v, nil
@@ -281,16 +316,16 @@ func (e *EngineBackend) Expire(ctx context.Context, key []byte, atMs int64) (boo
 		return false, err
 	}
 	defer unlock()
-	it, ok, err := e.item(key)
+	it, ok, err := e.latest(key)
 	if err != nil || !ok {
 		return false, err
 	}
 	if atMs <= e.now().UnixMilli() {
 		var b engine.Batch
 		b.Delete(router.Bucket(key), key)
-		return true, e.st.Write(ctx, &b)
+		return true, e.commit(ctx, &b, unlock)
 	}
-	return true, e.write(ctx, key, it.Value, atMs)
+	return true, e.write(ctx, key, it.Value, atMs, unlock)
 }
 
 // Persist implements Backend.
@@ -300,11 +335,11 @@ func (e *EngineBackend) Persist(ctx context.Context, key []byte) (bool, error) {
 		return false, err
 	}
 	defer unlock()
-	it, ok, err := e.item(key)
+	it, ok, err := e.latest(key)
 	if err != nil || !ok || it.ExpireAt == 0 {
 		return false, err
 	}
-	return true, e.write(ctx, key, it.Value, 0)
+	return true, e.write(ctx, key, it.Value, 0, unlock)
 }
 
 // ExpireTime implements Backend.
