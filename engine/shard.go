@@ -50,11 +50,11 @@ type writeReq struct {
 	// applied, if set, is closed once the request is in the memtable (in
 	// sequence order, not yet durable or visible): see Store.WriteApplied.
 	applied chan struct{}
-	size   int
-	seq    uint64 // first seq assigned
-	count  uint64
-	err    error
-	done   chan struct{}
+	size    int
+	seq     uint64 // first seq assigned
+	count   uint64
+	err     error
+	done    chan struct{}
 }
 
 // xpart drives one shard's share of a cross-shard batch (see xbatch.go).
