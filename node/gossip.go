@@ -62,7 +62,7 @@ func startGossip(n *Node) (*gossip, error) {
 	mc.Delegate = g
 	mc.Events = g
 	mc.DeadNodeReclaimTime = 10 * time.Second
-	mc.Logger = log.New(&slogWriter{log: n.log.With("component", "memberlist")}, "", 0)
+	mc.Logger = log.New(&slogWriter{log: n.log.With("component", "memberlist"), closed: &n.libLogsOff}, "", 0)
 	if n.cfg.GossipKey != "" {
 		k, err := base64.StdEncoding.DecodeString(n.cfg.GossipKey)
 		if err != nil {

@@ -33,6 +33,8 @@ import (
 type Node struct {
 	cfg Config
 	log *slog.Logger
+	// libLogsOff silences the hashicorp libraries' loggers once Close is done.
+	libLogsOff atomic.Bool
 
 	// Advertised addresses (what other nodes and clients dial).
 	respAddr, rpcAddr, gossipAddr, httpAddr string
@@ -157,7 +159,7 @@ func (n *Node) start(ctx context.Context) error {
 		return fmt.Errorf("node: raft advertise address: %w", err)
 	}
 	stream := raftStream{transport.NewRaftStreamLayer(pm.Raft(), raftAdv)}
-	raftTrans := raft.NewNetworkTransport(stream, 3, 10*time.Second, &slogWriter{log: n.log.With("component", "raft-transport")})
+	raftTrans := raft.NewNetworkTransport(stream, 3, 10*time.Second, &slogWriter{log: n.log.With("component", "raft-transport"), closed: &n.libLogsOff})
 
 	// Coordinator.
 	weight := cfg.Weight
@@ -303,6 +305,7 @@ func (n *Node) Close() error {
 			cancel()
 		}
 		n.wg.Wait()
+		defer n.libLogsOff.Store(true) // after every Close below: library goroutines may linger
 		if n.coord != nil {
 			errs = append(errs, n.coord.Close())
 		}
@@ -453,9 +456,19 @@ func (s raftStream) Dial(a raft.ServerAddress, d time.Duration) (net.Conn, error
 
 // slogWriter turns the line-oriented logs of hashicorp libraries ("[WARN]
 // memberlist: ...") into slog records of the matching level.
-type slogWriter struct{ log *slog.Logger }
+//
+// closed, once set by Node.Close, makes it drop everything: memberlist's
+// Shutdown does not wait for a probe already in flight, and such a
+// goroutine must not write to the caller's logger after Close returned.
+type slogWriter struct {
+	log    *slog.Logger
+	closed *atomic.Bool
+}
 
 func (w *slogWriter) Write(p []byte) (int, error) {
+	if w.closed != nil && w.closed.Load() {
+		return len(p), nil
+	}
 	msg := string(p)
 	for len(msg) > 0 && (msg[len(msg)-1] == '\n' || msg[len(msg)-1] == '\r') {
 		msg = msg[:len(msg)-1]
