@@ -301,6 +301,15 @@ func (c *Coordinator) Join(ctx context.Context, m Member) error {
 	if m.Weight == 0 {
 		m.Weight = 1
 	}
+	// The leader registers itself on its first reconcile pass, which starts
+	// with a barrier: a join can be applied before it. Register the leader
+	// first while the member list is still empty, or that pass would take
+	// the joiner's presence for this leader's removal and never add it.
+	if s := c.Current(); len(s.Members()) == 0 && m.ID != c.cfg.Self.ID {
+		if _, err := c.Apply(ctx, AddMember{Member: c.cfg.Self}); err != nil {
+			return err
+		}
+	}
 	if _, err := c.Apply(ctx, AddMember{Member: m}); err != nil {
 		return err
 	}

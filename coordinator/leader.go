@@ -23,6 +23,10 @@ const (
 	reconcileInterval = 10 * time.Second
 )
 
+// reconcileHook, if set (tests only, before Open), runs at the start of
+// every reconcile pass on the leader.
+var reconcileHook func()
+
 // leaderLoop runs for the Coordinator's lifetime. While this node leads it
 // reconciles the metadata after every applied change (and periodically):
 // it registers itself as a member, activates joining members and commits a
@@ -75,6 +79,9 @@ func (c *Coordinator) leaderLoop() {
 func (c *Coordinator) reconcile(ctx context.Context) error {
 	if !c.IsLeader() {
 		return nil
+	}
+	if reconcileHook != nil {
+		reconcileHook()
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.ApplyTimeout)
 	defer cancel()
