@@ -1,0 +1,90 @@
+// Package twophase is dbx's cross-node transaction protocol — two-phase
+// commit with the decision kept in a transaction record — as pure state
+// machines that node/ drives.
+//
+// It owns the protocol and nothing else: the Coordinator (collects votes,
+// decides, reports the outcome), the Participant of each node (locks,
+// WATCH checks, prepare records, in-doubt resolution, and the transaction
+// records it holds as first participant) and the lock table (Locks). It
+// must not do I/O, start goroutines, read clocks or draw random numbers:
+// time comes in as a node-local logical Tick, and every message, disk
+// write and client reply goes out as an Effect the caller performs. The
+// 1PC fast path (every key on one node) is not here: node/ commits such a
+// transaction in one engine batch, after checking Locks.
+//
+// # Protocol
+//
+// The coordinator sends Prepare to every participant; Parts[0] is the
+// record holder. A participant takes its keys' locks without waiting (a
+// held key votes no with ErrLockConflict, so there are no deadlocks),
+// checks the WATCH versions, and emits its Prepared record; the record
+// holder also creates the transaction record, PENDING. Once the caller has
+// made the record durable it calls Persisted, which emits the yes vote.
+// Until then the participant may still abort on its own (AbortUnvoted, or
+// a deadline in Tick); after, only the record decides. When every vote is
+// yes the coordinator sends Decide(COMMITTED) to the holder, which applies
+// it as a compare-and-set on the record (PENDING → COMMITTED) and answers
+// with the record's final status; the coordinator then sends Commit or
+// Abort to everyone and replies to the client. A no vote or the deadline
+// before that makes it decide ABORTED at once: only the coordinator ever
+// asks for COMMITTED, so that outcome is certain.
+//
+// A voted participant that hears nothing queries the holder every
+// ResolveTicks (Resolve). The holder answers with the record; an unknown
+// record, or a PENDING one past RecordTTLTicks, is turned ABORTED first
+// (presumed abort). That is a compare-and-set too, so it cannot race the
+// coordinator: whichever lands first wins and the other learns it. Commit,
+// Abort, Decide and Prepare are idempotent by TxID; an Abort that arrives
+// before its Prepare is remembered and the Prepare is refused.
+//
+// # Caller's duties
+//
+//   - Drive each state machine from one goroutine; none is safe for
+//     concurrent use. Call Tick at a steady interval (DefaultConfig assumes
+//     100 ms).
+//   - Perform the effects in order, and make PersistPrepare and
+//     PersistRecord durable before performing the effects after them. A
+//     PersistPrepare whose record is StateCommitted applies the record's
+//     intents in the same atomic batch. When a Prepared record is durable,
+//     call Persisted and perform what it returns; if it cannot be written,
+//     call AbortUnvoted instead.
+//   - Pass Step the current versions of the watched keys, read in the same
+//     critical section (keys absent from the map have version 0).
+//   - Before serving a key — plain reads and writes and 1PC batches
+//     included — check Locks().Holder: a locked key belongs to its
+//     transaction until that resolves.
+//   - After a restart, call Participant.Restore with every persisted
+//     prepare and transaction record before serving any key; prepared
+//     transactions take their locks again and ask their holders at once.
+//     A restarted coordinator starts empty: tell the clients of its lost
+//     transactions that the outcome is unknown.
+//   - Make TxIDs unique across the cluster and across restarts.
+//   - Deliver messages to the node in Message.To; loss, duplication and
+//     reordering are tolerated. There, MsgVote and MsgDecision go to the
+//     node's Coordinator and every other type to its Participant, also
+//     when From == To (a node that coordinates and holds the record).
+//   - Retry a transaction aborted with ErrLockConflict a bounded number
+//     of times; one aborted with ErrWatchConflict returns nil to EXEC.
+//
+// # Caveats
+//
+//   - Transaction records are never deleted by this package. Deleting one
+//     is safe only when no participant can still be in doubt about it (a
+//     later Resolve would presume abort); until acknowledgements exist,
+//     node/ may only prune records much older than FinishedTTLTicks.
+//   - A participant forgets a finished transaction after
+//     FinishedTTLTicks (Forget). A Prepare delayed longer than that would
+//     be prepared again; a committed one would then resolve to COMMITTED
+//     and re-apply its intents. FinishedTTLTicks must exceed any message
+//     delay the transport allows.
+//   - Locks are exclusive for read, written and watched keys alike, and
+//     there is no waiting: under contention transactions abort and retry
+//     rather than queue.
+//   - Ticks of different nodes are unrelated. Safety never depends on
+//     them; liveness does (a holder whose clock stalls never presumes
+//     abort, a participant whose clock stalls never asks).
+//   - A coordinator timing out after asking for COMMITTED reports
+//     OutcomeUnknown (ErrOutcomeUnknown) and forgets the transaction, even
+//     if the decision arrives a moment later; participants still resolve
+//     it from the record.
+package twophase

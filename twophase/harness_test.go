@@ -1,0 +1,291 @@
+package twophase
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// The harness is an in-memory cluster: one coordinator "c", participants
+// p1..p3, a message queue the test delivers from, and per-node "disks"
+// that survive crashes. It performs effects the way node/ will: in order,
+// persisting before sending, applying committed intents with their record.
+
+const coordID NodeID = "c"
+
+type disk struct {
+	prepares map[TxID]PrepareRecord
+	records  map[TxID]TxnRecord
+	data     map[string]string
+	versions map[string]uint64
+}
+
+type pnode struct {
+	id   NodeID
+	p    *Participant // nil while down
+	disk *disk
+}
+
+type cluster struct {
+	cfg     Config
+	clock   map[NodeID]Tick // node-local logical time
+	coord   *Coordinator    // nil while down
+	nodes   map[NodeID]*pnode
+	order   []NodeID
+	queue   []Message
+	last    *Message
+	out     []string
+	quiet   bool
+	replies map[TxID]ReplyClient
+	// history is every final state each node persisted for a txn.
+	history map[TxID]map[NodeID]State
+	// parts is the participants of every begun txn.
+	parts      map[TxID][]NodeID
+	violations []string
+}
+
+func testConfig() Config {
+	cfg := DefaultConfig()
+	cfg.DeadlineTicks = 10
+	cfg.ResolveTicks = 5
+	cfg.RecordTTLTicks = 20
+	cfg.FinishedTTLTicks = 1000
+	return cfg
+}
+
+func newCluster(cfg Config, n int) *cluster {
+	c := &cluster{cfg: cfg, clock: map[NodeID]Tick{}, nodes: map[NodeID]*pnode{}, replies: map[TxID]ReplyClient{},
+		history: map[TxID]map[NodeID]State{}, parts: map[TxID][]NodeID{}}
+	c.coord, _ = NewCoordinator(coordID, cfg)
+	for i := 1; i <= n; i++ {
+		id := NodeID(fmt.Sprintf("p%d", i))
+		p, _ := NewParticipant(id, cfg)
+		c.nodes[id] = &pnode{id: id, p: p, disk: &disk{prepares: map[TxID]PrepareRecord{},
+			records: map[TxID]TxnRecord{}, data: map[string]string{}, versions: map[string]uint64{}}}
+		c.order = append(c.order, id)
+	}
+	return c
+}
+
+func (c *cluster) logf(format string, args ...any) {
+	if !c.quiet {
+		c.out = append(c.out, fmt.Sprintf(format, args...))
+	}
+}
+
+func (c *cluster) violate(format string, args ...any) {
+	c.violations = append(c.violations, fmt.Sprintf(format, args...))
+}
+
+// apply performs the effects emitted by node from.
+func (c *cluster) apply(from NodeID, effs []Effect) {
+	for _, e := range effs {
+		switch e := e.(type) {
+		case Send:
+			c.queue = append(c.queue, e.Msg)
+			c.logf("%s -> %s: %s", from, e.To, e.Msg)
+		case PersistPrepare:
+			n := c.nodes[from]
+			r := e.Rec
+			n.disk.prepares[r.Txn] = r
+			c.logf("%s: persist prepare %s %s%s", from, r.Txn, r.State, fmtKeys(" locks=", r.Locks))
+			if r.State == StateCommitted {
+				for _, in := range r.Intents {
+					n.disk.data[in.Key] = string(in.Value)
+					n.disk.versions[in.Key]++
+				}
+			}
+			if r.State == StateCommitted || r.State == StateAborted {
+				h := c.history[r.Txn]
+				if h == nil {
+					h = map[NodeID]State{}
+					c.history[r.Txn] = h
+				}
+				if old, ok := h[from]; ok && old != r.State {
+					c.violate("%s: %s went %s then %s", from, r.Txn, old, r.State)
+				}
+				h[from] = r.State
+			}
+			if r.State == StatePrepared && n.p != nil {
+				c.apply(from, n.p.Persisted(c.clock[from], r.Txn))
+			}
+		case PersistRecord:
+			c.nodes[from].disk.records[e.Rec.Txn] = e.Rec
+			c.logf("%s: persist record %s %s", from, e.Rec.Txn, e.Rec.Status)
+		case Forget:
+			delete(c.nodes[from].disk.prepares, e.Txn)
+			c.logf("%s: forget %s", from, e.Txn)
+		case ReplyClient:
+			c.replies[e.Txn] = e
+			if e.Err != nil {
+				c.logf("%s: reply %s %s: %v", from, e.Txn, e.Outcome, e.Err)
+			} else {
+				c.logf("%s: reply %s %s", from, e.Txn, e.Outcome)
+			}
+		}
+	}
+}
+
+func fmtKeys(prefix string, keys []string) string {
+	if len(keys) == 0 {
+		return ""
+	}
+	return prefix + shortKeys(keys)
+}
+
+func (c *cluster) deliver(m Message) {
+	c.last = &m
+	if m.To == coordID {
+		if c.coord == nil {
+			c.logf("%s: down, dropped %s", m.To, m)
+			return
+		}
+		c.apply(coordID, c.coord.Step(c.clock[coordID], m))
+		return
+	}
+	n := c.nodes[m.To]
+	if n == nil || n.p == nil {
+		c.logf("%s: down, dropped %s", m.To, m)
+		return
+	}
+	c.apply(m.To, n.p.Step(c.clock[m.To], m, n.disk.versions))
+}
+
+func (c *cluster) begin(t Txn) error {
+	if c.coord == nil {
+		return fmt.Errorf("coordinator down")
+	}
+	effs, err := c.coord.Begin(c.clock[coordID], t)
+	if err != nil {
+		return err
+	}
+	for _, p := range t.Parts {
+		c.parts[t.ID] = append(c.parts[t.ID], p.Node)
+	}
+	c.apply(coordID, effs)
+	return nil
+}
+
+func (c *cluster) crash(id NodeID) {
+	if id == coordID {
+		c.coord = nil
+		return
+	}
+	c.nodes[id].p = nil
+}
+
+func (c *cluster) recover(id NodeID) error {
+	if id == coordID {
+		if c.coord == nil {
+			c.coord, _ = NewCoordinator(coordID, c.cfg)
+		}
+		return nil
+	}
+	n := c.nodes[id]
+	if n.p != nil {
+		return nil
+	}
+	n.p, _ = NewParticipant(id, c.cfg)
+	prepares := slices.Collect(maps.Values(n.disk.prepares))
+	slices.SortFunc(prepares, func(a, b PrepareRecord) int { return strings.Compare(string(a.Txn), string(b.Txn)) })
+	records := slices.Collect(maps.Values(n.disk.records))
+	slices.SortFunc(records, func(a, b TxnRecord) int { return strings.Compare(string(a.Txn), string(b.Txn)) })
+	effs, err := n.p.Restore(c.clock[id], prepares, records)
+	if err != nil {
+		return err
+	}
+	c.apply(id, effs)
+	return nil
+}
+
+// tick advances the clocks of the given nodes (all if none) n times.
+func (c *cluster) tick(n int, only ...NodeID) {
+	ticks := func(id NodeID) bool { return len(only) == 0 || slices.Contains(only, id) }
+	for range n {
+		if ticks(coordID) {
+			c.clock[coordID]++
+			if c.coord != nil {
+				c.apply(coordID, c.coord.Tick(c.clock[coordID]))
+			}
+		}
+		for _, id := range c.order {
+			if !ticks(id) {
+				continue
+			}
+			c.clock[id]++
+			if p := c.nodes[id].p; p != nil {
+				c.apply(id, p.Tick(c.clock[id]))
+			}
+		}
+	}
+}
+
+// state describes every node, one line each.
+func (c *cluster) state() []string {
+	var out []string
+	if c.coord == nil {
+		out = append(out, "c: down")
+	} else {
+		out = append(out, fmt.Sprintf("c: up in-flight=%d", c.coord.InFlight()))
+	}
+	for _, id := range c.order {
+		n := c.nodes[id]
+		var parts []string
+		if n.p == nil {
+			parts = append(parts, "down")
+		} else {
+			parts = append(parts, "up")
+			var locks []string
+			for k, h := range n.p.locks.held {
+				locks = append(locks, k+":"+string(h))
+			}
+			slices.Sort(locks)
+			parts = append(parts, "locks="+strings.Join(locks, ","))
+			var txns []string
+			for _, t := range slices.Sorted(maps.Keys(n.p.txns)) {
+				txns = append(txns, string(t)+":"+n.p.txns[t].rec.State.String())
+			}
+			parts = append(parts, "txns="+strings.Join(txns, ","))
+			var recs []string
+			for _, t := range slices.Sorted(maps.Keys(n.p.records)) {
+				recs = append(recs, string(t)+":"+n.p.records[t].status.String())
+			}
+			parts = append(parts, "records="+strings.Join(recs, ","))
+		}
+		var data []string
+		for _, k := range slices.Sorted(maps.Keys(n.disk.data)) {
+			data = append(data, fmt.Sprintf("%s=%s@%d", k, n.disk.data[k], n.disk.versions[k]))
+		}
+		parts = append(parts, "data="+strings.Join(data, ","))
+		out = append(out, string(id)+": "+strings.Join(parts, " "))
+	}
+	return out
+}
+
+// checkAtomic reports a txn committed on one node and aborted on another,
+// and client replies that disagree with the participants.
+func (c *cluster) checkAtomic() {
+	for _, id := range slices.Sorted(maps.Keys(c.history)) {
+		h := c.history[id]
+		var committed, aborted []string
+		for _, n := range slices.Sorted(maps.Keys(h)) {
+			if h[n] == StateCommitted {
+				committed = append(committed, string(n))
+			} else {
+				aborted = append(aborted, string(n))
+			}
+		}
+		if len(committed) > 0 && len(aborted) > 0 {
+			c.violate("%s committed on %v and aborted on %v", id, committed, aborted)
+		}
+		if r, ok := c.replies[id]; ok {
+			if r.Outcome == OutcomeCommitted && len(aborted) > 0 {
+				c.violate("%s reported committed but aborted on %v", id, aborted)
+			}
+			if r.Outcome == OutcomeAborted && len(committed) > 0 {
+				c.violate("%s reported aborted but committed on %v", id, committed)
+			}
+		}
+	}
+}

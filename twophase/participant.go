@@ -1,0 +1,334 @@
+package twophase
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+)
+
+// ptxn is a participant's in-memory state of one transaction.
+type ptxn struct {
+	rec PrepareRecord
+	// voted is set once the yes vote may have left (after Persisted, or
+	// for any Prepared record restored from disk).
+	voted bool
+	// since is when the state was entered; next is when to query the
+	// record holder again (Prepared and voted) or give up (not voted).
+	since, next Tick
+	// reason is the no vote to repeat for a duplicate Prepare.
+	reason Reason
+}
+
+// hrec is a transaction record held by this node.
+type hrec struct {
+	status  Status
+	expires Tick
+}
+
+// Participant is the state machine of one node taking part in
+// transactions: its prepared transactions, its lock table and the
+// transaction records it holds (as first participant). It is pure and not
+// safe for concurrent use: the node drives it from one goroutine and
+// performs the returned effects in order.
+type Participant struct {
+	id      NodeID
+	cfg     Config
+	locks   Locks
+	txns    map[TxID]*ptxn
+	records map[TxID]*hrec
+}
+
+// NewParticipant returns the participant of node id with no state. Use
+// Restore before serving after a restart.
+func NewParticipant(id NodeID, cfg Config) (*Participant, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Participant{id: id, cfg: cfg, txns: make(map[TxID]*ptxn), records: make(map[TxID]*hrec)}, nil
+}
+
+// Restore loads the persisted prepare records and transaction records of
+// this node. Prepared transactions take their locks again and are in
+// doubt: they count as voted, and the returned effects query their record
+// holders at once. The node must not serve keys until Restore has returned
+// (the locks then keep in-doubt keys out of reach until resolved).
+func (p *Participant) Restore(now Tick, prepares []PrepareRecord, records []TxnRecord) ([]Effect, error) {
+	for _, r := range records {
+		if _, dup := p.records[r.Txn]; dup {
+			return nil, fmt.Errorf("%w: transaction record %s twice", ErrBadRecords, r.Txn)
+		}
+		p.records[r.Txn] = &hrec{status: r.Status, expires: now + p.cfg.RecordTTLTicks}
+	}
+	for _, r := range prepares {
+		if _, dup := p.txns[r.Txn]; dup {
+			return nil, fmt.Errorf("%w: prepare record %s twice", ErrBadRecords, r.Txn)
+		}
+		t := &ptxn{rec: r, since: now, next: now}
+		if r.State == StatePrepared {
+			t.voted = true
+			if k, h, ok := p.locks.Acquire(r.Txn, r.Locks); !ok {
+				return nil, fmt.Errorf("%w: key %q held by both %s and %s", ErrBadRecords, k, h, r.Txn)
+			}
+		}
+		p.txns[r.Txn] = t
+	}
+	return p.Tick(now), nil
+}
+
+// Locks returns the lock table, for the node to check before serving a key.
+func (p *Participant) Locks() *Locks { return &p.locks }
+
+// State returns the participant's state of txn.
+func (p *Participant) State(txn TxID) State {
+	if t := p.txns[txn]; t != nil {
+		return t.rec.State
+	}
+	return StateNone
+}
+
+// Record returns the status of a transaction record held here.
+func (p *Participant) Record(txn TxID) Status {
+	if r := p.records[txn]; r != nil {
+		return r.status
+	}
+	return StatusUnknown
+}
+
+// InDoubt returns the transactions prepared here and not yet resolved,
+// sorted.
+func (p *Participant) InDoubt() []TxID {
+	var out []TxID
+	for _, id := range slices.Sorted(maps.Keys(p.txns)) {
+		if p.txns[id].rec.State == StatePrepared {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// Step handles one message addressed to this node. versions is consulted
+// only for MsgPrepare: it must hold the current version of every key in
+// m.Prepare.Watch (a missing key has version 0), read in the same critical
+// section as the call.
+func (p *Participant) Step(now Tick, m Message, versions map[string]uint64) []Effect {
+	switch m.Type {
+	case MsgPrepare:
+		if m.Prepare == nil {
+			return nil
+		}
+		return p.prepare(now, m, versions)
+	case MsgCommit:
+		return p.finish(now, m.Txn, true)
+	case MsgAbort:
+		return p.finish(now, m.Txn, false)
+	case MsgDecide:
+		var out []Effect
+		st := p.cas(now, m.Txn, m.Status, &out)
+		return append(out, p.send(m.From, Message{Type: MsgDecision, Txn: m.Txn, Status: st}))
+	case MsgResolve:
+		var out []Effect
+		st := p.resolveRecord(now, m.Txn, &out)
+		return append(out, p.send(m.From, Message{Type: MsgResolveReply, Txn: m.Txn, Status: st}))
+	case MsgResolveReply:
+		return p.learn(now, m.Txn, m.Status)
+	}
+	return nil
+}
+
+func (p *Participant) send(to NodeID, m Message) Send {
+	m.From, m.To = p.id, to
+	return Send{To: to, Msg: m}
+}
+
+func (p *Participant) prepare(now Tick, m Message, versions map[string]uint64) []Effect {
+	if t := p.txns[m.Txn]; t != nil {
+		// Duplicate or late Prepare: repeat the vote already cast (none
+		// yet if the prepare record is not durable).
+		switch {
+		case t.rec.State == StateAborted:
+			return []Effect{p.send(m.From, Message{Type: MsgVote, Txn: m.Txn, Reason: t.reason})}
+		case t.rec.State == StateCommitted || t.voted:
+			return []Effect{p.send(m.From, Message{Type: MsgVote, Txn: m.Txn, Yes: true})}
+		}
+		return nil
+	}
+	pr := m.Prepare
+	rec := PrepareRecord{Txn: m.Txn, State: StatePrepared, Coordinator: m.From, Holder: pr.Holder}
+	if pr.Holder == p.id {
+		if r := p.records[m.Txn]; r != nil && r.status != StatusPending {
+			return p.refuse(now, rec, ReasonRecordAborted)
+		}
+	}
+	keys := lockKeys(pr)
+	if _, _, ok := p.locks.Acquire(m.Txn, keys); !ok {
+		return p.refuse(now, rec, ReasonLockConflict)
+	}
+	for _, k := range slices.Sorted(maps.Keys(pr.Watch)) {
+		if versions[k] != pr.Watch[k] {
+			p.locks.Release(m.Txn, keys)
+			return p.refuse(now, rec, ReasonWatchConflict)
+		}
+	}
+	rec.Intents = slices.Clone(pr.Intents)
+	rec.Locks = keys
+	p.txns[m.Txn] = &ptxn{rec: rec, since: now, next: now + p.cfg.DeadlineTicks}
+	var out []Effect
+	if pr.Holder == p.id && p.records[m.Txn] == nil {
+		p.records[m.Txn] = &hrec{status: StatusPending, expires: now + p.cfg.RecordTTLTicks}
+		out = append(out, PersistRecord{TxnRecord{Txn: m.Txn, Status: StatusPending}})
+	}
+	return append(out, PersistPrepare{rec})
+}
+
+// refuse aborts a transaction before its vote and votes no.
+func (p *Participant) refuse(now Tick, rec PrepareRecord, why Reason) []Effect {
+	rec.State, rec.Intents, rec.Locks = StateAborted, nil, nil
+	p.txns[rec.Txn] = &ptxn{rec: rec, since: now, reason: why}
+	var out []Effect
+	if rec.Holder == p.id {
+		p.cas(now, rec.Txn, StatusAborted, &out)
+	}
+	out = append(out, PersistPrepare{rec})
+	return append(out, p.send(rec.Coordinator, Message{Type: MsgVote, Txn: rec.Txn, Reason: why}))
+}
+
+// Persisted tells the participant that the Prepared record of txn is
+// durable; it returns the yes vote. From then on the participant cannot
+// abort on its own: only the record decides.
+func (p *Participant) Persisted(now Tick, txn TxID) []Effect {
+	t := p.txns[txn]
+	if t == nil || t.rec.State != StatePrepared || t.voted {
+		return nil
+	}
+	t.voted = true
+	t.next = now + p.cfg.ResolveTicks
+	return []Effect{p.send(t.rec.Coordinator, Message{Type: MsgVote, Txn: txn, Yes: true})}
+}
+
+// AbortUnvoted aborts a prepared transaction whose yes vote has not been
+// released by Persisted (its prepare record could not be written, say),
+// and votes no. It returns ErrAlreadyVoted once the vote may have left.
+func (p *Participant) AbortUnvoted(now Tick, txn TxID) ([]Effect, error) {
+	t := p.txns[txn]
+	if t == nil || t.rec.State != StatePrepared {
+		return nil, nil
+	}
+	if t.voted {
+		return nil, fmt.Errorf("%w: %s", ErrAlreadyVoted, txn)
+	}
+	p.locks.Release(txn, t.rec.Locks)
+	delete(p.txns, txn)
+	return p.refuse(now, t.rec, ReasonParticipantAborted), nil
+}
+
+// finish applies a decision to this participant's state of txn.
+func (p *Participant) finish(now Tick, txn TxID, commit bool) []Effect {
+	t := p.txns[txn]
+	if t == nil {
+		if commit {
+			// Never prepared here (or forgotten long ago): nothing to do.
+			return nil
+		}
+		// Abort before Prepare: remember it so a late Prepare is refused.
+		rec := PrepareRecord{Txn: txn, State: StateAborted}
+		p.txns[txn] = &ptxn{rec: rec, since: now, reason: ReasonRecordAborted}
+		return []Effect{PersistPrepare{rec}}
+	}
+	if t.rec.State != StatePrepared {
+		return nil // duplicate
+	}
+	p.locks.Release(txn, t.rec.Locks)
+	t.rec.Locks = nil
+	t.since = now
+	if commit {
+		t.rec.State = StateCommitted
+	} else {
+		t.rec.State, t.rec.Intents, t.reason = StateAborted, nil, ReasonRecordAborted
+	}
+	out := []Effect{PersistPrepare{t.rec}}
+	if commit {
+		// The caller applied the intents with the record; the marker
+		// kept in memory does not need them.
+		t.rec.Intents = nil
+	}
+	return out
+}
+
+// learn handles a record status learned while in doubt.
+func (p *Participant) learn(now Tick, txn TxID, st Status) []Effect {
+	switch st {
+	case StatusCommitted:
+		return p.finish(now, txn, true)
+	case StatusAborted:
+		return p.finish(now, txn, false)
+	}
+	return nil
+}
+
+// cas is the decision: PENDING (or no record) → want. No record means the
+// holder never prepared or a resolver already presumed abort, so only
+// ABORTED can be set. It returns the final status.
+func (p *Participant) cas(now Tick, txn TxID, want Status, out *[]Effect) Status {
+	r := p.records[txn]
+	switch {
+	case r == nil:
+		r = &hrec{status: StatusAborted}
+		p.records[txn] = r
+	case r.status == StatusPending:
+		r.status = want
+	default:
+		return r.status
+	}
+	*out = append(*out, PersistRecord{TxnRecord{Txn: txn, Status: r.status}})
+	if t := p.txns[txn]; t != nil && t.rec.State == StatePrepared && t.voted {
+		*out = append(*out, p.learn(now, txn, r.status)...)
+	}
+	return r.status
+}
+
+// resolveRecord answers an in-doubt query: an unknown record or a PENDING
+// one past its TTL becomes ABORTED (presumed abort).
+func (p *Participant) resolveRecord(now Tick, txn TxID, out *[]Effect) Status {
+	r := p.records[txn]
+	if r == nil || (r.status == StatusPending && now >= r.expires) {
+		return p.cas(now, txn, StatusAborted, out)
+	}
+	return r.status
+}
+
+// Resolve queries the record holder about txn now, if it is in doubt here
+// (the node may call it when a client waits on a locked key).
+func (p *Participant) Resolve(now Tick, txn TxID) []Effect {
+	t := p.txns[txn]
+	if t == nil || t.rec.State != StatePrepared || !t.voted {
+		return nil
+	}
+	t.next = now + p.cfg.ResolveTicks
+	if t.rec.Holder == p.id {
+		var out []Effect
+		p.resolveRecord(now, txn, &out)
+		return out
+	}
+	return []Effect{p.send(t.rec.Holder, Message{Type: MsgResolve, Txn: txn})}
+}
+
+// Tick advances time: in-doubt transactions query their record holder
+// every ResolveTicks, prepared ones whose vote never left are aborted after
+// DeadlineTicks, and finished ones are forgotten after FinishedTTLTicks.
+func (p *Participant) Tick(now Tick) []Effect {
+	var out []Effect
+	for _, id := range slices.Sorted(maps.Keys(p.txns)) {
+		t := p.txns[id]
+		switch {
+		case t.rec.State == StatePrepared && t.voted && now >= t.next:
+			out = append(out, p.Resolve(now, id)...)
+		case t.rec.State == StatePrepared && !t.voted && now >= t.next:
+			effs, _ := p.AbortUnvoted(now, id)
+			out = append(out, effs...)
+		case t.rec.State != StatePrepared && now >= t.since+p.cfg.FinishedTTLTicks:
+			delete(p.txns, id)
+			out = append(out, Forget{Txn: id})
+		}
+	}
+	return out
+}
