@@ -259,7 +259,7 @@ func (s *Store) Delete(ctx context.Context, bucket uint16, key []byte) error {
 // Write applies b atomically. When ctx ends while the write is queued or in
 // flight, Write returns ctx's error and the write's outcome is unknown.
 func (s *Store) Write(ctx context.Context, b *Batch) error {
-	wait, err := s.WriteApplied(ctx, b)
+	wait, err := s.write(ctx, b, false)
 	if err != nil {
 		return err
 	}
@@ -276,6 +276,13 @@ func (s *Store) Write(ctx context.Context, b *Batch) error {
 // every earlier write of its shard is durable (WAL order). Batches spanning
 // shards are committed in full before WriteApplied returns.
 func (s *Store) WriteApplied(ctx context.Context, b *Batch) (wait func() error, err error) {
+	return s.write(ctx, b, true)
+}
+
+// write routes b to its shard (or the cross-shard protocol). With
+// untilApplied it returns once b is applied; otherwise the returned wait
+// does all the waiting (Write's path allocates nothing extra).
+func (s *Store) write(ctx context.Context, b *Batch, untilApplied bool) (wait func() error, err error) {
 	done := func() error { return nil }
 	if b.Len() == 0 {
 		return done, nil
@@ -297,17 +304,16 @@ func (s *Store) WriteApplied(ctx context.Context, b *Batch) (wait func() error, 
 	for i := range idx {
 		idx[i] = i
 	}
-	r := &writeReq{b: b, idx: idx, size: b.size, done: make(chan struct{}), applied: make(chan struct{})}
-	sh := s.shards[first]
-	if err := s.enter(); err != nil {
+	r := &writeReq{b: b, idx: idx, size: b.size, done: make(chan struct{})}
+	if untilApplied {
+		r.applied = make(chan struct{})
+	}
+	if err := s.enqueue(ctx, s.shards[first], r); err != nil {
 		return nil, err
 	}
-	select {
-	case sh.mailbox <- r:
-		s.leave()
-	case <-ctx.Done():
-		s.leave()
-		return nil, fmt.Errorf("engine: write not queued: %w", ctx.Err())
+	wait = func() error { return s.await(ctx, r) }
+	if !untilApplied {
+		return wait, nil
 	}
 	select {
 	case <-r.applied:
@@ -319,28 +325,33 @@ func (s *Store) WriteApplied(ctx context.Context, b *Batch) (wait func() error, 
 	case <-ctx.Done():
 		return nil, fmt.Errorf("engine: write outcome unknown: %w", ctx.Err())
 	}
-	return func() error {
-		select {
-		case <-r.done:
-			return r.err
-		case <-ctx.Done():
-			return fmt.Errorf("engine: write outcome unknown: %w", ctx.Err())
-		}
-	}, nil
+	return wait, nil
 }
 
 // submit enqueues r (waiting while the mailbox is full) and waits for it.
 func (s *Store) submit(ctx context.Context, sh *shard, r *writeReq) error {
+	if err := s.enqueue(ctx, sh, r); err != nil {
+		return err
+	}
+	return s.await(ctx, r)
+}
+
+// enqueue puts r in sh's mailbox, waiting (honouring ctx) while it is full.
+func (s *Store) enqueue(ctx context.Context, sh *shard, r *writeReq) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
+	defer s.leave()
 	select {
 	case sh.mailbox <- r:
-		s.leave()
+		return nil
 	case <-ctx.Done():
-		s.leave()
 		return fmt.Errorf("engine: write not queued: %w", ctx.Err())
 	}
+}
+
+// await waits for a queued request's result.
+func (s *Store) await(ctx context.Context, r *writeReq) error {
 	select {
 	case <-r.done:
 		return r.err

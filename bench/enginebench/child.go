@@ -274,14 +274,20 @@ func runWrite(ctx context.Context, o *options, res *childResult, s store) (*writ
 	if err != nil {
 		return nil, err
 	}
-	all := newHist()
-	for _, h := range hists {
-		all.Merge(h)
-	}
+	all := mergeHists(hists)
 	return &writeResult{
 		Ops: o.writes, Writers: o.writers, Seconds: elapsed.Seconds(),
 		OpsPerSec: float64(o.writes) / elapsed.Seconds(), Latency: latencyOf(all),
 	}, nil
+}
+
+// mergeHists sums the per-worker histograms.
+func mergeHists(hists []*hdrhistogram.Histogram) *hdrhistogram.Histogram {
+	all := newHist()
+	for _, h := range hists {
+		all.Merge(h)
+	}
+	return all
 }
 
 // ---- load, read, scan ----
@@ -435,10 +441,7 @@ func runRead(ctx context.Context, o *options, res *childResult, s store) (*readR
 	if err != nil {
 		return nil, err
 	}
-	all := newHist()
-	for _, h := range hists {
-		all.Merge(h)
-	}
+	all := mergeHists(hists)
 	return &readResult{
 		Ops: o.reads, Readers: o.readers, Seconds: elapsed.Seconds(),
 		OpsPerSec: float64(o.reads) / elapsed.Seconds(), Latency: latencyOf(all),
