@@ -25,7 +25,15 @@ func TestWriteAppliedVisibility(t *testing.T) {
 		return nil
 	})
 	s := mustOpen(t, mem, "/db", testConfig(vfs.WithErrors(mem, inj)))
-	defer s.Close()
+	released := false
+	releaseSync := func() {
+		if !released {
+			released = true
+			hold.Store(false)
+			close(release)
+		}
+	}
+	defer func() { releaseSync(); s.Close() }() // a failed assertion must not leave Close waiting on the held sync
 	ctx := context.Background()
 	if err := s.Put(ctx, 4, []byte("k"), []byte("old")); err != nil {
 		t.Fatal(err)
@@ -55,8 +63,7 @@ func TestWriteAppliedVisibility(t *testing.T) {
 		t.Fatalf("wait returned before the sync: %v", err)
 	case <-time.After(50 * time.Millisecond):
 	}
-	hold.Store(false)
-	close(release)
+	releaseSync()
 	if err := <-waited; err != nil {
 		t.Fatal(err)
 	}
