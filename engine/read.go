@@ -7,10 +7,17 @@ import (
 	"github.com/dbx-kv/dbx/engine/internal/base"
 )
 
-// Item is a value with its expiry (Unix ms, 0 = none).
+// Item is a value with its expiry (Unix ms, 0 = none) and the sequence
+// number of the write that stored it.
 type Item struct {
 	Value    []byte
 	ExpireAt int64
+	// Seq is the sequence number of the write that stored the value: it is
+	// never 0, and a later write of the key (in the same store) always has
+	// a larger one, across restarts too. Callers use it as the key's
+	// version (WATCH); sequence numbers of different shards or stores are
+	// unrelated.
+	Seq uint64
 }
 
 // Snapshot is a point-in-time read view across every shard. It pins the
@@ -138,7 +145,7 @@ func (sh *shard) get(rs *readState, ukey []byte, snap uint64, now int64) (Item, 
 		if exp != 0 && exp <= now {
 			return Item{}, ErrNotFound
 		}
-		return Item{Value: append([]byte(nil), v...), ExpireAt: exp}, nil
+		return Item{Value: append([]byte(nil), v...), ExpireAt: exp, Seq: k.Seq}, nil
 	}
 	if n, ok := rs.mem.get(ukey, snap); ok {
 		return found(n.key, n.value)
@@ -152,7 +159,7 @@ func (sh *shard) get(rs *readState, ukey []byte, snap uint64, now int64) (Item, 
 		if f.MinSeq > snap || !f.overlaps(ukey, ukey) {
 			continue
 		}
-		k, v, ok, err := sh.s.segGet(f.Num, ukey, snap, len(rs.v.dels) > 0)
+		k, v, ok, err := sh.s.segGet(f.Num, ukey, snap)
 		if err != nil {
 			return Item{}, err
 		}
@@ -161,7 +168,7 @@ func (sh *shard) get(rs *readState, ukey []byte, snap uint64, now int64) (Item, 
 		}
 	}
 	if f := rs.v.l1Find(ukey); f != nil {
-		k, v, ok, err := sh.s.segGet(f.Num, ukey, snap, len(rs.v.dels) > 0)
+		k, v, ok, err := sh.s.segGet(f.Num, ukey, snap)
 		if err != nil {
 			return Item{}, err
 		}
@@ -172,21 +179,14 @@ func (sh *shard) get(rs *readState, ukey []byte, snap uint64, now int64) (Item, 
 	return Item{}, ErrNotFound
 }
 
-// segGet looks ukey up in one segment; the value is copied. needSeq asks
-// for the entry's sequence number (range tombstones need it).
-func (s *Store) segGet(num uint64, ukey []byte, snap uint64, needSeq bool) (base.InternalKey, []byte, bool, error) {
+// segGet looks ukey up in one segment, with the entry's sequence number
+// (range tombstones and Item.Seq need it); the value is copied.
+func (s *Store) segGet(num uint64, ukey []byte, snap uint64) (base.InternalKey, []byte, bool, error) {
 	r, release, err := s.tables.Acquire(num)
 	if err != nil {
 		return base.InternalKey{}, nil, false, err
 	}
 	defer release()
-	if !needSeq {
-		v, kind, found, err := r.Get(ukey, snap)
-		if err != nil || !found {
-			return base.InternalKey{}, nil, false, err
-		}
-		return base.InternalKey{UserKey: ukey, Kind: kind}, append([]byte(nil), v...), true, nil
-	}
 	k, v, found, err := r.Lookup(ukey, snap)
 	if err != nil || !found {
 		return base.InternalKey{}, nil, false, err
