@@ -34,11 +34,19 @@ type Config struct {
 	// transaction (to absorb duplicate and late messages) before it emits
 	// Forget. It must exceed the longest time a message can be delayed.
 	FinishedTTLTicks Tick
+	// RecordKeepTicks is how long the holder keeps a COMMITTED transaction
+	// record after the decision before ForgetRecord (ABORTED records go
+	// after FinishedTTLTicks: a missing record means ABORTED anyway). A
+	// participant that cannot reach the holder for longer than this while
+	// in doubt would resolve a committed transaction as aborted, so it must
+	// be far longer than any partition the cluster is expected to survive.
+	RecordKeepTicks Tick
 }
 
 // DefaultConfig returns the limits dbx runs with, for a 100 ms tick: 1024
 // keys per transaction, a 5 s deadline, in-doubt queries every 2 s, PENDING
-// records protected for 6 s, finished transactions remembered for 10 min.
+// records protected for 6 s, finished transactions remembered for 10 min,
+// committed records kept for 1 h.
 func DefaultConfig() Config {
 	return Config{
 		KeysPerTxnMax:    1024,
@@ -46,6 +54,7 @@ func DefaultConfig() Config {
 		ResolveTicks:     20,
 		RecordTTLTicks:   60,
 		FinishedTTLTicks: 6000,
+		RecordKeepTicks:  36000,
 	}
 }
 
@@ -66,6 +75,9 @@ func (c Config) Validate() error {
 	}
 	if c.FinishedTTLTicks < c.RecordTTLTicks {
 		errs = append(errs, fmt.Errorf("%w: FinishedTTLTicks (%d) must be equal or greater than RecordTTLTicks (%d)", ErrBadConfig, c.FinishedTTLTicks, c.RecordTTLTicks))
+	}
+	if c.RecordKeepTicks < c.FinishedTTLTicks {
+		errs = append(errs, fmt.Errorf("%w: RecordKeepTicks (%d) must be equal or greater than FinishedTTLTicks (%d)", ErrBadConfig, c.RecordKeepTicks, c.FinishedTTLTicks))
 	}
 	return errors.Join(errs...)
 }

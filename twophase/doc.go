@@ -49,7 +49,9 @@
 //     call Persisted and perform what it returns; if it cannot be written,
 //     call AbortUnvoted instead.
 //   - Pass Step the current versions of the watched keys, read in the same
-//     critical section (keys absent from the map have version 0).
+//     critical section (keys absent from the map have version 0), and
+//     VersionBusy for any key of the Prepare the caller still holds for
+//     another transaction (finished here, writes not yet applied).
 //   - Before serving a key — plain reads and writes and 1PC batches
 //     included — check Locks().Holder: a locked key belongs to its
 //     transaction until that resolves.
@@ -68,10 +70,12 @@
 //
 // # Caveats
 //
-//   - Transaction records are never deleted by this package. Deleting one
-//     is safe only when no participant can still be in doubt about it (a
-//     later Resolve would presume abort); until acknowledgements exist,
-//     node/ may only prune records much older than FinishedTTLTicks.
+//   - A final transaction record is dropped (ForgetRecord) after
+//     RecordKeepTicks if COMMITTED, FinishedTTLTicks if ABORTED (a missing
+//     record reads as ABORTED anyway). There are no acknowledgements, so a
+//     participant in doubt that cannot reach the holder for longer than
+//     RecordKeepTicks (1 h by default) would presume a committed
+//     transaction aborted: keep it far above any partition to survive.
 //   - A participant forgets a finished transaction after
 //     FinishedTTLTicks (Forget). A Prepare delayed longer than that would
 //     be prepared again; a committed one would then resolve to COMMITTED

@@ -116,6 +116,9 @@ func (c *cluster) apply(from NodeID, effs []Effect) {
 		case Forget:
 			delete(c.nodes[from].disk.prepares, e.Txn)
 			c.logf("%s: forget %s", from, e.Txn)
+		case ForgetRecord:
+			delete(c.nodes[from].disk.records, e.Txn)
+			c.logf("%s: forget record %s", from, e.Txn)
 		case ReplyClient:
 			c.replies[e.Txn] = e
 			if e.Err != nil {

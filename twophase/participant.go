@@ -23,6 +23,8 @@ type ptxn struct {
 type hrec struct {
 	status  Status
 	expires Tick
+	// done is when the record became final (or was restored final).
+	done Tick
 }
 
 // Participant is the state machine of one node taking part in
@@ -36,6 +38,18 @@ type Participant struct {
 	locks   Locks
 	txns    map[TxID]*ptxn
 	records map[TxID]*hrec
+	// prepared are the txns in StatePrepared: Tick visits only these.
+	prepared map[TxID]bool
+	// finished, aborted and committed queue finished transactions and
+	// final records in the order their clocks started (ticks never go
+	// back), so Tick expires them without scanning everything.
+	finished, aborted, committed []stamp
+}
+
+// stamp is a queued expiry: id's clock started at at.
+type stamp struct {
+	at Tick
+	id TxID
 }
 
 // NewParticipant returns the participant of node id with no state. Use
@@ -44,7 +58,7 @@ func NewParticipant(id NodeID, cfg Config) (*Participant, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Participant{id: id, cfg: cfg, txns: make(map[TxID]*ptxn), records: make(map[TxID]*hrec)}, nil
+	return &Participant{id: id, cfg: cfg, txns: make(map[TxID]*ptxn), records: make(map[TxID]*hrec), prepared: make(map[TxID]bool)}, nil
 }
 
 // Restore loads the persisted prepare records and transaction records of
@@ -57,7 +71,8 @@ func (p *Participant) Restore(now Tick, prepares []PrepareRecord, records []TxnR
 		if _, dup := p.records[r.Txn]; dup {
 			return nil, fmt.Errorf("%w: transaction record %s twice", ErrBadRecords, r.Txn)
 		}
-		p.records[r.Txn] = &hrec{status: r.Status, expires: now + p.cfg.RecordTTLTicks}
+		p.records[r.Txn] = &hrec{status: r.Status, expires: now + p.cfg.RecordTTLTicks, done: now}
+		p.queueRecord(r.Txn, r.Status, now)
 	}
 	for _, r := range prepares {
 		if _, dup := p.txns[r.Txn]; dup {
@@ -69,6 +84,9 @@ func (p *Participant) Restore(now Tick, prepares []PrepareRecord, records []TxnR
 			if k, h, ok := p.locks.Acquire(r.Txn, r.Locks); !ok {
 				return nil, fmt.Errorf("%w: key %q held by both %s and %s", ErrBadRecords, k, h, r.Txn)
 			}
+			p.prepared[r.Txn] = true
+		} else {
+			p.finished = append(p.finished, stamp{now, r.Txn})
 		}
 		p.txns[r.Txn] = t
 	}
@@ -160,6 +178,11 @@ func (p *Participant) prepare(now Tick, m Message, versions map[string]uint64) [
 		}
 	}
 	keys := lockKeys(pr)
+	for _, k := range keys {
+		if versions[k] == VersionBusy {
+			return p.refuse(now, rec, ReasonLockConflict)
+		}
+	}
 	if _, _, ok := p.locks.Acquire(m.Txn, keys); !ok {
 		return p.refuse(now, rec, ReasonLockConflict)
 	}
@@ -172,6 +195,7 @@ func (p *Participant) prepare(now Tick, m Message, versions map[string]uint64) [
 	rec.Intents = slices.Clone(pr.Intents)
 	rec.Locks = keys
 	p.txns[m.Txn] = &ptxn{rec: rec, since: now, next: now + p.cfg.DeadlineTicks}
+	p.prepared[m.Txn] = true
 	var out []Effect
 	if pr.Holder == p.id && p.records[m.Txn] == nil {
 		p.records[m.Txn] = &hrec{status: StatusPending, expires: now + p.cfg.RecordTTLTicks}
@@ -184,6 +208,7 @@ func (p *Participant) prepare(now Tick, m Message, versions map[string]uint64) [
 func (p *Participant) refuse(now Tick, rec PrepareRecord, why Reason) []Effect {
 	rec.State, rec.Intents, rec.Locks = StateAborted, nil, nil
 	p.txns[rec.Txn] = &ptxn{rec: rec, since: now, reason: why}
+	p.finished = append(p.finished, stamp{now, rec.Txn})
 	var out []Effect
 	if rec.Holder == p.id {
 		p.cas(now, rec.Txn, StatusAborted, &out)
@@ -218,6 +243,7 @@ func (p *Participant) AbortUnvoted(now Tick, txn TxID) ([]Effect, error) {
 	}
 	p.locks.Release(txn, t.rec.Locks)
 	delete(p.txns, txn)
+	delete(p.prepared, txn)
 	return p.refuse(now, t.rec, ReasonParticipantAborted), nil
 }
 
@@ -232,12 +258,15 @@ func (p *Participant) finish(now Tick, txn TxID, commit bool) []Effect {
 		// Abort before Prepare: remember it so a late Prepare is refused.
 		rec := PrepareRecord{Txn: txn, State: StateAborted}
 		p.txns[txn] = &ptxn{rec: rec, since: now, reason: ReasonRecordAborted}
+		p.finished = append(p.finished, stamp{now, txn})
 		return []Effect{PersistPrepare{rec}}
 	}
 	if t.rec.State != StatePrepared {
 		return nil // duplicate
 	}
 	p.locks.Release(txn, t.rec.Locks)
+	delete(p.prepared, txn)
+	p.finished = append(p.finished, stamp{now, txn})
 	t.rec.Locks = nil
 	t.since = now
 	if commit {
@@ -272,13 +301,14 @@ func (p *Participant) cas(now Tick, txn TxID, want Status, out *[]Effect) Status
 	r := p.records[txn]
 	switch {
 	case r == nil:
-		r = &hrec{status: StatusAborted}
+		r = &hrec{status: StatusAborted, done: now}
 		p.records[txn] = r
 	case r.status == StatusPending:
-		r.status = want
+		r.status, r.done = want, now
 	default:
 		return r.status
 	}
+	p.queueRecord(txn, r.status, now)
 	*out = append(*out, PersistRecord{TxnRecord{Txn: txn, Status: r.status}})
 	if t := p.txns[txn]; t != nil && t.rec.State == StatePrepared && t.voted {
 		*out = append(*out, p.learn(now, txn, r.status)...)
@@ -305,29 +335,63 @@ func (p *Participant) Resolve(now Tick, txn TxID) []Effect {
 	}
 	t.next = now + p.cfg.ResolveTicks
 	if t.rec.Holder == p.id {
+		// The record is here: learn it directly. (cas learns a status it
+		// sets itself; a record already final, as after a restart, is
+		// learned here. finish ignores a duplicate.)
 		var out []Effect
-		p.resolveRecord(now, txn, &out)
-		return out
+		st := p.resolveRecord(now, txn, &out)
+		return append(out, p.learn(now, txn, st)...)
 	}
 	return []Effect{p.send(t.rec.Holder, Message{Type: MsgResolve, Txn: txn})}
 }
 
 // Tick advances time: in-doubt transactions query their record holder
 // every ResolveTicks, prepared ones whose vote never left are aborted after
-// DeadlineTicks, and finished ones are forgotten after FinishedTTLTicks.
+// DeadlineTicks, finished ones are forgotten after FinishedTTLTicks, and
+// final transaction records held here are dropped after RecordKeepTicks
+// (COMMITTED) or FinishedTTLTicks (ABORTED). Its cost is proportional to
+// the prepared transactions and to what expires, not to what is kept.
 func (p *Participant) Tick(now Tick) []Effect {
 	var out []Effect
-	for _, id := range slices.Sorted(maps.Keys(p.txns)) {
+	for _, id := range slices.Sorted(maps.Keys(p.prepared)) {
 		t := p.txns[id]
 		switch {
-		case t.rec.State == StatePrepared && t.voted && now >= t.next:
+		case t.voted && now >= t.next:
 			out = append(out, p.Resolve(now, id)...)
-		case t.rec.State == StatePrepared && !t.voted && now >= t.next:
+		case !t.voted && now >= t.next:
 			effs, _ := p.AbortUnvoted(now, id)
 			out = append(out, effs...)
-		case t.rec.State != StatePrepared && now >= t.since+p.cfg.FinishedTTLTicks:
-			delete(p.txns, id)
-			out = append(out, Forget{Txn: id})
+		}
+	}
+	for len(p.finished) > 0 && now >= p.finished[0].at+p.cfg.FinishedTTLTicks {
+		s := p.finished[0]
+		p.finished = p.finished[1:]
+		if t := p.txns[s.id]; t != nil && t.rec.State != StatePrepared && t.since == s.at {
+			delete(p.txns, s.id)
+			out = append(out, Forget{Txn: s.id})
+		}
+	}
+	out = p.expireRecords(now, &p.aborted, p.cfg.FinishedTTLTicks, out)
+	return p.expireRecords(now, &p.committed, p.cfg.RecordKeepTicks, out)
+}
+
+// queueRecord starts the keep clock of a final record.
+func (p *Participant) queueRecord(txn TxID, st Status, now Tick) {
+	switch st {
+	case StatusAborted:
+		p.aborted = append(p.aborted, stamp{now, txn})
+	case StatusCommitted:
+		p.committed = append(p.committed, stamp{now, txn})
+	}
+}
+
+func (p *Participant) expireRecords(now Tick, q *[]stamp, keep Tick, out []Effect) []Effect {
+	for len(*q) > 0 && now >= (*q)[0].at+keep {
+		s := (*q)[0]
+		*q = (*q)[1:]
+		if r := p.records[s.id]; r != nil && r.status != StatusPending && r.done == s.at {
+			delete(p.records, s.id)
+			out = append(out, ForgetRecord{Txn: s.id})
 		}
 	}
 	return out

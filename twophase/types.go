@@ -19,6 +19,8 @@ type Intent struct {
 	Key    string
 	Value  []byte
 	Delete bool
+	// ExpireAtMs is the value's expiry (Unix ms); 0 means none.
+	ExpireAtMs int64
 }
 
 // State is a participant's view of one transaction.
@@ -201,6 +203,11 @@ type PersistRecord struct{ Rec TxnRecord }
 // Forget asks the caller to delete the participant's record of Txn.
 type Forget struct{ Txn TxID }
 
+// ForgetRecord asks the caller to delete the transaction record of Txn it
+// keeps as record holder (it has been final for RecordKeepTicks, or
+// FinishedTTLTicks if ABORTED).
+type ForgetRecord struct{ Txn TxID }
+
 // Outcome is what a client is told.
 type Outcome uint8
 
@@ -228,7 +235,19 @@ func (Send) effect()           {}
 func (PersistPrepare) effect() {}
 func (PersistRecord) effect()  {}
 func (Forget) effect()         {}
+func (ForgetRecord) effect()   {}
 func (ReplyClient) effect()    {}
+
+// VersionBusy, given as a key's version to Participant.Step for a
+// MsgPrepare, says the caller still holds the key for another transaction
+// (one the participant has finished but whose writes the caller has not
+// applied yet): the Prepare votes no with ErrLockConflict, as for a held
+// lock.
+const VersionBusy = ^uint64(0)
+
+// Keys returns the sorted, distinct keys p locks: written, read and watched
+// keys.
+func (p *Prepare) Keys() []string { return lockKeys(p) }
 
 // lockKeys returns the sorted, distinct keys a Prepare locks: written, read
 // and watched keys.

@@ -88,3 +88,87 @@ func TestRestoreRejectsOverlappingLocks(t *testing.T) {
 		t.Fatalf("want ErrBadRecords, got %v", err)
 	}
 }
+
+// A holder that crashed between making its record COMMITTED and committing
+// its own prepared part finds both on disk: Restore must finish the part
+// from its own record (there is nobody else to ask).
+func TestRestoreSelfHolderLearnsOwnRecord(t *testing.T) {
+	for _, st := range []Status{StatusCommitted, StatusAborted} {
+		p, _ := NewParticipant("p1", DefaultConfig())
+		effs, err := p.Restore(0, []PrepareRecord{{
+			Txn: "t1", State: StatePrepared, Coordinator: "c", Holder: "p1",
+			Intents: []Intent{{Key: "a", Value: []byte("1")}}, Locks: []string{"a"},
+		}}, []TxnRecord{{Txn: "t1", Status: st}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := StateCommitted
+		if st == StatusAborted {
+			want = StateAborted
+		}
+		if p.State("t1") != want || p.Locks().Len() != 0 {
+			t.Fatalf("record %s: after Restore state %s with %d locks, want %s and none", st, p.State("t1"), p.Locks().Len(), want)
+		}
+		var got *PrepareRecord
+		for _, e := range effs {
+			if pp, ok := e.(PersistPrepare); ok {
+				got = &pp.Rec
+			}
+		}
+		if got == nil || got.State != want || (want == StateCommitted && len(got.Intents) != 1) {
+			t.Fatalf("record %s: effects %v, want a %s prepare record (with the intents if committed)", st, effs, want)
+		}
+	}
+}
+
+// VersionBusy for any locked key makes the Prepare vote no with a lock
+// conflict and take no lock.
+func TestPrepareVersionBusy(t *testing.T) {
+	p, _ := NewParticipant("p1", DefaultConfig())
+	m := Message{Type: MsgPrepare, Txn: "t1", From: "c", To: "p1",
+		Prepare: &Prepare{Holder: "p2", Intents: []Intent{{Key: "a"}}, Reads: []string{"b"}}}
+	effs := p.Step(0, m, map[string]uint64{"b": VersionBusy})
+	v, ok := effs[len(effs)-1].(Send)
+	if !ok || v.Msg.Type != MsgVote || v.Msg.Yes || v.Msg.Reason != ReasonLockConflict {
+		t.Fatalf("want a no vote for a lock conflict, got %v", effs)
+	}
+	if p.Locks().Len() != 0 {
+		t.Fatalf("%d locks held after a refused prepare", p.Locks().Len())
+	}
+}
+
+// Final records are dropped: ABORTED after FinishedTTLTicks, COMMITTED
+// after RecordKeepTicks.
+func TestRecordsExpire(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.FinishedTTLTicks, cfg.RecordKeepTicks = 100, 1000
+	p, _ := NewParticipant("h", cfg)
+	for _, id := range []TxID{"tc", "ta"} {
+		p.Step(0, Message{Type: MsgPrepare, Txn: id, From: "c", To: "h",
+			Prepare: &Prepare{Holder: "h", Intents: []Intent{{Key: string(id)}}}}, nil)
+		p.Persisted(0, id)
+	}
+	p.Step(1, Message{Type: MsgDecide, Txn: "tc", From: "c", To: "h", Status: StatusCommitted}, nil)
+	p.Step(1, Message{Type: MsgDecide, Txn: "ta", From: "c", To: "h", Status: StatusAborted}, nil)
+	forgotten := func(now Tick) []TxID {
+		var out []TxID
+		for _, e := range p.Tick(now) {
+			if f, ok := e.(ForgetRecord); ok {
+				out = append(out, f.Txn)
+			}
+		}
+		return out
+	}
+	if got := forgotten(100); len(got) != 0 {
+		t.Fatalf("tick 100: forgot %v too early", got)
+	}
+	if got := forgotten(101); len(got) != 1 || got[0] != "ta" || p.Record("ta") != StatusUnknown {
+		t.Fatalf("tick 101: forgot %v, want [ta]", got)
+	}
+	if got := forgotten(1000); len(got) != 0 || p.Record("tc") != StatusCommitted {
+		t.Fatalf("tick 1000: forgot %v, want nothing (committed kept 1000 ticks)", got)
+	}
+	if got := forgotten(1001); len(got) != 1 || got[0] != "tc" {
+		t.Fatalf("tick 1001: forgot %v, want [tc]", got)
+	}
+}
