@@ -67,6 +67,12 @@ func commandTable(m *Metrics) map[string]*command {
 		{name: "expiretime", arity: 2, flags: []string{"readonly", "fast"}, first: 1, last: 1, step: 1, backend: true, fn: cmdTTL},
 		{name: "pexpiretime", arity: 2, flags: []string{"readonly", "fast"}, first: 1, last: 1, step: 1, backend: true, fn: cmdTTL},
 		{name: "persist", arity: 2, flags: []string{"write", "fast"}, first: 1, last: 1, step: 1, backend: true, fn: cmdPersist},
+		{name: "msetnx", arity: -3, flags: []string{"write", "denyoom"}, first: 1, last: -1, step: 2, backend: true, fn: cmdMSetNX},
+		{name: "multi", arity: 1, flags: []string{"noscript", "loading", "stale", "fast", "allow_busy"}, fn: cmdMulti},
+		{name: "exec", arity: 1, flags: []string{"noscript", "loading", "stale", "skip_slowlog"}, backend: true, fn: cmdExec},
+		{name: "discard", arity: 1, flags: []string{"noscript", "loading", "stale", "fast", "allow_busy"}, fn: cmdDiscard},
+		{name: "watch", arity: -2, flags: []string{"noscript", "loading", "stale", "fast", "allow_busy"}, first: 1, last: -1, step: 1, backend: true, fn: cmdWatch},
+		{name: "unwatch", arity: 1, flags: []string{"noscript", "loading", "stale", "fast", "allow_busy"}, fn: cmdUnwatch},
 	}
 	t := make(map[string]*command, len(list))
 	for _, c := range list {
@@ -89,6 +95,13 @@ func (s *Server) exec(c *session, args [][]byte) {
 		start = time.Now()
 	}
 	cmd := s.lookup(c, args[0])
+	if c.multi != nil && (cmd == nil || !txControl[cmd.name]) {
+		defer func() {
+			if c.failed { // an unknown command or bad arity while queuing: EXEC aborts
+				c.multi.dirty = true
+			}
+		}()
+	}
 	switch {
 	case len(args) > s.cfg.ArgsMax:
 		c.WriteError("ERR too many arguments (" + strconv.Itoa(len(args)) + " > " + strconv.Itoa(s.cfg.ArgsMax) + ")")
@@ -103,10 +116,18 @@ func (s *Server) exec(c *session, args [][]byte) {
 			c.WriteError(msg)
 			break
 		}
+		if c.multi != nil && !txControl[cmd.name] {
+			s.queue(c, cmd, args)
+			break
+		}
 		ctx := s.ctx
 		if cmd.backend {
+			timeout := s.cfg.RequestTimeout
+			if cmd.name == "exec" {
+				timeout = s.cfg.TxnTimeout
+			}
 			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(s.ctx, s.cfg.RequestTimeout)
+			ctx, cancel = context.WithTimeout(s.ctx, timeout)
 			defer cancel()
 		}
 		cmd.fn(s, ctx, c, args)
@@ -507,7 +528,7 @@ func writeCommandInfo(c *session, cmd *command) {
 // ---- data commands ----
 
 func cmdGet(s *Server, ctx context.Context, c *session, args [][]byte) {
-	v, _, err := s.b.Get(ctx, args[1])
+	v, _, err := c.be(s).Get(ctx, args[1])
 	switch {
 	case errors.Is(err, ErrNotFound):
 		c.WriteNull()
@@ -550,7 +571,7 @@ func cmdSet(s *Server, ctx context.Context, c *session, args [][]byte) {
 			return
 		}
 	}
-	r, err := s.b.Set(ctx, args[1], args[2], opt)
+	r, err := c.be(s).Set(ctx, args[1], args[2], opt)
 	switch {
 	case err != nil:
 		s.replyErr(c, err)
@@ -564,7 +585,7 @@ func cmdSet(s *Server, ctx context.Context, c *session, args [][]byte) {
 }
 
 func cmdSetNX(s *Server, ctx context.Context, c *session, args [][]byte) {
-	r, err := s.b.Set(ctx, args[1], args[2], SetOptions{NX: true})
+	r, err := c.be(s).Set(ctx, args[1], args[2], SetOptions{NX: true})
 	if err != nil {
 		s.replyErr(c, err)
 		return
@@ -588,7 +609,7 @@ func cmdSetEX(s *Server, ctx context.Context, c *session, args [][]byte) {
 		c.WriteError("ERR invalid expire time in '" + strings.ToLower(string(args[0])) + "' command")
 		return
 	}
-	if _, err := s.b.Set(ctx, args[1], args[3], SetOptions{ExpireAtMs: at}); err != nil {
+	if _, err := c.be(s).Set(ctx, args[1], args[3], SetOptions{ExpireAtMs: at}); err != nil {
 		s.replyErr(c, err)
 		return
 	}
@@ -619,7 +640,7 @@ func expireAt(s *Server, unit []byte, n int64) (int64, bool) {
 }
 
 func cmdDel(s *Server, ctx context.Context, c *session, args [][]byte) {
-	n, err := s.b.Del(ctx, args[1:]...)
+	n, err := c.be(s).Del(ctx, args[1:]...)
 	if err != nil {
 		s.replyErr(c, err)
 		return
@@ -628,7 +649,7 @@ func cmdDel(s *Server, ctx context.Context, c *session, args [][]byte) {
 }
 
 func cmdExists(s *Server, ctx context.Context, c *session, args [][]byte) {
-	n, err := s.b.Exists(ctx, args[1:]...)
+	n, err := c.be(s).Exists(ctx, args[1:]...)
 	if err != nil {
 		s.replyErr(c, err)
 		return
@@ -637,7 +658,7 @@ func cmdExists(s *Server, ctx context.Context, c *session, args [][]byte) {
 }
 
 func cmdType(s *Server, ctx context.Context, c *session, args [][]byte) {
-	_, err := s.b.ExpireTime(ctx, args[1])
+	_, err := c.be(s).ExpireTime(ctx, args[1])
 	switch {
 	case errors.Is(err, ErrNotFound):
 		c.WriteString("none")
@@ -649,7 +670,7 @@ func cmdType(s *Server, ctx context.Context, c *session, args [][]byte) {
 }
 
 func cmdMGet(s *Server, ctx context.Context, c *session, args [][]byte) {
-	vs, err := s.b.MGet(ctx, args[1:]...)
+	vs, err := c.be(s).MGet(ctx, args[1:]...)
 	if err != nil {
 		s.replyErr(c, err)
 		return
@@ -677,7 +698,7 @@ func cmdMSet(s *Server, ctx context.Context, c *session, args [][]byte) {
 	for i := 1; i+1 < len(args); i += 2 {
 		pairs = append(pairs, KV{Key: args[i], Value: args[i+1]})
 	}
-	if err := s.b.MSet(ctx, pairs...); err != nil {
+	if err := c.be(s).MSet(ctx, pairs...); err != nil {
 		s.replyErr(c, err)
 		return
 	}
@@ -702,7 +723,7 @@ func cmdIncr(s *Server, ctx context.Context, c *session, args [][]byte) {
 		}
 		delta = -delta
 	}
-	v, err := s.b.IncrBy(ctx, args[1], delta)
+	v, err := c.be(s).IncrBy(ctx, args[1], delta)
 	if err != nil {
 		s.replyErr(c, err)
 		return
@@ -724,7 +745,7 @@ func cmdExpire(s *Server, ctx context.Context, c *session, args [][]byte) {
 	if at <= 0 {
 		at = math.MinInt64 + 1 // in the past, never "no expiry"
 	}
-	set, err := s.b.Expire(ctx, args[1], at)
+	set, err := c.be(s).Expire(ctx, args[1], at)
 	if err != nil {
 		s.replyErr(c, err)
 		return
@@ -733,7 +754,7 @@ func cmdExpire(s *Server, ctx context.Context, c *session, args [][]byte) {
 }
 
 func cmdTTL(s *Server, ctx context.Context, c *session, args [][]byte) {
-	at, err := s.b.ExpireTime(ctx, args[1])
+	at, err := c.be(s).ExpireTime(ctx, args[1])
 	switch {
 	case errors.Is(err, ErrNotFound):
 		c.WriteInt64(-2)
@@ -762,7 +783,7 @@ func cmdTTL(s *Server, ctx context.Context, c *session, args [][]byte) {
 }
 
 func cmdPersist(s *Server, ctx context.Context, c *session, args [][]byte) {
-	ok, err := s.b.Persist(ctx, args[1])
+	ok, err := c.be(s).Persist(ctx, args[1])
 	if err != nil {
 		s.replyErr(c, err)
 		return

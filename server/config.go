@@ -30,6 +30,12 @@ type Config struct {
 	// RequestTimeout bounds every backend call (forwarding included); on
 	// expiry the client gets "-ERR owner unreachable: ...". Default 2 s.
 	RequestTimeout time.Duration
+	// TxnTimeout bounds EXEC and MSETNX (a transaction's deadline plus a
+	// margin, so the backend's own deadline answers first).
+	TxnTimeout time.Duration
+	// TxnKeysMax bounds the distinct keys (queued and watched) of one
+	// transaction; TxnCommandsMax the commands queued by one MULTI.
+	TxnKeysMax, TxnCommandsMax int
 	// IdleTimeout closes a connection that sends nothing (or does not finish
 	// a request) for this long; 0 (default) never closes, as Redis's
 	// "timeout 0".
@@ -58,6 +64,9 @@ func DefaultConfig() Config {
 		RequestBytesMax: 64 << 20,
 		ConnsMax:        10000,
 		RequestTimeout:  2 * time.Second,
+		TxnTimeout:      6 * time.Second,
+		TxnKeysMax:      1024,
+		TxnCommandsMax:  4096,
 		WriteTimeout:    10 * time.Second,
 		Now:             time.Now,
 		Version:         "7.2.0-dbx",
@@ -87,6 +96,15 @@ func (c *Config) Validate() error {
 	}
 	if c.RequestTimeout <= 0 {
 		bad("RequestTimeout (%s) must be positive", c.RequestTimeout)
+	}
+	if c.TxnTimeout <= 0 {
+		bad("TxnTimeout (%s) must be positive", c.TxnTimeout)
+	}
+	if c.TxnKeysMax < 1 || c.TxnKeysMax > 1<<20 {
+		bad("TxnKeysMax (%d) must be in [1, %d]", c.TxnKeysMax, 1<<20)
+	}
+	if c.TxnCommandsMax < 1 || c.TxnCommandsMax > 1<<20 {
+		bad("TxnCommandsMax (%d) must be in [1, %d]", c.TxnCommandsMax, 1<<20)
 	}
 	if c.IdleTimeout < 0 {
 		bad("IdleTimeout (%s) must not be negative", c.IdleTimeout)

@@ -38,6 +38,30 @@ type EngineBackend struct {
 	seed  maphash.Seed
 	locks [lockStripes]chan struct{}
 	view  atomic.Pointer[ClusterView]
+	guard KeyGuard
+}
+
+// KeyGuard is called before a key is read or written (for writes, under the
+// key's stripe lock). It may wait (honouring ctx) and fails the operation
+// with its error. The node uses it to keep keys of prepared transactions
+// out of reach until the transaction is resolved.
+type KeyGuard func(ctx context.Context, keys ...[]byte) error
+
+// SetGuard installs g. Call it before the backend serves anything.
+func (e *EngineBackend) SetGuard(g KeyGuard) { e.guard = g }
+
+func (e *EngineBackend) check(ctx context.Context, keys ...[]byte) error {
+	if e.guard == nil {
+		return nil
+	}
+	return e.guard(ctx, keys...)
+}
+
+// LockKeys takes the stripe locks of keys (ascending, honouring ctx), as
+// every write of the backend does; the returned func releases them. The
+// node holds them while it prepares a transaction on those keys.
+func (e *EngineBackend) LockKeys(ctx context.Context, keys ...[]byte) (func(), error) {
+	return e.lock(ctx, keys...)
 }
 
 // NewEngineBackend returns a backend over st. now must be the clock st was
@@ -141,6 +165,9 @@ func (e *EngineBackend) write(ctx context.Context, key, value []byte, atMs int64
 
 // Get implements Backend.
 func (e *EngineBackend) Get(ctx context.Context, key []byte) ([]byte, int64, error) {
+	if err := e.check(ctx, key); err != nil {
+		return nil, 0, err
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
 	}
@@ -161,6 +188,9 @@ func (e *EngineBackend) Set(ctx context.Context, key, value []byte, opt SetOptio
 		return SetResult{}, err
 	}
 	defer unlock()
+	if err := e.check(ctx, key); err != nil {
+		return SetResult{}, err
+	}
 	var old engine.Item
 	found := false
 	if opt.NX || opt.XX || opt.Get || opt.KeepTTL {
@@ -193,6 +223,9 @@ func (e *EngineBackend) Del(ctx context.Context, keys ...[]byte) (int, error) {
 		return 0, err
 	}
 	defer unlock()
+	if err := e.check(ctx, keys...); err != nil {
+		return 0, err
+	}
 	var b engine.Batch
 	seen := make(map[string]bool, len(keys))
 	for _, k := range keys {
@@ -219,6 +252,9 @@ func (e *EngineBackend) Del(ctx context.Context, keys ...[]byte) (int, error) {
 
 // Exists implements Backend.
 func (e *EngineBackend) Exists(ctx context.Context, keys ...[]byte) (int, error) {
+	if err := e.check(ctx, keys...); err != nil {
+		return 0, err
+	}
 	n := 0
 	for _, k := range keys {
 		if err := ctx.Err(); err != nil {
@@ -237,6 +273,9 @@ func (e *EngineBackend) Exists(ctx context.Context, keys ...[]byte) (int, error)
 
 // MGet implements Backend: every key is read from one snapshot.
 func (e *EngineBackend) MGet(ctx context.Context, keys ...[]byte) ([][]byte, error) {
+	if err := e.check(ctx, keys...); err != nil {
+		return nil, err
+	}
 	sn, err := e.st.Snapshot()
 	if err != nil {
 		return nil, err
@@ -275,6 +314,9 @@ func (e *EngineBackend) MSet(ctx context.Context, pairs ...KV) error {
 		return err
 	}
 	defer unlock()
+	if err := e.check(ctx, keys...); err != nil {
+		return err
+	}
 	var b engine.Batch
 	for i, p := range pairs {
 		if last[string(p.Key)] == i { // a repeated key: the last value wins
@@ -291,6 +333,9 @@ func (e *EngineBackend) IncrBy(ctx context.Context, key []byte, delta int64) (in
 		return 0, err
 	}
 	defer unlock()
+	if err := e.check(ctx, key); err != nil {
+		return 0, err
+	}
 	it, ok, err := e.latest(key)
 	if err != nil {
 		return 0, err
@@ -316,6 +361,9 @@ func (e *EngineBackend) Expire(ctx context.Context, key []byte, atMs int64) (boo
 		return false, err
 	}
 	defer unlock()
+	if err := e.check(ctx, key); err != nil {
+		return false, err
+	}
 	it, ok, err := e.latest(key)
 	if err != nil || !ok {
 		return false, err
@@ -335,6 +383,9 @@ func (e *EngineBackend) Persist(ctx context.Context, key []byte) (bool, error) {
 		return false, err
 	}
 	defer unlock()
+	if err := e.check(ctx, key); err != nil {
+		return false, err
+	}
 	it, ok, err := e.latest(key)
 	if err != nil || !ok || it.ExpireAt == 0 {
 		return false, err
@@ -344,6 +395,9 @@ func (e *EngineBackend) Persist(ctx context.Context, key []byte) (bool, error) {
 
 // ExpireTime implements Backend.
 func (e *EngineBackend) ExpireTime(ctx context.Context, key []byte) (int64, error) {
+	if err := e.check(ctx, key); err != nil {
+		return 0, err
+	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -411,4 +465,88 @@ func (e *EngineBackend) Scan(ctx context.Context, cursor uint64, pattern []byte,
 		}
 	}
 	return 0, keys, it.Error()
+}
+
+// Versions implements TxBackend: a key's version is the engine sequence
+// number of its latest write (engine.Item.Seq), 0 when absent or expired.
+func (e *EngineBackend) Versions(ctx context.Context, keys [][]byte) ([]uint64, error) {
+	out := make([]uint64, len(keys))
+	for i, k := range keys {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		it, ok, err := e.latest(k)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out[i] = it.Seq
+		}
+	}
+	return out, nil
+}
+
+// Items reads keys for a transaction that cannot hold their locks (keys
+// on several nodes): their latest values and versions, after the guard.
+func (e *EngineBackend) Items(ctx context.Context, keys [][]byte) ([]TxItem, []uint64, error) {
+	if err := e.check(ctx, keys...); err != nil {
+		return nil, nil, err
+	}
+	items := make([]TxItem, len(keys))
+	vers := make([]uint64, len(keys))
+	for i, k := range keys {
+		it, ok, err := e.latest(k)
+		if err != nil {
+			return nil, nil, err
+		}
+		if ok {
+			items[i] = TxItem{Value: it.Value, ExpireAtMs: it.ExpireAt, Found: true}
+			vers[i] = it.Seq
+		}
+	}
+	return items, vers, nil
+}
+
+// Exec implements TxBackend with locks: it holds every key's stripe from
+// the read to the apply, so run is called once and the writes commit as
+// one engine batch (atomic across shards).
+func (e *EngineBackend) Exec(ctx context.Context, req *TxRequest, run TxFunc) error {
+	unlock, err := e.lock(ctx, req.Keys...)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := e.check(ctx, req.Keys...); err != nil {
+		return err
+	}
+	items := make(map[string]TxItem, len(req.Keys))
+	vers := make(map[string]uint64, len(req.Keys))
+	for _, k := range req.Keys {
+		it, ok, err := e.latest(k)
+		if err != nil {
+			return err
+		}
+		if ok {
+			items[string(k)] = TxItem{Value: it.Value, ExpireAtMs: it.ExpireAt, Found: true}
+			vers[string(k)] = it.Seq
+		}
+	}
+	for _, w := range req.Watch {
+		if vers[string(w.Key)] != w.Version {
+			return ErrWatchFailed
+		}
+	}
+	writes, err := run(items)
+	if err != nil || len(writes) == 0 {
+		return err
+	}
+	var b engine.Batch
+	for _, w := range writes {
+		if w.Delete {
+			b.Delete(router.Bucket(w.Key), w.Key)
+		} else {
+			b.SetWithExpiry(router.Bucket(w.Key), w.Key, w.Value, w.ExpireAtMs)
+		}
+	}
+	return e.commit(ctx, &b, unlock)
 }

@@ -78,6 +78,12 @@ func errorReply(err error, timeout fmt.Stringer) string {
 		return "ERR value is not an integer or out of range"
 	case errors.Is(err, ErrOverflow):
 		return "ERR increment or decrement would overflow"
+	case errors.Is(err, ErrOutcomeUnknown):
+		return "ERR " + err.Error() + " (it may or may not have committed: read the keys to find out)"
+	case errors.Is(err, ErrTxnConflict):
+		return "TRYAGAIN " + err.Error() + ": nothing was written, retry the transaction"
+	case errors.Is(err, ErrTxnAborted):
+		return "EXECABORT " + err.Error() + ": nothing was written"
 	case errors.Is(err, ErrTryAgain):
 		return "TRYAGAIN Multiple keys request during rehashing of slot"
 	case errors.Is(err, ErrClusterDown):
@@ -111,7 +117,7 @@ func errorType(reply string) string {
 	}
 	switch word {
 	case "ERR", "WRONGTYPE", "MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN", "CROSSSLOT",
-		"NOAUTH", "WRONGPASS", "NOPROTO", "READONLY", "LOADING", "BUSY":
+		"NOAUTH", "WRONGPASS", "NOPROTO", "READONLY", "LOADING", "BUSY", "EXECABORT":
 		return word
 	}
 	return "OTHER"

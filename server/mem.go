@@ -22,11 +22,13 @@ type MemBackend struct {
 	items    map[string]memItem
 	byBucket map[uint16]map[string]struct{}
 	view     ClusterView
+	seq      uint64 // last version given out
 }
 
 type memItem struct {
-	v  []byte
-	at int64 // Unix ms, 0 = none
+	v   []byte
+	at  int64  // Unix ms, 0 = none
+	ver uint64 // WATCH version: set from MemBackend.seq by put
 }
 
 // NewMemBackend returns an empty MemBackend using clock now (nil: time.Now)
@@ -72,6 +74,8 @@ func (m *MemBackend) put(key string, it memItem) {
 		m.remove(key)
 		return
 	}
+	m.seq++
+	it.ver = m.seq
 	if _, ok := m.items[key]; !ok {
 		b := router.BucketString(key)
 		set := m.byBucket[b]
@@ -330,4 +334,53 @@ func nextCursor(b uint64) uint64 {
 		return 0
 	}
 	return b + 1
+}
+
+// Versions implements TxBackend.
+func (m *MemBackend) Versions(ctx context.Context, keys [][]byte) ([]uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]uint64, len(keys))
+	for i, k := range keys {
+		if it, ok := m.lookup(string(k)); ok {
+			out[i] = it.ver
+		}
+	}
+	return out, nil
+}
+
+// Exec implements TxBackend under the backend's one mutex.
+func (m *MemBackend) Exec(ctx context.Context, req *TxRequest, run TxFunc) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	items := make(map[string]TxItem, len(req.Keys))
+	for _, k := range req.Keys {
+		if it, ok := m.lookup(string(k)); ok {
+			items[string(k)] = TxItem{Value: it.v, ExpireAtMs: it.at, Found: true}
+		}
+	}
+	for _, w := range req.Watch {
+		it, _ := m.lookup(string(w.Key))
+		if it.ver != w.Version {
+			return ErrWatchFailed
+		}
+	}
+	writes, err := run(items)
+	if err != nil {
+		return err
+	}
+	for _, w := range writes {
+		if w.Delete {
+			m.remove(string(w.Key))
+		} else {
+			m.put(string(w.Key), memItem{v: slices.Clone(w.Value), at: w.ExpireAtMs})
+		}
+	}
+	return nil
 }

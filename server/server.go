@@ -194,6 +194,7 @@ type replyWriter interface {
 	WriteError(string)
 	WriteArray(int)
 	WriteNull()
+	WriteRaw([]byte)
 }
 
 // session is one connection's state; only its connection's goroutine uses it.
@@ -207,6 +208,18 @@ type session struct {
 	w       replyWriter
 	failed  bool     // the current command replied with an error
 	nameBuf [32]byte // lower-cased command name
+	multi   *txState     // open MULTI, nil outside one
+	watch   []WatchedKey // WATCHed keys and their versions
+	txb     Backend      // during EXEC: the transaction's overlay
+}
+
+// be is the backend data commands use: the transaction's overlay during
+// EXEC, the server's backend otherwise.
+func (c *session) be(s *Server) Backend {
+	if c.txb != nil {
+		return c.txb
+	}
+	return s.b
 }
 
 func (c *session) WriteString(v string)     { c.w.WriteString(v) }
@@ -215,6 +228,7 @@ func (c *session) WriteBulkString(v string) { c.w.WriteBulkString(v) }
 func (c *session) WriteInt64(v int64)       { c.w.WriteInt64(v) }
 func (c *session) WriteArray(n int)         { c.w.WriteArray(n) }
 func (c *session) WriteNull()               { c.w.WriteNull() }
+func (c *session) WriteRaw(v []byte)        { c.w.WriteRaw(v) }
 func (c *session) WriteError(v string) {
 	c.failed = true
 	c.w.WriteError(v)
