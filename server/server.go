@@ -206,8 +206,8 @@ type session struct {
 	local   net.Addr
 	lc      *limitConn
 	w       replyWriter
-	failed  bool     // the current command replied with an error
-	nameBuf [32]byte // lower-cased command name
+	failed  bool         // the current command replied with an error
+	nameBuf [32]byte     // lower-cased command name
 	multi   *txState     // open MULTI, nil outside one
 	watch   []WatchedKey // WATCHed keys and their versions
 	txb     Backend      // during EXEC: the transaction's overlay

@@ -396,14 +396,20 @@ type recOp struct {
 	n    int64
 }
 
-func (r *replyRecorder) WriteString(v string)     { r.ops = append(r.ops, recOp{kind: '+', s: v}) }
-func (r *replyRecorder) WriteBulk(v []byte)       { r.ops = append(r.ops, recOp{kind: '$', b: slices.Clone(v)}) }
-func (r *replyRecorder) WriteBulkString(v string) { r.ops = append(r.ops, recOp{kind: '$', b: []byte(v)}) }
-func (r *replyRecorder) WriteInt64(v int64)       { r.ops = append(r.ops, recOp{kind: ':', n: v}) }
-func (r *replyRecorder) WriteError(v string)      { r.ops = append(r.ops, recOp{kind: '-', s: v}) }
-func (r *replyRecorder) WriteArray(n int)         { r.ops = append(r.ops, recOp{kind: '*', n: int64(n)}) }
-func (r *replyRecorder) WriteNull()               { r.ops = append(r.ops, recOp{kind: '_'}) }
-func (r *replyRecorder) WriteRaw(v []byte)        { r.ops = append(r.ops, recOp{kind: 'r', b: slices.Clone(v)}) }
+func (r *replyRecorder) WriteString(v string) { r.ops = append(r.ops, recOp{kind: '+', s: v}) }
+func (r *replyRecorder) WriteBulk(v []byte) {
+	r.ops = append(r.ops, recOp{kind: '$', b: slices.Clone(v)})
+}
+func (r *replyRecorder) WriteBulkString(v string) {
+	r.ops = append(r.ops, recOp{kind: '$', b: []byte(v)})
+}
+func (r *replyRecorder) WriteInt64(v int64)  { r.ops = append(r.ops, recOp{kind: ':', n: v}) }
+func (r *replyRecorder) WriteError(v string) { r.ops = append(r.ops, recOp{kind: '-', s: v}) }
+func (r *replyRecorder) WriteArray(n int)    { r.ops = append(r.ops, recOp{kind: '*', n: int64(n)}) }
+func (r *replyRecorder) WriteNull()          { r.ops = append(r.ops, recOp{kind: '_'}) }
+func (r *replyRecorder) WriteRaw(v []byte) {
+	r.ops = append(r.ops, recOp{kind: 'r', b: slices.Clone(v)})
+}
 
 // replay writes EXEC's array of n replies.
 func (r *replyRecorder) replay(c *session, n int) {
