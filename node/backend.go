@@ -431,10 +431,42 @@ func indexOf(groups []*group, g *group) int {
 	return -1
 }
 
-// Del implements server.Backend. Keys of different owners are deleted
-// independently (not atomically across nodes until two-phase commit lands).
+// Del implements server.Backend: atomically, through a transaction when
+// the keys have several owners.
 func (b *backend) Del(ctx context.Context, keys ...[]byte) (int, error) {
-	return b.countKeys(ctx, methodDel, b.localDel, keys)
+	groups, err := b.split(keys)
+	if err != nil {
+		return 0, err
+	}
+	if len(groups) == 1 {
+		return b.countKeys(ctx, methodDel, b.localDel, keys)
+	}
+	distinct := distinctKeys(keys)
+	n := 0
+	err = b.execWrites(ctx, distinct, func(items map[string]server.TxItem) ([]server.TxWrite, error) {
+		var ws []server.TxWrite
+		for _, k := range distinct {
+			if items[string(k)].Found {
+				ws = append(ws, server.TxWrite{Key: k, Delete: true})
+			}
+		}
+		n = len(ws)
+		return ws, nil
+	})
+	return n, err
+}
+
+// distinctKeys drops repeated keys, keeping first appearances in order.
+func distinctKeys(keys [][]byte) [][]byte {
+	seen := make(map[string]bool, len(keys))
+	out := make([][]byte, 0, len(keys))
+	for _, k := range keys {
+		if !seen[string(k)] {
+			seen[string(k)] = true
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 func (b *backend) localDel(ctx context.Context, keys ...[]byte) (int, error) {
@@ -494,17 +526,28 @@ func (b *backend) MGet(ctx context.Context, keys ...[]byte) ([][]byte, error) {
 	return out, nil
 }
 
-// MSet implements server.Backend. Pairs of one owner commit atomically on
-// it; pairs of different owners commit independently: a failure can leave
-// some owners written and others not (until two-phase commit lands).
+// MSet implements server.Backend: pairs of one owner commit in one batch
+// on it; pairs of several owners commit atomically through a transaction.
 func (b *backend) MSet(ctx context.Context, pairs ...server.KV) error {
 	keys := make([][]byte, len(pairs))
+	last := make(map[string]int, len(pairs))
 	for i, p := range pairs {
 		keys[i] = p.Key
+		last[string(p.Key)] = i
 	}
 	groups, err := b.split(keys)
 	if err != nil {
 		return err
+	}
+	if len(groups) > 1 {
+		distinct := distinctKeys(keys)
+		return b.execWrites(ctx, distinct, func(map[string]server.TxItem) ([]server.TxWrite, error) {
+			ws := make([]server.TxWrite, len(distinct))
+			for i, k := range distinct {
+				ws[i] = server.TxWrite{Key: k, Value: pairs[last[string(k)]].Value}
+			}
+			return ws, nil
+		})
 	}
 	return fanOut(groups, func(g *group) error {
 		req := msetReq{Pairs: make([]kvPair, len(g.idx))}

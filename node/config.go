@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dbx-kv/dbx/coordinator"
@@ -66,6 +68,19 @@ type Config struct {
 	Sync string
 	// VotersMax is the number of Raft voters (default 3, at most 5).
 	VotersMax int
+	// TxnKeysMax bounds the distinct keys of one transaction (MULTI/EXEC,
+	// MSET, MSETNX, DEL; default 1024). It overrides Server.TxnKeysMax.
+	TxnKeysMax int
+	// TxnDeadline is a transaction's deadline (default 5 s, at least 1 s):
+	// running out before the commit is requested aborts it; after, the
+	// client is told the outcome is unknown. Server.TxnTimeout is set to
+	// it plus one second.
+	TxnDeadline time.Duration
+	// Failpoints, for fault tests only, names places where the process
+	// kills itself with SIGKILL: "name[:n],..." (n-th hit). Names:
+	// coord-before-decide, coord-before-commit, holder-after-decide-write,
+	// part-after-prepare, part-before-apply.
+	Failpoints string
 	// GossipProfile selects memberlist's timing: "lan" (default) or
 	// "local" (loopback/tests: faster failure detection).
 	GossipProfile string
@@ -95,6 +110,8 @@ func DefaultConfig() Config {
 		Sync:          "always",
 		VotersMax:     coordinator.DefaultVoters,
 		GossipProfile: "lan",
+		TxnKeysMax:    1024,
+		TxnDeadline:   5 * time.Second,
 		Engine:        engine.DefaultConfig(),
 		Server:        server.DefaultConfig(),
 		Transport:     transport.DefaultConfig(),
@@ -157,6 +174,17 @@ func (c *Config) Validate() error {
 	if c.VotersMax < 1 || c.VotersMax > coordinator.MaxVoters {
 		bad("voters-max %d must be in [1, %d]", c.VotersMax, coordinator.MaxVoters)
 	}
+	if c.TxnKeysMax < 1 || c.TxnKeysMax > 1<<20 {
+		bad("txn-keys-max %d must be in [1, %d]", c.TxnKeysMax, 1<<20)
+	}
+	if c.TxnDeadline < time.Second || c.TxnDeadline > 10*time.Minute {
+		bad("txn-deadline %s must be in [1s, 10m]", c.TxnDeadline)
+	}
+	for name := range parseFailpoints(c.Failpoints) {
+		if !slices.Contains(failpointNames, name) {
+			bad("failpoint %q unknown (known: %s)", name, strings.Join(failpointNames, ", "))
+		}
+	}
 	if c.GossipProfile != "lan" && c.GossipProfile != "local" {
 		bad("gossip profile %q: want lan or local", c.GossipProfile)
 	}
@@ -174,6 +202,7 @@ func (c *Config) Validate() error {
 	}
 	sc := c.Server
 	sc.RequirePass = c.RequirePass
+	sc.TxnKeysMax, sc.TxnTimeout = c.TxnKeysMax, c.TxnDeadline+time.Second
 	if err := sc.Validate(); err != nil {
 		bad("server: %v", err)
 	}

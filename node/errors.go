@@ -41,4 +41,5 @@ func init() {
 	transport.RegisterError("server.value_too_large", server.ErrValueTooLarge)
 	transport.RegisterError("server.try_again", server.ErrTryAgain)
 	transport.RegisterError("server.cluster_down", server.ErrClusterDown)
+	transport.RegisterError("server.watch_failed", server.ErrWatchFailed)
 }

@@ -42,6 +42,7 @@ type Node struct {
 	store   *engine.Store
 	local   *server.EngineBackend
 	backend *backend
+	txns    *txns
 	pm      *transport.PortMux
 	rpc     *transport.TCP
 	coord   *coordinator.Coordinator
@@ -182,9 +183,24 @@ func (n *Node) start(ctx context.Context) error {
 	n.refreshPeers(coord.Current())
 
 	// Node-to-node methods.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	r := transport.NewRouter()
 	n.backend = &backend{n: n, local: n.local}
 	n.backend.register(r)
+	if n.txns, err = newTxns(n, reg); err != nil {
+		respLn.Close()
+		httpLn.Close()
+		return fmt.Errorf("node: transactions: %w", err)
+	}
+	n.local.SetGuard(n.txns.guard)
+	n.txns.register(r)
+	// In-doubt transactions take their keys' locks before any key is served.
+	if err := n.txns.restore(); err != nil {
+		respLn.Close()
+		httpLn.Close()
+		return fmt.Errorf("node: restoring transaction records: %w", err)
+	}
 	transport.Register(r, methodLeaderOp, n.handleLeaderOp)
 	rpc.Serve(r.Handle)
 
@@ -200,8 +216,6 @@ func (n *Node) start(ctx context.Context) error {
 	n.gossipAddr = g.ml.LocalNode().Address()
 
 	// Client-facing servers.
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics, err := server.NewMetrics(reg)
 	if err != nil {
 		respLn.Close()
@@ -211,6 +225,7 @@ func (n *Node) start(ctx context.Context) error {
 	scfg := cfg.Server
 	scfg.RequirePass = cfg.RequirePass
 	scfg.Metrics = metrics
+	scfg.TxnKeysMax, scfg.TxnTimeout = cfg.TxnKeysMax, cfg.TxnDeadline+time.Second
 	if scfg.Now == nil {
 		scfg.Now = ecfg.Now
 	}
@@ -238,6 +253,7 @@ func (n *Node) start(ctx context.Context) error {
 		}
 	})
 	n.goFunc(n.watchLoop)
+	n.goFunc(n.txns.loop)
 	n.goFunc(n.reconcileLoop)
 
 	if len(cfg.Join) > 0 {

@@ -120,6 +120,10 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&cfg.Sync, "sync", cfg.Sync, "WAL sync mode: always, interval or none")
 	f.IntVar(&cfg.VotersMax, "voters-max", cfg.VotersMax, "number of Raft voters (1..5)")
 	f.DurationVar(&cfg.JoinTimeout, "join-timeout", cfg.JoinTimeout, "how long to try joining at start")
+	f.IntVar(&cfg.TxnKeysMax, "txn-keys-max", cfg.TxnKeysMax, "most distinct keys in one transaction (MULTI/EXEC, MSET, MSETNX, DEL)")
+	f.DurationVar(&cfg.TxnDeadline, "txn-deadline", cfg.TxnDeadline, "transaction deadline; past it EXEC reports abort, or an unknown outcome once commit was requested")
+	f.StringVar(&cfg.Failpoints, "failpoints", "", "fault tests only: name[:n],... kill this process at the n-th hit")
+	_ = f.MarkHidden("failpoints")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	return cmd

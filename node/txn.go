@@ -1,0 +1,640 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/dbx-kv/dbx/engine"
+	"github.com/dbx-kv/dbx/router"
+	"github.com/dbx-kv/dbx/server"
+	"github.com/dbx-kv/dbx/transport"
+	"github.com/dbx-kv/dbx/twophase"
+)
+
+// Transaction RPC methods.
+const (
+	methodTxnMsg     = "txn.msg"     // a twophase.Message
+	methodTxnRead    = "txn.read"    // read keys with their versions
+	methodTxnCommit1 = "txn.commit1" // one-node commit if versions still match
+)
+
+const (
+	// txnBucket is the engine bucket holding prepare and transaction
+	// records: outside the 16384 data buckets, so SCAN, DBSIZE and bucket
+	// moves never see it, while checkpoints include it.
+	txnBucket uint16 = 0xFFFE
+	// txnTick is the twophase clock period (twophase.DefaultConfig assumes it).
+	txnTick = 100 * time.Millisecond
+	// txnSendsMax bounds the protocol messages in flight from this node;
+	// beyond it a message is dropped (the protocol tolerates loss).
+	txnSendsMax = 4096
+	// txnResolveAfter is how long a client waits on a key of a prepared
+	// transaction before the node asks the record holder at once.
+	txnResolveAfter = 500 * time.Millisecond
+)
+
+type (
+	txnReadReq  struct{ Keys [][]byte }
+	txnReadResp struct {
+		Items    []server.TxItem
+		Versions []uint64
+	}
+	txnCommitReq struct {
+		Keys     [][]byte
+		Versions []uint64
+		Writes   []server.TxWrite
+	}
+)
+
+// txns drives this node's twophase Coordinator and Participant: it
+// delivers messages, performs effects (records in the engine's txnBucket,
+// intents applied in the same batch as the COMMITTED marker), ticks the
+// clock and keeps the keys of prepared transactions away from every other
+// operation.
+//
+// Locking: mu guards the state machines and the clock; hmu guards held.
+// Order: a key's stripe lock (EngineBackend) before mu or hmu; mu and hmu
+// are never held together. held is the authority for plain operations
+// (the guard) and for later Prepares (VersionBusy): a key enters it when
+// its transaction prepares here and leaves it only once the decision is
+// durable and, for a commit, the intents are applied — later than the
+// participant's own lock table, which releases inside Step.
+type txns struct {
+	n     *Node
+	st    *engine.Store
+	local *server.EngineBackend
+	log   *slog.Logger
+	self  twophase.NodeID
+
+	mu      sync.Mutex
+	coord   *twophase.Coordinator
+	part    *twophase.Participant
+	now     twophase.Tick
+	waiters map[twophase.TxID]chan twophase.ReplyClient
+
+	hmu      sync.Mutex
+	held     map[string]twophase.TxID
+	heldKeys map[twophase.TxID][]string
+	released chan struct{} // closed (and replaced) whenever keys leave held
+	nheld    atomic.Int64
+
+	incarnation uint32
+	seq         atomic.Uint64
+	sends       chan struct{}
+	failpoints  map[string]int
+	fpMu        sync.Mutex
+	m           *txnMetrics
+}
+
+type txnMetrics struct {
+	commits   *prometheus.CounterVec // path = 1pc | 2pc
+	aborts    *prometheus.CounterVec // reason
+	retries   prometheus.Counter
+	lockWaits prometheus.Counter
+	dropped   prometheus.Counter
+	inDoubt   prometheus.GaugeFunc
+}
+
+func newTxns(n *Node, reg prometheus.Registerer) (*txns, error) {
+	cfg := twophase.DefaultConfig()
+	cfg.KeysPerTxnMax = n.cfg.TxnKeysMax
+	cfg.DeadlineTicks = twophase.Tick(n.cfg.TxnDeadline / txnTick)
+	cfg.RecordTTLTicks = max(cfg.RecordTTLTicks, cfg.DeadlineTicks+10)
+	self := twophase.NodeID(n.cfg.ID)
+	coord, err := twophase.NewCoordinator(self, cfg)
+	if err != nil {
+		return nil, err
+	}
+	part, err := twophase.NewParticipant(self, cfg)
+	if err != nil {
+		return nil, err
+	}
+	var inc [4]byte
+	_, _ = rand.Read(inc[:])
+	t := &txns{
+		n: n, st: n.store, local: n.local, log: n.log.With("component", "txn"), self: self,
+		coord: coord, part: part, waiters: map[twophase.TxID]chan twophase.ReplyClient{},
+		held: map[string]twophase.TxID{}, heldKeys: map[twophase.TxID][]string{}, released: make(chan struct{}),
+		incarnation: binary.BigEndian.Uint32(inc[:]), sends: make(chan struct{}, txnSendsMax),
+		failpoints: parseFailpoints(n.cfg.Failpoints),
+	}
+	t.m = &txnMetrics{
+		commits:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dbx_txn_commits_total", Help: "Committed transactions by path (1pc: one node, one batch; 2pc: two-phase commit)."}, []string{"path"}),
+		aborts:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dbx_txn_aborts_total", Help: "Transactions that ended without committing, by reason."}, []string{"reason"}),
+		retries:   prometheus.NewCounter(prometheus.CounterOpts{Name: "dbx_txn_retries_total", Help: "Transaction attempts retried after a conflict."}),
+		lockWaits: prometheus.NewCounter(prometheus.CounterOpts{Name: "dbx_txn_lock_waits_total", Help: "Operations that waited for a key held by a prepared transaction."}),
+		dropped:   prometheus.NewCounter(prometheus.CounterOpts{Name: "dbx_txn_messages_dropped_total", Help: "Protocol messages dropped because too many were in flight."}),
+	}
+	t.m.inDoubt = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "dbx_txn_in_doubt", Help: "Transactions prepared on this node and not yet resolved."}, func() float64 {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		return float64(len(t.part.InDoubt()))
+	})
+	if reg != nil {
+		for _, c := range []prometheus.Collector{t.m.commits, t.m.aborts, t.m.retries, t.m.lockWaits, t.m.dropped, t.m.inDoubt} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return t, nil
+}
+
+// register installs the transaction RPCs.
+func (t *txns) register(r *transport.Router) {
+	transport.Register(r, methodTxnMsg, func(ctx context.Context, m *twophase.Message) (*emptyResp, error) {
+		t.deliver(ctx, *m)
+		return &emptyResp{}, nil
+	})
+	transport.Register(r, methodTxnRead, func(ctx context.Context, req *txnReadReq) (*txnReadResp, error) {
+		if err := t.n.backend.checkOwned(req.Keys...); err != nil {
+			return nil, err
+		}
+		items, vers, err := t.local.Items(ctx, req.Keys)
+		if err != nil {
+			return nil, err
+		}
+		return &txnReadResp{Items: items, Versions: vers}, nil
+	})
+	transport.Register(r, methodTxnCommit1, func(ctx context.Context, req *txnCommitReq) (*emptyResp, error) {
+		return &emptyResp{}, t.commit1(ctx, req)
+	})
+}
+
+// commit1 commits writes on this node if every key still has the version
+// the coordinator read: the one-node path for keys owned by another node.
+func (t *txns) commit1(ctx context.Context, req *txnCommitReq) error {
+	if len(req.Keys) != len(req.Versions) {
+		return fmt.Errorf("node: txn.commit1 with %d keys and %d versions", len(req.Keys), len(req.Versions))
+	}
+	if err := t.n.backend.checkOwned(req.Keys...); err != nil {
+		return err
+	}
+	watch := make([]server.WatchedKey, len(req.Keys))
+	for i, k := range req.Keys {
+		watch[i] = server.WatchedKey{Key: k, Version: req.Versions[i]}
+	}
+	return t.local.Exec(ctx, &server.TxRequest{Keys: req.Keys, Watch: watch}, func(map[string]server.TxItem) ([]server.TxWrite, error) {
+		return req.Writes, nil
+	})
+}
+
+// ---- records ----
+
+func recKey(kind byte, id twophase.TxID) []byte { return append([]byte{kind, '/'}, id...) }
+
+// restore loads the persisted records into the participant and takes the
+// locks of prepared transactions; the node calls it before serving.
+func (t *txns) restore() error {
+	it, err := t.st.NewIter(txnBucket, txnBucket)
+	if err != nil {
+		return err
+	}
+	var prepares []twophase.PrepareRecord
+	var records []twophase.TxnRecord
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		switch {
+		case len(k) > 2 && k[0] == 'p':
+			var r twophase.PrepareRecord
+			if err := msgpack.Unmarshal(it.Value(), &r); err != nil {
+				it.Close()
+				return fmt.Errorf("node: prepare record %q: %w", k, err)
+			}
+			prepares = append(prepares, r)
+		case len(k) > 2 && k[0] == 'r':
+			var r twophase.TxnRecord
+			if err := msgpack.Unmarshal(it.Value(), &r); err != nil {
+				it.Close()
+				return fmt.Errorf("node: transaction record %q: %w", k, err)
+			}
+			records = append(records, r)
+		}
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	effs, err := t.part.Restore(t.now, prepares, records)
+	t.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	inDoubt := 0
+	for _, r := range prepares {
+		if r.State == twophase.StatePrepared {
+			t.hold(r.Txn, r.Locks)
+			inDoubt++
+		}
+	}
+	if len(prepares)+len(records) > 0 {
+		t.log.Info("transaction records restored", "prepares", len(prepares), "records", len(records), "in_doubt", inDoubt)
+	}
+	t.perform(effs)
+	return nil
+}
+
+// persist writes a run of PersistPrepare/PersistRecord effects as one
+// durable engine batch (a COMMITTED prepare record brings its intents), then
+// releases the votes of prepared transactions and the keys of finished ones.
+func (t *txns) persist(effs []twophase.Effect) {
+	var b engine.Batch
+	var prepared, finished []twophase.TxID
+	decided := false
+	for _, e := range effs {
+		switch e := e.(type) {
+		case twophase.PersistRecord:
+			b.Set(txnBucket, recKey('r', e.Rec.Txn), mustMsgpack(e.Rec))
+			decided = decided || e.Rec.Status == twophase.StatusCommitted
+		case twophase.PersistPrepare:
+			rec := e.Rec
+			switch rec.State {
+			case twophase.StatePrepared:
+				prepared = append(prepared, rec.Txn)
+			case twophase.StateCommitted:
+				t.failpoint("part-before-apply")
+				for _, in := range rec.Intents {
+					if in.Delete {
+						b.Delete(router.BucketString(in.Key), []byte(in.Key))
+					} else {
+						b.SetWithExpiry(router.BucketString(in.Key), []byte(in.Key), in.Value, in.ExpireAtMs)
+					}
+				}
+				rec.Intents, rec.Locks = nil, nil
+				finished = append(finished, rec.Txn)
+			default:
+				finished = append(finished, rec.Txn)
+			}
+			b.Set(txnBucket, recKey('p', rec.Txn), mustMsgpack(rec))
+		}
+	}
+	if err := t.st.Write(context.Background(), &b); err != nil {
+		t.log.Error("transaction records not written", "err", err, "prepared", len(prepared), "finished", len(finished))
+		for _, id := range prepared {
+			t.mu.Lock()
+			out, _ := t.part.AbortUnvoted(t.now, id)
+			t.mu.Unlock()
+			t.perform(out) // its keys leave held once the abort is written
+		}
+		// A decided transaction whose write failed keeps its keys held:
+		// serving them could expose a state the decision contradicts. A
+		// restart replays the decision from the records.
+		return
+	}
+	if decided {
+		t.failpoint("holder-after-decide-write")
+	}
+	for _, id := range prepared {
+		t.failpoint("part-after-prepare")
+		t.mu.Lock()
+		out := t.part.Persisted(t.now, id)
+		t.mu.Unlock()
+		t.perform(out)
+	}
+	for _, id := range finished {
+		t.unhold(id)
+	}
+}
+
+func (t *txns) forget(kind byte, id twophase.TxID) {
+	var b engine.Batch
+	b.Delete(txnBucket, recKey(kind, id))
+	if err := t.st.Write(context.Background(), &b); err != nil {
+		t.log.Warn("forgetting a transaction record", "txn", id, "err", err)
+	}
+}
+
+func mustMsgpack(v any) []byte {
+	b, err := msgpack.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("node: encoding %T: %v", v, err)) // plain structs: cannot fail
+	}
+	return b
+}
+
+// ---- held keys ----
+
+func (t *txns) hold(id twophase.TxID, keys []string) {
+	t.hmu.Lock()
+	defer t.hmu.Unlock()
+	if _, dup := t.heldKeys[id]; dup {
+		return
+	}
+	for _, k := range keys {
+		t.held[k] = id
+	}
+	t.heldKeys[id] = keys
+	t.nheld.Add(int64(len(keys)))
+}
+
+func (t *txns) unhold(id twophase.TxID) {
+	t.hmu.Lock()
+	defer t.hmu.Unlock()
+	keys, ok := t.heldKeys[id]
+	if !ok {
+		return
+	}
+	delete(t.heldKeys, id)
+	for _, k := range keys {
+		if t.held[k] == id {
+			delete(t.held, k)
+		}
+	}
+	t.nheld.Add(-int64(len(keys)))
+	close(t.released)
+	t.released = make(chan struct{})
+}
+
+// guard is the EngineBackend's KeyGuard: it waits while any of keys is
+// held by a prepared transaction, asking the record holder after
+// txnResolveAfter, until ctx ends.
+func (t *txns) guard(ctx context.Context, keys ...[]byte) error {
+	if t.nheld.Load() == 0 {
+		return nil
+	}
+	var timer *time.Timer
+	waited := false
+	for {
+		t.hmu.Lock()
+		var holder twophase.TxID
+		for _, k := range keys {
+			if h, ok := t.held[string(k)]; ok {
+				holder = h
+				break
+			}
+		}
+		ch := t.released
+		t.hmu.Unlock()
+		if holder == "" {
+			if timer != nil {
+				timer.Stop()
+			}
+			return nil
+		}
+		if !waited {
+			waited = true
+			t.m.lockWaits.Inc()
+			timer = time.NewTimer(txnResolveAfter)
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			t.mu.Lock()
+			effs := t.part.Resolve(t.now, holder)
+			t.mu.Unlock()
+			t.perform(effs)
+			timer.Reset(txnResolveAfter)
+		case <-ctx.Done():
+			timer.Stop()
+			return server.RedisError("TRYAGAIN key is held by transaction " + string(holder) + ", which is not resolved yet")
+		}
+	}
+}
+
+// ---- messages ----
+
+// deliver hands one protocol message to the state machine it is for and
+// performs the effects.
+func (t *txns) deliver(ctx context.Context, m twophase.Message) {
+	switch m.Type {
+	case twophase.MsgVote, twophase.MsgDecision:
+		t.mu.Lock()
+		effs := t.coord.Step(t.now, m)
+		t.mu.Unlock()
+		t.perform(effs)
+	case twophase.MsgPrepare:
+		if m.Prepare == nil {
+			return
+		}
+		t.prepare(ctx, m)
+	default:
+		t.mu.Lock()
+		effs := t.part.Step(t.now, m, nil)
+		t.mu.Unlock()
+		t.perform(effs)
+	}
+}
+
+// prepare runs a Prepare under the stripe locks of its keys, so the
+// versions it checks cannot change before its locks are in held.
+func (t *txns) prepare(ctx context.Context, m twophase.Message) {
+	keys := m.Prepare.Keys()
+	bkeys := make([][]byte, len(keys))
+	for i, k := range keys {
+		bkeys[i] = []byte(k)
+	}
+	unlock, err := t.local.LockKeys(ctx, bkeys...)
+	if err != nil {
+		return // lost: the coordinator's deadline aborts it
+	}
+	versions := make(map[string]uint64, len(keys))
+	busy := t.n.backend.checkOwned(bkeys...) != nil // not ours (any more): vote no, the coordinator retries
+	t.hmu.Lock()
+	for _, k := range keys {
+		if h, ok := t.held[k]; busy || (ok && h != m.Txn) {
+			versions[k] = twophase.VersionBusy
+		}
+	}
+	t.hmu.Unlock()
+	for k := range m.Prepare.Watch {
+		if versions[k] == twophase.VersionBusy {
+			continue
+		}
+		it, err := t.st.GetLatestItem(router.BucketString(k), []byte(k))
+		switch {
+		case err == nil:
+			versions[k] = it.Seq
+		case !errors.Is(err, engine.ErrNotFound):
+			versions[k] = twophase.VersionBusy // cannot read it: vote no
+		}
+	}
+	t.mu.Lock()
+	effs := t.part.Step(t.now, m, versions)
+	t.mu.Unlock()
+	for _, e := range effs {
+		if pp, ok := e.(twophase.PersistPrepare); ok && pp.Rec.State == twophase.StatePrepared {
+			t.hold(pp.Rec.Txn, pp.Rec.Locks)
+		}
+	}
+	unlock()
+	t.perform(effs)
+}
+
+// perform carries out effects in order; runs of persist effects become one
+// durable batch before anything after them.
+func (t *txns) perform(effs []twophase.Effect) {
+	for i := 0; i < len(effs); {
+		switch e := effs[i].(type) {
+		case twophase.PersistPrepare, twophase.PersistRecord:
+			j := i + 1
+			for j < len(effs) && isPersist(effs[j]) {
+				j++
+			}
+			t.persist(effs[i:j])
+			i = j
+			continue
+		case twophase.Send:
+			t.send(e.Msg)
+		case twophase.Forget:
+			t.forget('p', e.Txn)
+		case twophase.ForgetRecord:
+			t.forget('r', e.Txn)
+		case twophase.ReplyClient:
+			t.mu.Lock()
+			ch := t.waiters[e.Txn]
+			delete(t.waiters, e.Txn)
+			t.mu.Unlock()
+			if ch != nil {
+				ch <- e
+			}
+		}
+		i++
+	}
+}
+
+func isPersist(e twophase.Effect) bool {
+	switch e.(type) {
+	case twophase.PersistPrepare, twophase.PersistRecord:
+		return true
+	}
+	return false
+}
+
+// send delivers m asynchronously: to this node directly, to others over
+// the transport. Failures are dropped; the protocol retries or times out.
+func (t *txns) send(m twophase.Message) {
+	switch {
+	case m.Type == twophase.MsgDecide && m.Status == twophase.StatusCommitted:
+		t.failpoint("coord-before-decide")
+	case m.Type == twophase.MsgCommit:
+		t.failpoint("coord-before-commit")
+	}
+	select {
+	case t.sends <- struct{}{}:
+	default:
+		t.m.dropped.Inc()
+		return
+	}
+	go func() {
+		defer func() { <-t.sends }()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if m.To == t.self {
+			t.deliver(ctx, m)
+			return
+		}
+		p, ok := t.n.peer(string(m.To))
+		if !ok || p.RPCAddr == "" {
+			return
+		}
+		if _, err := transport.Call[twophase.Message, emptyResp](ctx, t.n.rpc, p.RPCAddr, methodTxnMsg, &m); err != nil {
+			t.log.Debug("transaction message not delivered", "msg", m.String(), "to", m.To, "err", err)
+		}
+	}()
+}
+
+// loop ticks the state machines until the node closes.
+func (t *txns) loop() {
+	tk := time.NewTicker(txnTick)
+	defer tk.Stop()
+	for {
+		select {
+		case <-t.n.done:
+			return
+		case <-tk.C:
+		}
+		t.mu.Lock()
+		t.now++
+		effs := t.part.Tick(t.now)
+		effs = append(effs, t.coord.Tick(t.now)...)
+		t.mu.Unlock()
+		t.perform(effs)
+	}
+}
+
+// ---- coordinating ----
+
+func (t *txns) newID() twophase.TxID {
+	return twophase.TxID(fmt.Sprintf("%s.%08x.%d", t.self, t.incarnation, t.seq.Add(1)))
+}
+
+// run2PC runs txn to its outcome (or ctx's end: unknown).
+func (t *txns) run2PC(ctx context.Context, txn twophase.Txn) twophase.ReplyClient {
+	ch := make(chan twophase.ReplyClient, 1)
+	t.mu.Lock()
+	effs, err := t.coord.Begin(t.now, txn)
+	if err == nil {
+		t.waiters[txn.ID] = ch
+	}
+	t.mu.Unlock()
+	if err != nil {
+		return twophase.ReplyClient{Txn: txn.ID, Outcome: twophase.OutcomeAborted, Err: err}
+	}
+	t.perform(effs)
+	select {
+	case r := <-ch:
+		return r
+	case <-ctx.Done():
+		t.mu.Lock()
+		delete(t.waiters, txn.ID)
+		t.mu.Unlock()
+		return twophase.ReplyClient{Txn: txn.ID, Outcome: twophase.OutcomeUnknown,
+			Err: fmt.Errorf("%w: %s: %v", twophase.ErrOutcomeUnknown, txn.ID, ctx.Err())}
+	}
+}
+
+// ---- failpoints (fault tests only) ----
+
+// parseFailpoints reads "name[:n],..." : the n-th time (default 1) name is
+// reached, the process kills itself with SIGKILL. Only the fault tests set
+// them (DBX_FAILPOINTS).
+func parseFailpoints(spec string) map[string]int {
+	if spec == "" {
+		return nil
+	}
+	out := map[string]int{}
+	for _, f := range strings.Split(spec, ",") {
+		name, n, _ := strings.Cut(strings.TrimSpace(f), ":")
+		c, err := strconv.Atoi(n)
+		if err != nil || c < 1 {
+			c = 1
+		}
+		out[name] = c
+	}
+	return out
+}
+
+// failpointNames are the places a fault test can kill a node at.
+var failpointNames = []string{"coord-before-decide", "coord-before-commit", "holder-after-decide-write", "part-after-prepare", "part-before-apply"}
+
+func (t *txns) failpoint(name string) {
+	if t.failpoints == nil {
+		return
+	}
+	t.fpMu.Lock()
+	n, ok := t.failpoints[name]
+	if ok {
+		n--
+		t.failpoints[name] = n
+	}
+	t.fpMu.Unlock()
+	if ok && n == 0 {
+		t.log.Warn("failpoint reached: killing this process", "failpoint", name)
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {} // the signal is on its way
+	}
+}

@@ -1,0 +1,245 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/dbx-kv/dbx/server"
+	"github.com/dbx-kv/dbx/twophase"
+)
+
+// txnAttemptsMax bounds the attempts of one transaction that keeps
+// conflicting (each attempt reads, computes and validates again).
+const txnAttemptsMax = 16
+
+var _ server.TxBackend = (*backend)(nil)
+
+// Versions implements server.TxBackend: each key's version from its owner.
+func (b *backend) Versions(ctx context.Context, keys [][]byte) ([]uint64, error) {
+	groups, err := b.split(keys)
+	if err != nil {
+		return nil, err
+	}
+	_, vers, err := b.txRead(ctx, groups, keys)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]uint64, len(keys))
+	for i, k := range keys {
+		out[i] = vers[string(k)]
+	}
+	return out, nil
+}
+
+// txRead reads keys with their versions from their owners, in parallel.
+func (b *backend) txRead(ctx context.Context, groups []*group, keys [][]byte) (map[string]server.TxItem, map[string]uint64, error) {
+	itemsOf := make([][]server.TxItem, len(groups))
+	versOf := make([][]uint64, len(groups))
+	err := fanOut(groups, func(g *group) error {
+		ks := pick(keys, g.idx)
+		i := indexOf(groups, g)
+		if g.addr == "" {
+			if err := b.checkOwned(ks...); err != nil {
+				return err
+			}
+			items, vers, err := b.local.Items(ctx, ks)
+			itemsOf[i], versOf[i] = items, vers
+			return err
+		}
+		r, err := call[txnReadReq, txnReadResp](ctx, b, g.addr, methodTxnRead, &txnReadReq{Keys: ks})
+		if err != nil {
+			return remoteErr(g.id, g.addr, err)
+		}
+		if len(r.Items) != len(ks) || len(r.Versions) != len(ks) {
+			return fmt.Errorf("node %s answered %d items for %d keys", g.id, len(r.Items), len(ks))
+		}
+		itemsOf[i], versOf[i] = r.Items, r.Versions
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	items := make(map[string]server.TxItem, len(keys))
+	vers := make(map[string]uint64, len(keys))
+	for gi, g := range groups {
+		for j, i := range g.idx {
+			k := string(keys[i])
+			it := itemsOf[gi][j]
+			if it.Found && it.Value == nil {
+				it.Value = []byte{}
+			}
+			if it.Found {
+				items[k] = it
+			}
+			vers[k] = versOf[gi][j]
+		}
+	}
+	return items, vers, nil
+}
+
+// Exec implements server.TxBackend.
+//
+//   - Every key on this node: 1PC under the keys' locks (EngineBackend.Exec),
+//     one engine batch, no retry.
+//   - Every key on one other node: read the keys and their versions there,
+//     run, and send the writes back to commit in one batch if no version
+//     changed (txn.commit1).
+//   - Keys on several nodes: read, run, then two-phase commit with every
+//     key's read version checked at prepare (twophase Watch), so the
+//     transaction is serializable; this node coordinates and, when it owns
+//     any of the keys, holds the transaction record.
+//
+// A conflict (a version changed, a key locked by another transaction)
+// retries from the read, up to txnAttemptsMax times with jittered backoff;
+// a WATCHed key that changed since WATCH ends it with ErrWatchFailed.
+func (b *backend) Exec(ctx context.Context, req *server.TxRequest, run server.TxFunc) error {
+	groups, err := b.split(req.Keys)
+	if err != nil {
+		return err
+	}
+	if err := b.ensureHasData(ctx); err != nil {
+		return err
+	}
+	t := b.n.txns
+	if len(groups) == 1 && groups[0].addr == "" {
+		if err := b.checkOwned(req.Keys...); err != nil {
+			return fmt.Errorf("%w: %v", server.ErrTryAgain, err)
+		}
+		err := b.local.Exec(ctx, req, run)
+		t.count("1pc", err)
+		return err
+	}
+	for attempt := 1; ; attempt++ {
+		items, vers, err := b.txRead(ctx, groups, req.Keys)
+		if err != nil {
+			return err
+		}
+		for _, w := range req.Watch {
+			if vers[string(w.Key)] != w.Version {
+				t.m.aborts.WithLabelValues("watch").Inc()
+				return server.ErrWatchFailed
+			}
+		}
+		writes, err := run(items)
+		if err != nil {
+			return err
+		}
+		var conflict error
+		if len(groups) == 1 {
+			conflict, err = b.commitRemote1(ctx, groups[0], req.Keys, vers, writes)
+		} else {
+			conflict, err = b.commit2PC(ctx, groups, req.Keys, vers, writes)
+		}
+		if err != nil || conflict == nil {
+			return err
+		}
+		if attempt == txnAttemptsMax {
+			t.m.aborts.WithLabelValues("conflict").Inc()
+			return fmt.Errorf("%w: %d attempts, last: %v", server.ErrTxnConflict, attempt, conflict)
+		}
+		t.m.retries.Inc()
+		backoff := time.Duration(rand.Int64N(int64(min(attempt*attempt, 50))*int64(time.Millisecond)) + 1)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: gave up retrying after %d attempts: %v", server.ErrTxnAborted, attempt, ctx.Err())
+		case <-time.After(backoff):
+		}
+		if groups, err = b.split(req.Keys); err != nil {
+			return err
+		}
+	}
+}
+
+// count records a finished one-node transaction.
+func (t *txns) count(path string, err error) {
+	switch {
+	case err == nil:
+		t.m.commits.WithLabelValues(path).Inc()
+	case errors.Is(err, server.ErrWatchFailed):
+		t.m.aborts.WithLabelValues("watch").Inc()
+	default:
+		t.m.aborts.WithLabelValues("error").Inc()
+	}
+}
+
+// commitRemote1 commits on the one other node owning every key. It
+// returns a non-nil conflict when a version changed (retry).
+func (b *backend) commitRemote1(ctx context.Context, g *group, keys [][]byte, vers map[string]uint64, writes []server.TxWrite) (conflict, err error) {
+	req := &txnCommitReq{Keys: keys, Versions: make([]uint64, len(keys)), Writes: writes}
+	for i, k := range keys {
+		req.Versions[i] = vers[string(k)]
+	}
+	_, err = call[txnCommitReq, emptyResp](ctx, b, g.addr, methodTxnCommit1, req)
+	switch {
+	case err == nil:
+		b.n.txns.m.commits.WithLabelValues("1pc").Inc()
+		return nil, nil
+	case errors.Is(err, server.ErrWatchFailed), errors.Is(err, ErrNotOwner):
+		return err, nil
+	case errors.Is(err, context.DeadlineExceeded):
+		b.n.txns.m.aborts.WithLabelValues("unknown").Inc()
+		return nil, fmt.Errorf("%w: one-node commit on %s: %v", server.ErrOutcomeUnknown, g.id, err)
+	}
+	b.n.txns.m.aborts.WithLabelValues("error").Inc()
+	return nil, remoteErr(g.id, g.addr, err)
+}
+
+// commit2PC runs the writes through two-phase commit, every key's read
+// version checked at prepare. It returns a non-nil conflict for an abort
+// worth retrying (lock or version conflict).
+func (b *backend) commit2PC(ctx context.Context, groups []*group, keys [][]byte, vers map[string]uint64, writes []server.TxWrite) (conflict, err error) {
+	t := b.n.txns
+	byKey := make(map[string]server.TxWrite, len(writes))
+	for _, w := range writes {
+		byKey[string(w.Key)] = w
+	}
+	txn := twophase.Txn{ID: t.newID()}
+	for _, g := range groups {
+		p := twophase.Part{Node: twophase.NodeID(g.id), Watch: make(map[string]uint64, len(g.idx))}
+		for _, i := range g.idx {
+			k := string(keys[i])
+			p.Watch[k] = vers[k]
+			if w, ok := byKey[k]; ok {
+				p.Intents = append(p.Intents, twophase.Intent{Key: k, Value: w.Value, Delete: w.Delete, ExpireAtMs: w.ExpireAtMs})
+			}
+		}
+		if g.addr == "" { // this node holds the record: Decide stays local
+			txn.Parts = append([]twophase.Part{p}, txn.Parts...)
+		} else {
+			txn.Parts = append(txn.Parts, p)
+		}
+	}
+	r := t.run2PC(ctx, txn)
+	switch r.Outcome {
+	case twophase.OutcomeCommitted:
+		t.m.commits.WithLabelValues("2pc").Inc()
+		return nil, nil
+	case twophase.OutcomeUnknown:
+		t.m.aborts.WithLabelValues("unknown").Inc()
+		return nil, fmt.Errorf("%w: %v", server.ErrOutcomeUnknown, r.Err)
+	}
+	switch {
+	case errors.Is(r.Err, twophase.ErrLockConflict):
+		t.m.aborts.WithLabelValues("lock_conflict").Inc()
+		return r.Err, nil
+	case errors.Is(r.Err, twophase.ErrWatchConflict):
+		t.m.aborts.WithLabelValues("version_conflict").Inc()
+		return r.Err, nil
+	case errors.Is(r.Err, twophase.ErrDeadline):
+		t.m.aborts.WithLabelValues("deadline").Inc()
+	case errors.Is(r.Err, twophase.ErrTooManyKeys):
+		t.m.aborts.WithLabelValues("too_many_keys").Inc()
+	default:
+		t.m.aborts.WithLabelValues("aborted").Inc()
+	}
+	return nil, fmt.Errorf("%w: %v", server.ErrTxnAborted, r.Err)
+}
+
+// execWrites commits writes computed from the keys' values atomically
+// across nodes: multi-key MSET and DEL whose keys have several owners.
+func (b *backend) execWrites(ctx context.Context, keys [][]byte, run server.TxFunc) error {
+	return b.Exec(ctx, &server.TxRequest{Keys: keys}, run)
+}
