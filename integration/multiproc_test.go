@@ -107,6 +107,7 @@ type proc struct {
 	resp, rpc, gossip, http string
 	cmd                     *exec.Cmd
 	exited                  chan struct{}
+	extra                   []string // more serve flags, for the next start only
 }
 
 func (p *proc) start(t *testing.T, bin string, join []string) {
@@ -117,6 +118,8 @@ func (p *proc) start(t *testing.T, bin string, join []string) {
 	if len(join) > 0 {
 		args = append(args, "--join", strings.Join(join, ","))
 	}
+	args = append(args, p.extra...)
+	p.extra = nil
 	lf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
@@ -205,7 +208,9 @@ type mpCluster struct {
 	procs []*proc
 }
 
-func startProcCluster(t *testing.T, size int) *mpCluster {
+// startProcCluster starts size dbx-node processes n1..n<size>; edit, if
+// given, sees each proc before its first start (to add flags, say).
+func startProcCluster(t *testing.T, size int, edit ...func(*proc)) *mpCluster {
 	t.Helper()
 	c := &mpCluster{bin: nodeBinary(t)}
 	ports := freePorts(t, 4*size)
@@ -217,6 +222,9 @@ func startProcCluster(t *testing.T, size int) *mpCluster {
 			dir:     t.TempDir(),
 			logPath: filepath.Join(logDir, fmt.Sprintf("n%d.log", i+1)),
 			resp:    addr(ports[4*i]), rpc: addr(ports[4*i+1]), gossip: addr(ports[4*i+2]), http: addr(ports[4*i+3]),
+		}
+		for _, e := range edit {
+			e(p)
 		}
 		c.procs = append(c.procs, p)
 	}

@@ -1,0 +1,67 @@
+// Package chaos runs dbx clusters in Docker, injects faults and checks what
+// the clients saw against models. It owns the harness: the cluster of
+// containers (cluster.go), the faults (nemesis.go, netfault.go), the
+// workloads that record histories (register.go, bank.go, set.go), the
+// checkers (pure functions over those histories, unit-tested with
+// hand-made bad histories) and the report. It must not reach into the
+// node: everything goes through the docker CLI, RESP and the admin API, as
+// an operator's tools would.
+//
+// # Running
+//
+//	make chaos-short      # CI mode: one round of every fault, ~5 minutes
+//	make chaos            # longer: CHAOS_DURATION=10m by default
+//	DBX_CHAOS=1 go test ./integration/chaos -run TestChaos -v -count=1 \
+//	    -chaos.duration 10m -chaos.seed 42 -chaos.nemeses partition-halves,pause
+//
+// Without DBX_CHAOS=1, or when `docker info` fails, TestChaos skips at once
+// and says why; the checker tests always run. The harness builds a static
+// dbx-node, an image FROM scratch with the repository's Dockerfile, and five
+// containers with fixed IPs on a private network. Every container, volume,
+// network and image it creates carries a run-unique name prefix and the
+// label dbx.chaos=<run>, and is removed when the test ends, failed or not
+// (`make chaos-clean` removes leftovers of a killed test process).
+//
+// # Faults
+//
+// partition-halves, isolate-leader and bridge drop packets between nodes
+// with iptables rules applied from the host in each container's network
+// namespace (nsenter); loss drops a share of them (iptables statistic);
+// delay uses tc netem (skipped, with the reason, when the kernel lacks
+// sch_netem); kill-one and kill-minority send SIGKILL (docker kill) and
+// restart the node on its volume; pause freezes a node (docker pause)
+// longer than the gossip suspicion timeout; restart stops a node with
+// SIGTERM and starts it again. The client (the test process, on the host)
+// always reaches every node: a partition splits the nodes, not the client.
+// Each fault is healed, then the run waits until every node reports the
+// same leader and epoch with all members active and every node serves a
+// key of every owner; those times are the reported recovery times.
+//
+// Membership changes (join, drain, reweight during the set workload) come
+// with the rebalancer: they are Nemesis values like the others (see
+// nemeses), and the set checker needs no change for them.
+//
+// # Checkers
+//
+//   - register: GET/SET/compare-and-set (WATCH, GET, MULTI, SET, EXEC) on a
+//     few keys per node, checked for linearizability with porcupine, one
+//     partition per key. Operations whose outcome is unknown (timeouts,
+//     lost connections) are open-ended; porcupine's Unknown (timeout) is a
+//     failure, not a pass.
+//   - bank: transfers with WATCH/MULTI/EXEC between accounts on different
+//     nodes; every read of all accounts (MGET inside MULTI/EXEC) must sum to
+//     the total with no negative balance.
+//   - set: unique keys written by several clients; at the end every
+//     acknowledged key must be there (lost = 0) and nothing present may be
+//     something no client wrote (unexpected = 0).
+//
+// When the server does not accept MULTI, compare-and-set and bank are
+// skipped and the report says so.
+//
+// # Caveats
+//
+//   - Needs root on the host (nsenter, iptables, tc) for the network faults;
+//     without it they are skipped with the reason.
+//   - The test process talks to the containers' private IPs, so it must run
+//     on the Docker host (Linux), not through a remote Docker context.
+package chaos
