@@ -25,7 +25,50 @@ const (
 	kindSetState     commandKind = 4
 	kindSetPlacement commandKind = 5
 	kindMarkHasData  commandKind = 6
+	kindStartMove    commandKind = 7
+	kindFinishMove   commandKind = 8
+	kindCancelMove   commandKind = 9
+	kindSetLimits    commandKind = 10
 )
+
+// Migration limits.
+const (
+	// MaxMoveBuckets bounds the buckets of one move.
+	MaxMoveBuckets = 1024
+	// MaxMoveConcurrency bounds MoveLimits.Concurrency.
+	MaxMoveConcurrency = 64
+)
+
+// StartMove records that buckets begin moving from From to To. Every bucket
+// must be owned by From, be To's in the target placement and not be in
+// another move (ErrBadMove otherwise).
+type StartMove struct {
+	Token   string   `json:"token"`
+	From    string   `json:"from"`
+	To      string   `json:"to"`
+	Buckets []uint16 `json:"buckets"`
+}
+
+// FinishMove switches the move's buckets to their new owner (the table's
+// epoch + 1) and ends it; Bytes is what the copy moved. The last move of a
+// migration makes the target the table. ErrUnknownMove if the move was
+// cancelled first: Raft orders the two, exactly one wins.
+type FinishMove struct {
+	Token string `json:"token"`
+	Bytes int64  `json:"bytes"`
+}
+
+// CancelMove ends a move without switching; ErrUnknownMove if it finished
+// (or was cancelled) first.
+type CancelMove struct {
+	Token  string `json:"token"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// SetMoveLimits changes the migration throttle.
+type SetMoveLimits struct {
+	Limits MoveLimits `json:"limits"`
+}
 
 // AddMember adds a node as a joining member (JoinedIndex is the entry's log
 // index; the State and JoinedIndex fields of Member are ignored). Adding a
@@ -71,12 +114,16 @@ type SetPlacement struct {
 // MarkHasData records that some node stores a key. It cannot be undone.
 type MarkHasData struct{}
 
-func (AddMember) kind() commandKind    { return kindAddMember }
-func (RemoveMember) kind() commandKind { return kindRemoveMember }
-func (SetWeight) kind() commandKind    { return kindSetWeight }
-func (SetState) kind() commandKind     { return kindSetState }
-func (SetPlacement) kind() commandKind { return kindSetPlacement }
-func (MarkHasData) kind() commandKind  { return kindMarkHasData }
+func (AddMember) kind() commandKind     { return kindAddMember }
+func (RemoveMember) kind() commandKind  { return kindRemoveMember }
+func (SetWeight) kind() commandKind     { return kindSetWeight }
+func (SetState) kind() commandKind      { return kindSetState }
+func (SetPlacement) kind() commandKind  { return kindSetPlacement }
+func (MarkHasData) kind() commandKind   { return kindMarkHasData }
+func (StartMove) kind() commandKind     { return kindStartMove }
+func (FinishMove) kind() commandKind    { return kindFinishMove }
+func (CancelMove) kind() commandKind    { return kindCancelMove }
+func (SetMoveLimits) kind() commandKind { return kindSetLimits }
 
 // Encode returns a command's log encoding: its kind byte followed by its
 // JSON form.
@@ -121,6 +168,14 @@ func Decode(data []byte) (Command, error) {
 		c, err = decodeAs[SetPlacement](data[1:])
 	case kindMarkHasData:
 		c, err = decodeAs[MarkHasData](data[1:])
+	case kindStartMove:
+		c, err = decodeAs[StartMove](data[1:])
+	case kindFinishMove:
+		c, err = decodeAs[FinishMove](data[1:])
+	case kindCancelMove:
+		c, err = decodeAs[CancelMove](data[1:])
+	case kindSetLimits:
+		c, err = decodeAs[SetMoveLimits](data[1:])
 	default:
 		return nil, fmt.Errorf("%w: unknown kind %d", ErrBadCommand, data[0])
 	}

@@ -370,6 +370,21 @@ func (c *Coordinator) Remove(ctx context.Context, id string) error {
 	case err != nil:
 		return err
 	}
+	rerr := c.removeServer(ctx, id)
+	if errors.Is(rerr, errUnknownServer) {
+		if errors.Is(err, ErrUnknownMember) {
+			return err
+		}
+		return nil
+	}
+	return rerr
+}
+
+// errUnknownServer: removeServer found no such Raft server.
+var errUnknownServer = errors.New("coordinator: not a raft server")
+
+// removeServer takes id out of the Raft configuration if it is in it.
+func (c *Coordinator) removeServer(ctx context.Context, id string) error {
 	cf := c.raft.GetConfiguration()
 	if err := cf.Error(); err != nil {
 		return c.mapErr(err)
@@ -379,10 +394,7 @@ func (c *Coordinator) Remove(ctx context.Context, id string) error {
 		found = found || string(s.ID) == id
 	}
 	if !found {
-		if errors.Is(err, ErrUnknownMember) {
-			return err
-		}
-		return nil
+		return errUnknownServer
 	}
 	d, terr := c.timeout(ctx)
 	if terr != nil {

@@ -19,6 +19,12 @@ var (
 	// holds data and buckets cannot move yet: the change would make keys
 	// unreachable.
 	ErrHasData = errors.New("coordinator: placement change refused, the cluster holds data")
+	// ErrUnknownMove reports a FinishMove or CancelMove of a move that is
+	// not in progress (the other one won, or it never started).
+	ErrUnknownMove = errors.New("coordinator: no such move")
+	// ErrBadMove reports a StartMove or FinishMove whose buckets are not
+	// where it says.
+	ErrBadMove = errors.New("coordinator: bad move")
 	// ErrBadCommand reports a command that cannot be decoded or whose fields
 	// are out of range, or a member state transition that is not allowed.
 	ErrBadCommand = errors.New("coordinator: bad command")

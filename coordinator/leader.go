@@ -3,6 +3,7 @@ package coordinator
 import (
 	"cmp"
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -105,17 +106,29 @@ func (c *Coordinator) reconcile(ctx context.Context) error {
 		s = c.Current()
 	}
 
-	if !s.HasData() {
-		for _, m := range s.Members() {
-			if m.State != StateJoining {
-				continue
-			}
-			if _, err := c.Apply(ctx, SetState{ID: m.ID, State: StateActive}); err != nil {
+	for _, m := range s.Members() {
+		if m.State != StateJoining {
+			continue
+		}
+		if _, err := c.Apply(ctx, SetState{ID: m.ID, State: StateActive}); err != nil {
+			return err
+		}
+	}
+	s = c.Current()
+	// A draining member left with nothing leaves: state left, out of the
+	// Raft configuration (its node then leaves gossip on its own).
+	for _, m := range s.Members() {
+		if m.State == StateDraining && !s.owns(m.ID) && s.Table() != nil {
+			if _, err := c.Apply(ctx, SetState{ID: m.ID, State: StateLeft}); err != nil {
 				return err
 			}
+			if err := c.removeServer(ctx, m.ID); err != nil && !errors.Is(err, errUnknownServer) {
+				return err
+			}
+			c.log.Info("coordinator: drained member left", "node", m.ID)
 		}
-		s = c.Current()
 	}
+	s = c.Current()
 
 	cmd, ok, err := Plan(s, c.cfg.Placement)
 	switch {

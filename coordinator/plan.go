@@ -13,7 +13,8 @@ import (
 // bounds allow, at epoch s.Epoch()+1. It returns
 // ok = false and no error when the current table was already computed from
 // those members and weights, or when no member is active. When the cluster
-// holds data and the new table would move a bucket it returns ErrHasData.
+// holds data the returned placement becomes the target the migration moves
+// buckets towards (see StartMove, FinishMove).
 // Errors from the ring (ring.ErrRFTooLarge while there are fewer active
 // members than cfg.RF, ...) are returned wrapped; they depend only on s and
 // cfg, so retrying without a change of state gives the same error.
@@ -33,12 +34,13 @@ func Plan(s *State, cfg ring.Config) (cmd SetPlacement, ok bool, err error) {
 	epoch := s.Epoch() + 1
 	// Start from the current table (nil for the first one): only the
 	// buckets the new load bounds force to move change owner.
-	t, err := router.FromRingPrev(epoch, r, s.table)
+	prev := s.table
+	if s.target != nil {
+		prev = s.target // the migration in progress is the history to keep
+	}
+	t, err := router.FromRingPrev(epoch, r, prev)
 	if err != nil {
 		return SetPlacement{}, false, fmt.Errorf("coordinator: plan: %w", err)
-	}
-	if s.hasData && s.table != nil && !sameOwners(s.table, t) {
-		return SetPlacement{}, false, fmt.Errorf("%w: placing %s would move buckets", ErrHasData, nodesString(active))
 	}
 	b, err := t.MarshalBinary()
 	if err != nil {

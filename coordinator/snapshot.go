@@ -35,6 +35,11 @@ type snapshotV1 struct {
 	Table   []byte      `json:"table,omitempty"`
 	Placed  []ring.Node `json:"placed"`
 	HasData bool        `json:"has_data"`
+	// Migration state (absent in snapshots written before it existed).
+	Target []byte            `json:"target,omitempty"`
+	Moves  []Move            `json:"moves,omitempty"`
+	Mig    MigrationProgress `json:"migration"`
+	Limits *MoveLimits       `json:"limits,omitempty"`
 }
 
 // MarshalBinary returns the state's canonical encoding: versioned,
@@ -45,6 +50,16 @@ func (s *State) MarshalBinary() ([]byte, error) {
 		Members: s.Members(),
 		Placed:  s.placed,
 		HasData: s.hasData,
+		Moves:   s.Moves(),
+		Mig:     s.mig,
+		Limits:  &s.limits,
+	}
+	if s.target != nil {
+		t, err := s.target.MarshalBinary()
+		if err != nil {
+			return nil, fmt.Errorf("coordinator: encode state: %w", err)
+		}
+		body.Target = t
 	}
 	if body.Placed == nil {
 		body.Placed = []ring.Node{}
@@ -99,6 +114,23 @@ func ParseState(data []byte) (*State, error) {
 	s := NewState()
 	s.index = body.Index
 	s.hasData = body.HasData
+	s.mig = body.Mig
+	if body.Limits != nil {
+		s.limits = *body.Limits
+	}
+	if len(body.Target) > 0 {
+		t, err := router.ParseTable(body.Target)
+		if err != nil {
+			return nil, fmt.Errorf("%w: target: %w", ErrBadSnapshot, err)
+		}
+		s.target = t
+	}
+	for _, m := range body.Moves {
+		if m.Token == "" || s.moves[m.Token].Token != "" {
+			return nil, fmt.Errorf("%w: move token %q empty or repeated", ErrBadSnapshot, m.Token)
+		}
+		s.moves[m.Token] = m
+	}
 	if len(body.Members) > MaxMembers {
 		return nil, fmt.Errorf("%w: %d members, more than %d", ErrBadSnapshot, len(body.Members), MaxMembers)
 	}

@@ -23,8 +23,92 @@ type State struct {
 	index   uint64            // log index of the last applied command
 	members map[string]Member // by ID
 	table   *router.Table     // current placement; nil before the first
-	placed  []ring.Node       // inputs of table, sorted by ID
+	placed  []ring.Node       // inputs of the placement (target's if any), sorted by ID
 	hasData bool
+	// target is the placement being migrated to (nil when table is it):
+	// set by SetPlacement while the cluster holds data. table moves towards
+	// it one FinishMove at a time.
+	target *router.Table
+	// moves are the bucket moves in progress, by token.
+	moves map[string]Move
+	// mig counts the current migration: buckets to move in all, moved so
+	// far and bytes copied.
+	mig MigrationProgress
+	// limits throttle the migration (changeable at run time).
+	limits MoveLimits
+}
+
+// Move is a bucket move in progress: the buckets' primary goes from From
+// to To once FinishMove commits.
+type Move struct {
+	Token   string   `json:"token"`
+	From    string   `json:"from"`
+	To      string   `json:"to"`
+	Buckets []uint16 `json:"buckets"`
+}
+
+// MigrationProgress counts the current migration.
+type MigrationProgress struct {
+	Total int   `json:"total"`
+	Done  int   `json:"done"`
+	Bytes int64 `json:"bytes"`
+}
+
+// MoveLimits throttle migrations: bucket moves run at once and bytes per
+// second copied by each (0: unlimited).
+type MoveLimits struct {
+	Concurrency int   `json:"concurrency"`
+	BytesPerSec int64 `json:"bytes_per_sec"`
+}
+
+// DefaultMoveLimits: 2 moves at once, unthrottled.
+var DefaultMoveLimits = MoveLimits{Concurrency: 2}
+
+// Target returns the placement being migrated to, nil when none.
+func (s *State) Target() *router.Table { return s.target }
+
+// Moves returns the moves in progress, sorted by token (copies).
+func (s *State) Moves() []Move {
+	out := make([]Move, 0, len(s.moves))
+	for _, m := range s.moves {
+		m.Buckets = slices.Clone(m.Buckets)
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b Move) int { return strings.Compare(a.Token, b.Token) })
+	return out
+}
+
+// Move returns the move with the given token.
+func (s *State) Move(token string) (Move, bool) {
+	m, ok := s.moves[token]
+	return m, ok
+}
+
+// Migration returns the current migration's progress.
+func (s *State) Migration() MigrationProgress { return s.mig }
+
+// Limits returns the migration limits.
+func (s *State) Limits() MoveLimits { return s.limits }
+
+// Pending returns the buckets whose owner differs from the target's and
+// that no move is carrying, ascending.
+func (s *State) Pending() []uint16 {
+	if s.target == nil || s.table == nil {
+		return nil
+	}
+	moving := map[uint16]bool{}
+	for _, m := range s.moves {
+		for _, b := range m.Buckets {
+			moving[b] = true
+		}
+	}
+	var out []uint16
+	for b := range router.NumBuckets {
+		if s.table.OwnerOfBucket(uint16(b)) != s.target.OwnerOfBucket(uint16(b)) && !moving[uint16(b)] {
+			out = append(out, uint16(b))
+		}
+	}
+	return out
 }
 
 // Result is the outcome of applying one command: Err is nil if it was
@@ -41,7 +125,7 @@ type Result struct {
 
 // NewState returns the empty state: no members, no placement, epoch 0.
 func NewState() *State {
-	return &State{members: map[string]Member{}}
+	return &State{members: map[string]Member{}, moves: map[string]Move{}, limits: DefaultMoveLimits}
 }
 
 // Index returns the log index of the last command applied (0 for none).
@@ -82,12 +166,14 @@ func (s *State) Members() []Member {
 // from, sorted by ID (a copy).
 func (s *State) PlacedMembers() []ring.Node { return slices.Clone(s.placed) }
 
-// ActiveNodes returns the active members with their weights, sorted by ID:
-// the input placement should be computed from.
+// ActiveNodes returns the members placement is computed from, with their
+// weights, sorted by ID: the active ones, and once the cluster holds data
+// the failed ones that own buckets — a failed node keeps its buckets
+// (nothing could copy them off it) until it returns.
 func (s *State) ActiveNodes() []ring.Node {
 	var out []ring.Node
 	for _, m := range s.members {
-		if m.State == StateActive {
+		if m.State == StateActive || (s.hasData && m.State == StateFailed && s.table != nil && s.table.Count(m.ID) > 0) {
 			out = append(out, ring.Node{ID: m.ID, Weight: m.Weight})
 		}
 	}
@@ -123,6 +209,10 @@ func (s *State) clone() *State {
 	n.members = make(map[string]Member, len(s.members))
 	for k, v := range s.members {
 		n.members[k] = v
+	}
+	n.moves = make(map[string]Move, len(s.moves))
+	for k, v := range s.moves {
+		n.moves[k] = v
 	}
 	return &n
 }
@@ -174,6 +264,22 @@ func (s *State) apply(index uint64, cmd Command) error {
 	case MarkHasData:
 		s.hasData = true
 		return nil
+	case StartMove:
+		return s.startMove(c)
+	case FinishMove:
+		return s.finishMove(c)
+	case CancelMove:
+		if _, ok := s.moves[c.Token]; !ok {
+			return fmt.Errorf("%w: %q", ErrUnknownMove, truncate(c.Token))
+		}
+		delete(s.moves, c.Token)
+		return nil
+	case SetMoveLimits:
+		if c.Limits.Concurrency < 1 || c.Limits.Concurrency > MaxMoveConcurrency || c.Limits.BytesPerSec < 0 {
+			return fmt.Errorf("%w: move concurrency %d must be in [1, %d], bytes/s %d not negative", ErrBadCommand, c.Limits.Concurrency, MaxMoveConcurrency, c.Limits.BytesPerSec)
+		}
+		s.limits = c.Limits
+		return nil
 	}
 	return fmt.Errorf("%w: unhandled %T", ErrBadCommand, cmd)
 }
@@ -205,11 +311,25 @@ func (s *State) removeMember(id string) error {
 	if _, ok := s.members[id]; !ok {
 		return fmt.Errorf("%w: %q", ErrUnknownMember, truncate(id))
 	}
-	if s.hasData && s.placedID(id) {
+	if s.owns(id) {
 		return fmt.Errorf("%w: member %s owns buckets", ErrHasData, id)
 	}
 	delete(s.members, id)
 	return nil
+}
+
+// owns reports whether id owns buckets in the table or the target, or takes
+// part in a move.
+func (s *State) owns(id string) bool {
+	if s.table != nil && s.table.Count(id) > 0 || s.target != nil && s.target.Count(id) > 0 {
+		return true
+	}
+	for _, m := range s.moves {
+		if m.From == id || m.To == id {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *State) setWeight(id string, w float64) error {
@@ -222,9 +342,6 @@ func (s *State) setWeight(id string, w float64) error {
 	}
 	if w == m.Weight {
 		return nil
-	}
-	if s.hasData && s.placedID(id) {
-		return fmt.Errorf("%w: member %s owns buckets", ErrHasData, id)
 	}
 	m.Weight = w
 	s.members[id] = m
@@ -274,11 +391,82 @@ func (s *State) setPlacement(c SetPlacement) error {
 			return fmt.Errorf("%w: table node %s is not active member %s", ErrBadPlacement, id, active[i].ID)
 		}
 	}
-	if s.hasData && s.table != nil && !sameOwners(s.table, t) {
-		return fmt.Errorf("%w: epoch %d would move buckets", ErrHasData, c.Epoch)
-	}
-	s.table = t
 	s.placed = active
+	if !s.hasData || s.table == nil || (len(s.moves) == 0 && sameOwners(s.table, t)) {
+		s.table, s.target, s.mig = t, nil, MigrationProgress{}
+		return nil
+	}
+	// With data, buckets move one FinishMove at a time: t becomes the
+	// target and the table stays (its epoch is unchanged).
+	s.target = t
+	s.mig = MigrationProgress{Total: len(s.Pending()) + s.movingBuckets()}
+	return nil
+}
+
+func (s *State) movingBuckets() int {
+	n := 0
+	for _, m := range s.moves {
+		n += len(m.Buckets)
+	}
+	return n
+}
+
+func (s *State) startMove(c StartMove) error {
+	switch {
+	case c.Token == "" || len(c.Token) > 64:
+		return fmt.Errorf("%w: move token of %d bytes", ErrBadCommand, len(c.Token))
+	case s.moves[c.Token].Token != "":
+		return fmt.Errorf("%w: move %s exists", ErrBadCommand, c.Token)
+	case s.target == nil:
+		return fmt.Errorf("%w: no migration in progress", ErrBadMove)
+	case len(c.Buckets) == 0 || len(c.Buckets) > MaxMoveBuckets:
+		return fmt.Errorf("%w: %d buckets, want 1 to %d", ErrBadMove, len(c.Buckets), MaxMoveBuckets)
+	case c.From == c.To:
+		return fmt.Errorf("%w: from and to are both %s", ErrBadMove, c.From)
+	}
+	for _, id := range []string{c.From, c.To} {
+		if _, ok := s.members[id]; !ok {
+			return fmt.Errorf("%w: %q", ErrUnknownMember, truncate(id))
+		}
+	}
+	pending := map[uint16]bool{}
+	for _, b := range s.Pending() {
+		pending[b] = true
+	}
+	for _, b := range c.Buckets {
+		if !pending[b] || s.table.OwnerOfBucket(b) != c.From || s.target.OwnerOfBucket(b) != c.To {
+			return fmt.Errorf("%w: bucket %d is not pending from %s to %s", ErrBadMove, b, c.From, c.To)
+		}
+		delete(pending, b) // a bucket listed twice fails the check above
+	}
+	s.moves[c.Token] = Move{Token: c.Token, From: c.From, To: c.To, Buckets: slices.Clone(c.Buckets)}
+	return nil
+}
+
+func (s *State) finishMove(c FinishMove) error {
+	m, ok := s.moves[c.Token]
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownMove, truncate(c.Token))
+	}
+	for _, b := range m.Buckets {
+		if s.table.OwnerOfBucket(b) != m.From {
+			return fmt.Errorf("%w: bucket %d is owned by %s, not %s", ErrBadMove, b, s.table.OwnerOfBucket(b), m.From)
+		}
+	}
+	if c.Bytes < 0 {
+		return fmt.Errorf("%w: negative bytes", ErrBadCommand)
+	}
+	t, err := s.table.Reassign(s.table.Epoch()+1, m.Buckets, m.To)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadMove, err)
+	}
+	delete(s.moves, c.Token)
+	s.mig.Done += len(m.Buckets)
+	s.mig.Bytes += c.Bytes
+	s.table = t
+	if s.target != nil && len(s.moves) == 0 && sameOwners(s.table, s.target) {
+		s.table, s.target = s.target.WithEpoch(s.table.Epoch()), nil
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math"
 	"testing"
 
@@ -172,7 +173,11 @@ func TestStateCommands(t *testing.T) {
 	}
 }
 
-func TestStateHasData(t *testing.T) {
+// With data, a placement change becomes a target reached one move at a
+// time: StartMove checks the buckets, FinishMove and CancelMove race
+// through the log (exactly one wins), and the last move makes the target
+// the table.
+func TestStateMigration(t *testing.T) {
 	st := newStepper(t)
 	for _, id := range []string{"a", "b"} {
 		st.apply(AddMember{Member: member(id, 1)}, nil)
@@ -185,36 +190,93 @@ func TestStateHasData(t *testing.T) {
 		t.Fatal("HasData false")
 	}
 	epoch := st.s.Epoch()
+	before := st.s.Table()
 
-	// A placement that would move buckets: refused by Plan and by Apply.
-	st.apply(AddMember{Member: member("c", 1)}, nil) // recording a member is fine
+	st.apply(AddMember{Member: member("c", 1)}, nil)
 	st.apply(SetState{ID: "c", State: StateActive}, nil)
-	if _, ok, err := Plan(st.s, testPlacement()); ok || !errors.Is(err, ErrHasData) {
+	cmd, ok, err := Plan(st.s, testPlacement())
+	if !ok || err != nil {
 		t.Fatalf("Plan with data: ok %v err %v", ok, err)
 	}
-	// Build the command by hand from the same state without data.
-	noData := st.s.clone()
-	noData.hasData = false
-	cmd, ok, err := Plan(noData, testPlacement())
-	if !ok || err != nil {
-		t.Fatalf("Plan: %v %v", ok, err)
+	st.apply(cmd, nil)
+	s := st.s
+	if s.Target() == nil || s.Epoch() != epoch || s.Table() != before {
+		t.Fatalf("with data SetPlacement must set a target and keep the table: target %v, epoch %d (was %d)", s.Target(), s.Epoch(), epoch)
 	}
-	st.apply(cmd, ErrHasData)
-
-	// Weight changes and removal of a placed member: refused.
-	st.apply(SetWeight{ID: "a", Weight: 2}, ErrHasData)
-	st.apply(SetWeight{ID: "a", Weight: 1}, nil) // no change
+	pending := s.Pending()
+	if len(pending) == 0 || len(pending) != s.Migration().Total {
+		t.Fatalf("%d pending buckets, migration total %d", len(pending), s.Migration().Total)
+	}
+	for _, b := range pending {
+		if s.Target().OwnerOfBucket(b) != "c" {
+			t.Fatalf("adding c moves bucket %d to %s", b, s.Target().OwnerOfBucket(b))
+		}
+	}
+	// Removal of an owner is refused; placement inputs follow the members.
 	st.apply(RemoveMember{ID: "a"}, ErrHasData)
-	// Members outside the table may change; state changes are recorded.
-	st.apply(SetWeight{ID: "c", Weight: 2}, nil)
-	st.apply(SetState{ID: "c", State: StateJoining}, nil)
-	st.apply(RemoveMember{ID: "c"}, nil)
-	st.apply(SetState{ID: "b", State: StateFailed}, nil)
-	st.apply(SetState{ID: "b", State: StateActive}, nil)
+	st.apply(SetMoveLimits{Limits: MoveLimits{Concurrency: 0}}, ErrBadCommand)
+	st.apply(SetMoveLimits{Limits: MoveLimits{Concurrency: 4, BytesPerSec: 1 << 20}}, nil)
+	if st.s.Limits().Concurrency != 4 {
+		t.Fatal("limits not set")
+	}
 
-	// Through all of it the placement stayed put.
-	if !st.s.PlacementCurrent() || st.s.Epoch() != epoch {
-		t.Fatalf("placement changed under data: epoch %d", st.s.Epoch())
+	byFrom := map[string][]uint16{}
+	for _, b := range pending {
+		f := before.OwnerOfBucket(b)
+		byFrom[f] = append(byFrom[f], b)
+	}
+	a := byFrom["a"]
+	st.apply(StartMove{Token: "m0", From: "b", To: "c", Buckets: a[:2]}, ErrBadMove) // not b's
+	st.apply(StartMove{Token: "m0", From: "a", To: "b", Buckets: a[:2]}, ErrBadMove) // target is c
+	st.apply(StartMove{Token: "m0", From: "a", To: "c", Buckets: []uint16{a[0], a[0]}}, ErrBadMove)
+	st.apply(StartMove{Token: "m1", From: "a", To: "c", Buckets: a[:2]}, nil)
+	st.apply(StartMove{Token: "m2", From: "a", To: "c", Buckets: a[1:3]}, ErrBadMove) // a[1] is moving
+	st.apply(CancelMove{Token: "m1"}, nil)
+	st.apply(FinishMove{Token: "m1"}, ErrUnknownMove) // cancel won
+	st.apply(CancelMove{Token: "m1"}, ErrUnknownMove)
+	if st.s.Table().OwnerOfBucket(a[0]) != "a" {
+		t.Fatal("a cancelled move switched its bucket")
+	}
+	st.apply(StartMove{Token: "m3", From: "a", To: "c", Buckets: a[:2]}, nil)
+	st.apply(FinishMove{Token: "m3", Bytes: 100}, nil)
+	st.apply(CancelMove{Token: "m3"}, ErrUnknownMove) // finish won
+	if s := st.s; s.Table().OwnerOfBucket(a[0]) != "c" || s.Epoch() != epoch+1 || s.Migration().Done != 2 || s.Migration().Bytes != 100 {
+		t.Fatalf("after FinishMove: owner %s, epoch %d, progress %+v", s.Table().OwnerOfBucket(a[0]), s.Epoch(), s.Migration())
+	}
+	// Mid-migration the state survives its encoding.
+	b, err := st.s.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseState(b)
+	if err != nil || back.Digest() != st.s.Digest() || len(back.Pending()) != len(st.s.Pending()) {
+		t.Fatalf("round trip mid-migration: %v", err)
+	}
+	// Move the rest, in chunks of 100.
+	n := 0
+	for len(st.s.Pending()) > 0 {
+		p := st.s.Pending()
+		from, to := st.s.Table().OwnerOfBucket(p[0]), st.s.Target().OwnerOfBucket(p[0])
+		var chunk []uint16
+		for _, b := range p {
+			if len(chunk) < 100 && st.s.Table().OwnerOfBucket(b) == from && st.s.Target().OwnerOfBucket(b) == to {
+				chunk = append(chunk, b)
+			}
+		}
+		tok := fmt.Sprintf("t%d", n)
+		n++
+		st.apply(StartMove{Token: tok, From: from, To: to, Buckets: chunk}, nil)
+		st.apply(FinishMove{Token: tok}, nil)
+		if n > 200 {
+			t.Fatal("migration does not end")
+		}
+	}
+	s = st.s
+	if s.Target() != nil || s.Table().Count("c") == 0 || s.Migration().Done != s.Migration().Total || !s.PlacementCurrent() {
+		t.Fatalf("migration not complete: target %v, c owns %d, progress %+v", s.Target(), s.Table().Count("c"), s.Migration())
+	}
+	if got := s.Epoch(); got != epoch+uint64(n)+1 {
+		t.Fatalf("epoch %d after %d moves from %d", got, n+1, epoch)
 	}
 }
 
