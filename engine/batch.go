@@ -46,6 +46,14 @@ func (b *Batch) Delete(bucket uint16, key []byte) {
 	b.size += len(key) + 16
 }
 
+// ForEachKey calls fn with the bucket and key of every operation, in order
+// (the key is only valid during the call).
+func (b *Batch) ForEachKey(fn func(bucket uint16, key []byte)) {
+	for i := range b.ops {
+		fn(b.ops[i].bucket, b.opKey(&b.ops[i]))
+	}
+}
+
 // Len is the number of operations.
 func (b *Batch) Len() int { return len(b.ops) }
 

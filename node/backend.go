@@ -147,8 +147,10 @@ func (b *backend) ensureHasData(ctx context.Context) error {
 	return nil
 }
 
-// forward runs call against key's owner: locally, or remotely with up to
-// notOwnerRetries retries when the owner's table disagrees.
+// forward runs call against key's owner: locally, or remotely. While the
+// key's bucket switches owner (fenced here, or the owner's table and ours
+// disagree for a moment) it waits and routes again, until ctx ends: a
+// client sees latency, not an error.
 func forward[T any](ctx context.Context, b *backend, key []byte, local func() (T, error), remote func(addr string) (T, error)) (T, error) {
 	var zero T
 	for attempt := 0; ; attempt++ {
@@ -157,21 +159,58 @@ func forward[T any](ctx context.Context, b *backend, key []byte, local func() (T
 			return zero, err
 		}
 		if addr == "" {
-			return local()
+			v, err := local()
+			if errors.Is(err, errFenced) {
+				if werr := b.n.mig.waitUnfenced(ctx, key); werr != nil {
+					return zero, fmt.Errorf("%w: %v", server.ErrTryAgain, werr)
+				}
+				continue
+			}
+			return v, err
 		}
 		v, err := remote(addr)
 		if err == nil {
 			return v, nil
 		}
-		if errors.Is(err, ErrNotOwner) && attempt < notOwnerRetries {
-			select {
-			case <-ctx.Done():
-				return zero, ctx.Err()
-			case <-time.After(20 * time.Millisecond):
+		if errors.Is(err, ErrNotOwner) || errors.Is(err, errFenced) {
+			if werr := b.movedBackoff(ctx, attempt); werr != nil {
+				return zero, remoteErr(id, addr, err)
 			}
 			continue
 		}
 		return zero, remoteErr(id, addr, err)
+	}
+}
+
+// movedBackoff waits before routing again after a bucket was found
+// switching owner: 5 ms, doubling to 100 ms, until ctx ends.
+func (b *backend) movedBackoff(ctx context.Context, attempt int) error {
+	d := min(5*time.Millisecond<<min(attempt, 5), 100*time.Millisecond)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+// movedErr reports an error that means "a bucket is switching owner".
+func movedErr(err error) bool {
+	return errors.Is(err, errFenced) || errors.Is(err, ErrNotOwner) || errors.Is(err, server.ErrTryAgain)
+}
+
+// retryMoved runs a multi-key operation again while one of its keys'
+// buckets is switching owner (every such operation fails before writing
+// anything, so running it again is safe).
+func (b *backend) retryMoved(ctx context.Context, f func() error) error {
+	for attempt := 0; ; attempt++ {
+		err := f()
+		if !movedErr(err) {
+			return err
+		}
+		if werr := b.movedBackoff(ctx, attempt); werr != nil {
+			return err
+		}
 	}
 }
 
@@ -396,6 +435,16 @@ func pick(keys [][]byte, idx []int) [][]byte {
 
 // countKeys runs a counting multi-key method (DEL, EXISTS) per owner.
 func (b *backend) countKeys(ctx context.Context, method string, local func(context.Context, ...[]byte) (int, error), keys [][]byte) (int, error) {
+	var n int
+	err := b.retryMoved(ctx, func() error {
+		var err error
+		n, err = b.countKeysOnce(ctx, method, local, keys)
+		return err
+	})
+	return n, err
+}
+
+func (b *backend) countKeysOnce(ctx context.Context, method string, local func(context.Context, ...[]byte) (int, error), keys [][]byte) (int, error) {
 	groups, err := b.split(keys)
 	if err != nil {
 		return 0, err
@@ -484,6 +533,16 @@ func (b *backend) Exists(ctx context.Context, keys ...[]byte) (int, error) {
 // MGet implements server.Backend: each owner's keys are read from one
 // snapshot on that owner; there is no snapshot across owners.
 func (b *backend) MGet(ctx context.Context, keys ...[]byte) ([][]byte, error) {
+	var out [][]byte
+	err := b.retryMoved(ctx, func() error {
+		var err error
+		out, err = b.mgetOnce(ctx, keys)
+		return err
+	})
+	return out, err
+}
+
+func (b *backend) mgetOnce(ctx context.Context, keys [][]byte) ([][]byte, error) {
 	groups, err := b.split(keys)
 	if err != nil {
 		return nil, err
@@ -539,15 +598,24 @@ func (b *backend) MSet(ctx context.Context, pairs ...server.KV) error {
 	if err != nil {
 		return err
 	}
-	if len(groups) > 1 {
-		distinct := distinctKeys(keys)
-		return b.execWrites(ctx, distinct, func(map[string]server.TxItem) ([]server.TxWrite, error) {
-			ws := make([]server.TxWrite, len(distinct))
-			for i, k := range distinct {
-				ws[i] = server.TxWrite{Key: k, Value: pairs[last[string(k)]].Value}
-			}
-			return ws, nil
-		})
+	if len(groups) == 1 {
+		return b.retryMoved(ctx, func() error { return b.msetOnce(ctx, pairs, keys) })
+	}
+	distinct := distinctKeys(keys)
+	return b.execWrites(ctx, distinct, func(map[string]server.TxItem) ([]server.TxWrite, error) {
+		ws := make([]server.TxWrite, len(distinct))
+		for i, k := range distinct {
+			ws[i] = server.TxWrite{Key: k, Value: pairs[last[string(k)]].Value}
+		}
+		return ws, nil
+	})
+}
+
+// msetOnce writes pairs whose keys one owner has.
+func (b *backend) msetOnce(ctx context.Context, pairs []server.KV, keys [][]byte) error {
+	groups, err := b.split(keys)
+	if err != nil {
+		return err
 	}
 	return fanOut(groups, func(g *group) error {
 		req := msetReq{Pairs: make([]kvPair, len(g.idx))}

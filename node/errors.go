@@ -42,4 +42,5 @@ func init() {
 	transport.RegisterError("server.try_again", server.ErrTryAgain)
 	transport.RegisterError("server.cluster_down", server.ErrClusterDown)
 	transport.RegisterError("server.watch_failed", server.ErrWatchFailed)
+	transport.RegisterError("node.fenced", errFenced)
 }

@@ -19,6 +19,12 @@ const (
 	opWeight   = "weight"
 	opDrain    = "drain"
 	opMarkData = "mark_data"
+	// opCancelMove cancels a bucket move (ID is its token).
+	opCancelMove = "cancel_move"
+	// opIndex returns the leader's applied log index (after a barrier).
+	opIndex = "index"
+	// opLimits sets the migration limits (Limits).
+	opLimits = "limits"
 )
 
 // leaderHopsMax bounds how often a leader operation is passed on from node
@@ -30,11 +36,13 @@ type leaderOp struct {
 	ID     string
 	Weight float64
 	Member coordinator.Member
+	Limits coordinator.MoveLimits
 	Hops   int
 }
 
 type leaderResult struct {
 	Epoch uint64
+	Index uint64
 }
 
 // leaderDo runs op on the Raft leader: here if this node leads, else over
@@ -123,20 +131,31 @@ func (n *Node) applyLocal(ctx context.Context, op leaderOp) (leaderResult, error
 	case opWeight:
 		res, err = n.coord.Apply(ctx, coordinator.SetWeight{ID: op.ID, Weight: op.Weight})
 	case opDrain:
-		// Draining moves the node's buckets, which needs the rebalancer;
-		// the coordinator would record the state but keep the placement, so
-		// refuse here while the node owns data.
 		s, rerr := n.coord.LinearizableRead(ctx)
 		if rerr != nil {
 			return leaderResult{}, rerr
 		}
-		if _, ok := s.Member(op.ID); !ok {
+		m, ok := s.Member(op.ID)
+		if !ok {
 			return leaderResult{}, fmt.Errorf("%w: %q", coordinator.ErrUnknownMember, op.ID)
 		}
-		if t := s.Table(); s.HasData() && t != nil && t.Count(op.ID) > 0 {
-			return leaderResult{}, fmt.Errorf("drain %s: %w (it owns %d buckets; moving them needs the rebalancer)", op.ID, coordinator.ErrHasData, t.Count(op.ID))
+		if m.State == coordinator.StateLeft || m.State == coordinator.StateDraining {
+			return leaderResult{Epoch: s.Epoch()}, nil
+		}
+		if len(s.ActiveNodes()) <= 1 {
+			return leaderResult{}, fmt.Errorf("%w: %s is the last node placement can use; add one first", coordinator.ErrBadCommand, op.ID)
 		}
 		res, err = n.coord.Apply(ctx, coordinator.SetState{ID: op.ID, State: coordinator.StateDraining})
+	case opCancelMove:
+		res, err = n.coord.Apply(ctx, coordinator.CancelMove{Token: op.ID, Reason: "source fence timed out"})
+	case opLimits:
+		res, err = n.coord.Apply(ctx, coordinator.SetMoveLimits{Limits: op.Limits})
+	case opIndex:
+		s, rerr := n.coord.LinearizableRead(ctx)
+		if rerr != nil {
+			return leaderResult{}, rerr
+		}
+		return leaderResult{Epoch: s.Epoch(), Index: s.Index()}, nil
 	case opMarkData:
 		res, err = n.coord.Apply(ctx, coordinator.MarkHasData{})
 	default:

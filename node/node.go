@@ -43,6 +43,7 @@ type Node struct {
 	local   *server.EngineBackend
 	backend *backend
 	txns    *txns
+	mig     *migrator
 	pm      *transport.PortMux
 	rpc     *transport.TCP
 	coord   *coordinator.Coordinator
@@ -59,6 +60,10 @@ type Node struct {
 	view  atomic.Pointer[server.ClusterView]
 
 	hasData atomic.Bool   // MarkHasData is known to be committed
+	// catchingUp: restarted, and not yet applied the log as far as the
+	// leader had committed: local keys are not served (a move from this
+	// node may have switched its buckets away).
+	catchingUp atomic.Bool
 	markSem chan struct{} // one MarkHasData in flight
 
 	done      chan struct{}
@@ -193,7 +198,10 @@ func (n *Node) start(ctx context.Context) error {
 		httpLn.Close()
 		return fmt.Errorf("node: transactions: %w", err)
 	}
-	n.local.SetGuard(n.txns.guard)
+	n.mig = newMigrator(n)
+	n.mig.register(r)
+	n.local.SetGuard(n.guard)
+	n.local.SetOnApplied(n.mig.onApplied)
 	n.txns.register(r)
 	// In-doubt transactions take their keys' locks before any key is served.
 	if err := n.txns.restore(); err != nil {
@@ -254,6 +262,11 @@ func (n *Node) start(ctx context.Context) error {
 	})
 	n.goFunc(n.watchLoop)
 	n.goFunc(n.txns.loop)
+	n.goFunc(n.mig.loop)
+	if hadRaftState {
+		n.catchingUp.Store(true)
+		n.goFunc(n.catchUp)
+	}
 	n.goFunc(n.reconcileLoop)
 
 	if len(cfg.Join) > 0 {

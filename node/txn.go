@@ -305,6 +305,13 @@ func (t *txns) persist(effs []twophase.Effect) {
 		t.mu.Unlock()
 		t.perform(out)
 	}
+	// Keys of buckets being moved off this node are recorded before their
+	// transaction's keys are released.
+	b.ForEachKey(func(bucket uint16, key []byte) {
+		if bucket != txnBucket {
+			t.n.mig.onApplied(bucket, key)
+		}
+	})
 	for _, id := range finished {
 		t.unhold(id)
 	}
@@ -357,6 +364,21 @@ func (t *txns) unhold(id twophase.TxID) {
 	t.nheld.Add(-int64(len(keys)))
 	close(t.released)
 	t.released = make(chan struct{})
+}
+
+// holdsAny reports whether a prepared transaction holds a key of buckets.
+func (t *txns) holdsAny(buckets map[uint16]bool) bool {
+	if t.nheld.Load() == 0 {
+		return false
+	}
+	t.hmu.Lock()
+	defer t.hmu.Unlock()
+	for k := range t.held {
+		if buckets[router.BucketString(k)] {
+			return true
+		}
+	}
+	return false
 }
 
 // guard is the EngineBackend's KeyGuard: it waits while any of keys is
@@ -442,7 +464,8 @@ func (t *txns) prepare(ctx context.Context, m twophase.Message) {
 		return // lost: the coordinator's deadline aborts it
 	}
 	versions := make(map[string]uint64, len(keys))
-	busy := t.n.backend.checkOwned(bkeys...) != nil // not ours (any more): vote no, the coordinator retries
+	// Not ours (any more), or fenced for a move: vote no, the coordinator retries.
+	busy := t.n.catchingUp.Load() || t.n.backend.checkOwned(bkeys...) != nil || t.n.mig.fencedErr(bkeys...) != nil
 	t.hmu.Lock()
 	for _, k := range keys {
 		if h, ok := t.held[k]; busy || (ok && h != m.Txn) {

@@ -104,16 +104,39 @@ func (b *backend) Exec(ctx context.Context, req *server.TxRequest, run server.Tx
 		return err
 	}
 	t := b.n.txns
-	if len(groups) == 1 && groups[0].addr == "" {
-		if err := b.checkOwned(req.Keys...); err != nil {
-			return fmt.Errorf("%w: %v", server.ErrTryAgain, err)
-		}
-		err := b.local.Exec(ctx, req, run)
-		t.count("1pc", err)
-		return err
-	}
+	moved := false
 	for attempt := 1; ; attempt++ {
+		if attempt > 1 {
+			t.m.retries.Inc()
+			if moved {
+				if werr := b.movedBackoff(ctx, attempt); werr != nil {
+					return fmt.Errorf("%w: gave up after %d attempts: %v", server.ErrTxnAborted, attempt-1, werr)
+				}
+			}
+			if groups, err = b.split(req.Keys); err != nil {
+				return err
+			}
+		}
+		moved = true
+		if attempt > txnAttemptsMax {
+			t.m.aborts.WithLabelValues("conflict").Inc()
+			return fmt.Errorf("%w: %d attempts", server.ErrTxnConflict, attempt-1)
+		}
+		if len(groups) == 1 && groups[0].addr == "" {
+			if err := b.checkOwned(req.Keys...); err != nil {
+				continue // the table changed under us: route again
+			}
+			err := b.local.Exec(ctx, req, run)
+			if errors.Is(err, errFenced) {
+				continue
+			}
+			t.count("1pc", err)
+			return err
+		}
 		items, vers, err := b.txRead(ctx, groups, req.Keys)
+		if movedErr(err) {
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -136,19 +159,13 @@ func (b *backend) Exec(ctx context.Context, req *server.TxRequest, run server.Tx
 		if err != nil || conflict == nil {
 			return err
 		}
-		if attempt == txnAttemptsMax {
-			t.m.aborts.WithLabelValues("conflict").Inc()
-			return fmt.Errorf("%w: %d attempts, last: %v", server.ErrTxnConflict, attempt, conflict)
-		}
-		t.m.retries.Inc()
+		moved = false
+		// Conflict: jitter so that contending transactions spread out.
 		backoff := time.Duration(rand.Int64N(int64(min(attempt*attempt, 50))*int64(time.Millisecond)) + 1)
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w: gave up retrying after %d attempts: %v", server.ErrTxnAborted, attempt, ctx.Err())
 		case <-time.After(backoff):
-		}
-		if groups, err = b.split(req.Keys); err != nil {
-			return err
 		}
 	}
 }
@@ -177,7 +194,7 @@ func (b *backend) commitRemote1(ctx context.Context, g *group, keys [][]byte, ve
 	case err == nil:
 		b.n.txns.m.commits.WithLabelValues("1pc").Inc()
 		return nil, nil
-	case errors.Is(err, server.ErrWatchFailed), errors.Is(err, ErrNotOwner):
+	case errors.Is(err, server.ErrWatchFailed), errors.Is(err, ErrNotOwner), errors.Is(err, errFenced):
 		return err, nil
 	case errors.Is(err, context.DeadlineExceeded):
 		b.n.txns.m.aborts.WithLabelValues("unknown").Inc()

@@ -39,6 +39,28 @@ type EngineBackend struct {
 	locks [lockStripes]chan struct{}
 	view  atomic.Pointer[ClusterView]
 	guard KeyGuard
+	onApplied func(bucket uint16, key []byte)
+}
+
+// SetOnApplied installs f, called for every key a write of this backend
+// has applied, before the key's lock is released (so a reader that takes
+// the lock afterwards finds f's effect). The node records keys of buckets
+// being migrated with it. Call it before the backend serves anything.
+func (e *EngineBackend) SetOnApplied(f func(bucket uint16, key []byte)) { e.onApplied = f }
+
+// Barrier takes and releases every stripe lock: every write that held one
+// when Barrier was called has been applied (and reported to OnApplied)
+// when it returns.
+func (e *EngineBackend) Barrier(ctx context.Context) error {
+	for i := range e.locks {
+		select {
+		case e.locks[i] <- struct{}{}:
+			<-e.locks[i]
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // KeyGuard is called before a key is read or written (for writes, under the
@@ -150,6 +172,9 @@ func (e *EngineBackend) latest(key []byte) (engine.Item, bool, error) {
 // not for the fsync, so they share group commits.
 func (e *EngineBackend) commit(ctx context.Context, b *engine.Batch, unlock func()) error {
 	wait, err := e.st.WriteApplied(ctx, b)
+	if err == nil && e.onApplied != nil {
+		b.ForEachKey(e.onApplied)
+	}
 	unlock()
 	if err != nil {
 		return err

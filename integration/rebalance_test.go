@@ -1,0 +1,257 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/dbx-kv/dbx/coordinator"
+	"github.com/dbx-kv/dbx/node"
+	"github.com/dbx-kv/dbx/rebalancer"
+	"github.com/dbx-kv/dbx/router"
+)
+
+// setWorkload inserts unique keys from several clients until stopped,
+// recording which were acknowledged and which failed.
+type setWorkload struct {
+	attempted, acked sync.Map // key → value
+	errs             atomic.Int64
+	firstErrs        sync.Map
+	n                atomic.Int64
+	stop             chan struct{}
+	wg               sync.WaitGroup
+}
+
+func startSetWorkload(t *testing.T, addrs func() []string, clients int) *setWorkload {
+	w := &setWorkload{stop: make(chan struct{})}
+	for c := 0; c < clients; c++ {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			ctx := context.Background()
+			for i := 0; i < 1_000_000; i++ {
+				select {
+				case <-w.stop:
+					return
+				default:
+				}
+				as := addrs()
+				cl := redis.NewClient(&redis.Options{Addr: as[(c+i)%len(as)], MaxRetries: -1, PoolSize: 1, ReadTimeout: 5 * time.Second})
+				for j := 0; j < 50; j++ {
+					k := fmt.Sprintf("set:%d:%d:%d", c, i, j)
+					w.attempted.Store(k, k)
+					if err := cl.Set(ctx, k, k, 0).Err(); err != nil {
+						if w.errs.Add(1) <= 5 {
+							w.firstErrs.Store(k, err.Error())
+						}
+						continue
+					}
+					w.acked.Store(k, k)
+					w.n.Add(1)
+				}
+				cl.Close()
+			}
+		}()
+	}
+	return w
+}
+
+func (w *setWorkload) halt() {
+	close(w.stop)
+	w.wg.Wait()
+}
+
+// waitMigrated waits until no migration is in progress and every node has
+// applied the same state; it returns that state.
+func waitMigrated(t *testing.T, nodes []*node.Node, d time.Duration) *coordinator.State {
+	t.Helper()
+	var s *coordinator.State
+	waitFor(t, d, "migration done on every node", func() error {
+		s = nodes[0].Coordinator().Current()
+		if s.Target() != nil || len(s.Moves()) > 0 {
+			return fmt.Errorf("%s: %d buckets pending, %d moves, progress %+v", nodes[0].ID(), len(s.Pending()), len(s.Moves()), s.Migration())
+		}
+		for _, n := range nodes[1:] {
+			if o := n.Coordinator().Current(); o.Digest() != s.Digest() {
+				return fmt.Errorf("%s at epoch %d, %s at %d", n.ID(), o.Epoch(), nodes[0].ID(), s.Epoch())
+			}
+		}
+		return nil
+	})
+	return s
+}
+
+// checkPlacementOfData scans every node's own keys (SCAN serves the node's
+// local data only): each must be owned by that node under the final table;
+// and every acknowledged key must read back.
+func checkPlacementOfData(t *testing.T, nodes []*node.Node, tab *router.Table, w *setWorkload) {
+	t.Helper()
+	ctx := context.Background()
+	found := map[string]string{}
+	for _, n := range nodes {
+		cl := redis.NewClient(&redis.Options{Addr: n.RESPAddr()})
+		iter := cl.Scan(ctx, 0, "set:*", 1000).Iterator()
+		misplaced := 0
+		for iter.Next(ctx) {
+			k := iter.Val()
+			if o := tab.OwnerString(k); o != n.ID() {
+				misplaced++
+			}
+			if prev, dup := found[k]; dup {
+				t.Errorf("key %s stored on both %s and %s", k, prev, n.ID())
+			}
+			found[k] = n.ID()
+		}
+		if err := iter.Err(); err != nil {
+			t.Fatal(err)
+		}
+		cl.Close()
+		if misplaced > 0 {
+			t.Errorf("%s stores %d keys it does not own", n.ID(), misplaced)
+		}
+	}
+	lost, unexpected := 0, 0
+	w.acked.Range(func(k, _ any) bool {
+		if _, ok := found[k.(string)]; !ok {
+			lost++
+		}
+		return true
+	})
+	for k := range found {
+		if _, ok := w.attempted.Load(k); !ok {
+			unexpected++
+		}
+	}
+	acked := 0
+	w.acked.Range(func(_, _ any) bool { acked++; return true })
+	t.Logf("keys stored %d, acknowledged %d, lost %d, unexpected %d", len(found), acked, lost, unexpected)
+	if lost != 0 || unexpected != 0 {
+		t.Fatalf("lost %d acknowledged writes, %d unexpected keys", lost, unexpected)
+	}
+}
+
+// TestRebalanceOnline: a set workload runs through a join, a reweight and
+// a drain; each change moves exactly the buckets the planner predicts,
+// with no client error, no lost or unexpected key, every key on its owner
+// only, and one epoch everywhere after each change.
+func TestRebalanceOnline(t *testing.T) {
+	c := startCluster(t, 3)
+	live := func() []*node.Node { return c.live() }
+	var addrMu sync.Mutex
+	addrs := []string{}
+	for _, n := range c.nodes {
+		addrs = append(addrs, n.RESPAddr())
+	}
+	getAddrs := func() []string {
+		addrMu.Lock()
+		defer addrMu.Unlock()
+		return append([]string(nil), addrs...)
+	}
+	w := startSetWorkload(t, getAddrs, 4)
+	defer func() {
+		select {
+		case <-w.stop:
+		default:
+			w.halt()
+		}
+	}()
+	waitFor(t, 10*time.Second, "some data", func() error {
+		if w.n.Load() < 2000 {
+			return fmt.Errorf("%d keys", w.n.Load())
+		}
+		return nil
+	})
+	leader := func() *node.Node {
+		for _, n := range live() {
+			if n.IsLeader() {
+				return n
+			}
+		}
+		return live()[0]
+	}
+	change := func(name string, do func()) {
+		t.Helper()
+		before := leader().Coordinator().Current().Table()
+		start := time.Now()
+		do()
+		var target *router.Table
+		waitFor(t, 10*time.Second, name+": migration planned", func() error {
+			s := leader().Coordinator().Current()
+			if s.Target() == nil {
+				if s.Table() != before && s.Migration().Total > 0 {
+					return nil // already done
+				}
+				return fmt.Errorf("no target yet")
+			}
+			target = s.Target()
+			return nil
+		})
+		s := waitMigrated(t, live(), 60*time.Second)
+		predicted := s.Migration().Total
+		if target != nil {
+			m, err := rebalancer.Plan(before, target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			predicted = m.Moved
+		}
+		t.Logf("%s: moved %d buckets (planner: %d, %d bytes) in %s; epoch %d on every node", name, s.Migration().Done,
+			predicted, s.Migration().Bytes, time.Since(start).Round(time.Millisecond), s.Epoch())
+		if s.Migration().Done != predicted || s.Migration().Total != predicted {
+			t.Fatalf("%s moved %d of %d buckets, planner predicted %d", name, s.Migration().Done, s.Migration().Total, predicted)
+		}
+	}
+
+	// Join a fourth node.
+	dir := t.TempDir()
+	n4 := startNode(t, nodeConfig(t, "n4", dir, []string{c.nodes[0].GossipAddr()}))
+	c.nodes = append(c.nodes, n4)
+	change("join n4", func() {})
+	addrMu.Lock()
+	addrs = append(addrs, n4.RESPAddr())
+	addrMu.Unlock()
+
+	// Reweight n2.
+	change("reweight n2 to 2", func() {
+		code, body, err := post(leader().HTTPAddr(), "/v1/nodes/n2/weight", `{"weight": 2}`)
+		if err != nil || code != 200 {
+			t.Fatalf("reweight: %d %s %v", code, body, err)
+		}
+	})
+
+	// Drain a node that is not the leader.
+	var victim *node.Node
+	for _, n := range live() {
+		if !n.IsLeader() && n != n4 {
+			victim = n
+		}
+	}
+	change("drain "+victim.ID(), func() {
+		code, body, err := post(leader().HTTPAddr(), "/v1/nodes/"+victim.ID()+"/drain", ``)
+		if err != nil || code != 200 {
+			t.Fatalf("drain: %d %s %v", code, body, err)
+		}
+	})
+	waitFor(t, 10*time.Second, victim.ID()+" left", func() error {
+		s := leader().Coordinator().Current()
+		if m, _ := s.Member(victim.ID()); m.State != coordinator.StateLeft {
+			return fmt.Errorf("%s is %s", victim.ID(), m.State)
+		}
+		return nil
+	})
+	w.halt()
+	if n := w.errs.Load(); n != 0 {
+		var msgs []string
+		w.firstErrs.Range(func(k, v any) bool { msgs = append(msgs, fmt.Sprintf("%s: %s", k, v)); return true })
+		sort.Strings(msgs)
+		t.Fatalf("%d client errors during the changes, e.g. %v", n, msgs)
+	}
+	s := waitMigrated(t, live(), 10*time.Second)
+	checkPlacementOfData(t, live(), s.Table(), w)
+}

@@ -1,0 +1,900 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dbx-kv/dbx/coordinator"
+	"github.com/dbx-kv/dbx/engine"
+	"github.com/dbx-kv/dbx/router"
+	"github.com/dbx-kv/dbx/transport"
+)
+
+// Bucket move RPCs. The target of a move pulls (mig.pull, from the leader);
+// the source serves the snapshot, the changes since, and the fence.
+const (
+	methodMigPull  = "mig.pull"
+	methodMigBegin = "mig.begin"
+	methodMigScan  = "mig.scan"
+	methodMigDelta = "mig.delta"
+	methodMigFence = "mig.fence"
+	methodMigAbort = "mig.abort"
+)
+
+// Move bounds.
+const (
+	// migChunkBuckets is the most buckets one move carries.
+	migChunkBuckets = 64
+	// migPageBytes bounds one snapshot page or delta answer.
+	migPageBytes = 1 << 20
+	// migDirtyMax bounds the keys a source remembers as changed during one
+	// move; past it the move fails and is retried from scratch.
+	migDirtyMax = 1 << 20
+	// migTailRounds bounds the catch-up rounds before the fence;
+	// migFenceLag is the change count small enough to fence at.
+	migTailRounds = 64
+	migFenceLag   = 512
+	// migHeldWait bounds how long a fence waits for prepared transactions
+	// on its buckets to resolve.
+	migHeldWait = 5 * time.Second
+	// migFenceTimeout: a source fenced this long without the switch or the
+	// cancellation committed proposes the cancellation itself.
+	migFenceTimeout = 10 * time.Second
+	// migPullTimeout bounds one move (copy included).
+	migPullTimeout = 30 * time.Minute
+)
+
+// errFenced: the key's bucket is fenced for its switch to a new owner; the
+// caller waits for the fence to go and routes again.
+var errFenced = errors.New("node: bucket is switching owner")
+
+type (
+	migEntry struct {
+		Bucket   uint16
+		Key      []byte
+		Value    []byte
+		ExpireAt int64
+		Deleted  bool
+	}
+	migBeginReq struct {
+		Token   string
+		Buckets []uint16
+	}
+	migScanReq struct {
+		Token    string
+		Bucket   uint16
+		After    []byte
+		Started  bool
+		MaxBytes int
+	}
+	migScanResp struct {
+		Entries []migEntry
+		Done    bool
+	}
+	migDeltaReq  struct{ Token string }
+	migDeltaResp struct {
+		Entries []migEntry
+		Left    int
+	}
+	migTokenReq struct{ Token string }
+	migPullReq  struct {
+		Token, From, FromAddr string
+		Buckets               []uint16
+		BytesPerSec           int64
+	}
+	migPullResp struct{ Bytes, Keys int64 }
+)
+
+// outMove is this node's side of a move as source.
+type outMove struct {
+	token    string
+	buckets  map[uint16]bool
+	snap     *engine.Snapshot
+	dirty    map[string]uint16 // changed keys → bucket
+	overflow bool
+	fenced   bool
+	fencedAt time.Time
+}
+
+// migrator runs bucket moves: as source (tap, snapshot, fence), as target
+// (pull), as leader (orchestration), and on every node the cleanup of
+// buckets it holds data for but does not own.
+type migrator struct {
+	n *Node
+
+	mu       sync.Mutex
+	out      map[string]*outMove
+	byBucket map[uint16]*outMove
+	fenced   map[uint16]bool
+	fenceCh  chan struct{} // closed and replaced when a fence goes
+	incoming map[uint16]string
+	running  map[string]bool // leader: moves this node runs
+	nout     atomic.Int64
+	nfenced  atomic.Int64
+	copied   atomic.Int64 // leader: bytes copied by running moves so far
+	kick     chan struct{}
+}
+
+func newMigrator(n *Node) *migrator {
+	return &migrator{n: n, out: map[string]*outMove{}, byBucket: map[uint16]*outMove{}, fenced: map[uint16]bool{},
+		fenceCh: make(chan struct{}), incoming: map[uint16]string{}, running: map[string]bool{}, kick: make(chan struct{}, 1)}
+}
+
+func (m *migrator) register(r *transport.Router) {
+	transport.Register(r, methodMigPull, m.handlePull)
+	transport.Register(r, methodMigBegin, m.handleBegin)
+	transport.Register(r, methodMigScan, m.handleScan)
+	transport.Register(r, methodMigDelta, m.handleDelta)
+	transport.Register(r, methodMigFence, m.handleFence)
+	transport.Register(r, methodMigAbort, func(ctx context.Context, req *migTokenReq) (*emptyResp, error) {
+		m.mu.Lock()
+		om := m.out[req.Token]
+		m.mu.Unlock()
+		if om != nil && !om.fenced {
+			m.endOut(om, false)
+		}
+		return &emptyResp{}, nil
+	})
+}
+
+// ---- hooks on the data path ----
+
+// onApplied records a key written to a bucket being moved off this node.
+func (m *migrator) onApplied(bucket uint16, key []byte) {
+	if m.nout.Load() == 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	om := m.byBucket[bucket]
+	if om == nil || om.overflow {
+		return
+	}
+	if len(om.dirty) >= migDirtyMax {
+		om.overflow, om.dirty = true, nil
+		return
+	}
+	om.dirty[string(key)] = bucket
+}
+
+// fencedErr returns errFenced if any key's bucket is fenced.
+func (m *migrator) fencedErr(keys ...[]byte) error {
+	if m.nfenced.Load() == 0 {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, k := range keys {
+		if m.fenced[router.Bucket(k)] {
+			return fmt.Errorf("%w: bucket %d", errFenced, router.Bucket(k))
+		}
+	}
+	return nil
+}
+
+// waitUnfenced waits until key's bucket is not fenced and the node is not
+// catching up (or ctx ends).
+func (m *migrator) waitUnfenced(ctx context.Context, key []byte) error {
+	b := router.Bucket(key)
+	for {
+		m.mu.Lock()
+		f, ch := m.fenced[b], m.fenceCh
+		m.mu.Unlock()
+		if !f && !m.n.catchingUp.Load() {
+			return nil
+		}
+		var tick <-chan time.Time
+		if !f {
+			tick = time.After(20 * time.Millisecond)
+		}
+		select {
+		case <-ch:
+		case <-tick:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: bucket %d still switching owner: %v", errFenced, b, ctx.Err())
+		}
+	}
+}
+
+// ---- source side ----
+
+func (m *migrator) handleBegin(ctx context.Context, req *migBeginReq) (*emptyResp, error) {
+	n := m.n
+	// The leader committed StartMove before asking the target; wait until
+	// this node has applied it too.
+	var mv coordinator.Move
+	for {
+		s, ch := n.coord.Watch()
+		if v, ok := s.Move(req.Token); ok {
+			mv = v
+			break
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("move %s unknown here: %w", req.Token, ctx.Err())
+		}
+	}
+	if mv.From != n.cfg.ID || !slices.Equal(mv.Buckets, req.Buckets) {
+		return nil, fmt.Errorf("%w: move %s is %s→%s, not from this node", coordinator.ErrBadMove, req.Token, mv.From, mv.To)
+	}
+	m.mu.Lock()
+	if old := m.out[req.Token]; old != nil { // a retried begin: start over
+		m.mu.Unlock()
+		m.endOut(old, false)
+		m.mu.Lock()
+	}
+	om := &outMove{token: req.Token, buckets: map[uint16]bool{}, dirty: map[string]uint16{}}
+	for _, b := range req.Buckets {
+		if o := m.byBucket[b]; o != nil {
+			m.mu.Unlock()
+			return nil, fmt.Errorf("%w: bucket %d is in move %s", coordinator.ErrBadMove, b, o.token)
+		}
+		om.buckets[b] = true
+	}
+	for b := range om.buckets {
+		m.byBucket[b] = om
+	}
+	m.out[req.Token] = om
+	m.nout.Store(int64(len(m.byBucket)))
+	m.mu.Unlock()
+	// The tap is on: every write from now on is recorded. The snapshot
+	// taken after it has everything written before.
+	sn, err := n.store.Snapshot()
+	if err != nil {
+		m.endOut(om, false)
+		return nil, err
+	}
+	m.mu.Lock()
+	om.snap = sn
+	m.mu.Unlock()
+	go m.watchOut(om)
+	return &emptyResp{}, nil
+}
+
+func (m *migrator) outOf(token string) (*outMove, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	om := m.out[token]
+	if om == nil {
+		return nil, fmt.Errorf("%w: no outgoing move %s here (restarted or cancelled)", coordinator.ErrUnknownMove, token)
+	}
+	return om, nil
+}
+
+func (m *migrator) handleScan(ctx context.Context, req *migScanReq) (*migScanResp, error) {
+	om, err := m.outOf(req.Token)
+	if err != nil {
+		return nil, err
+	}
+	if !om.buckets[req.Bucket] || om.snap == nil {
+		return nil, fmt.Errorf("%w: bucket %d not in move %s", coordinator.ErrBadMove, req.Bucket, req.Token)
+	}
+	maxBytes := min(max(req.MaxBytes, 4096), migPageBytes)
+	it := om.snap.NewIter(req.Bucket, req.Bucket)
+	defer it.Close()
+	if req.Started {
+		it.SeekGE(req.Bucket, req.After)
+		if it.Valid() && bytes.Equal(it.Key(), req.After) {
+			it.Next()
+		}
+	} else {
+		it.First()
+	}
+	resp := &migScanResp{}
+	size := 0
+	for ; it.Valid(); it.Next() {
+		if size >= maxBytes {
+			return resp, nil
+		}
+		e := migEntry{Bucket: req.Bucket, Key: slices.Clone(it.Key()), Value: slices.Clone(it.Value()), ExpireAt: it.ExpireAt()}
+		size += len(e.Key) + len(e.Value) + 16
+		resp.Entries = append(resp.Entries, e)
+	}
+	if err := it.Error(); err != nil {
+		return nil, err
+	}
+	resp.Done = true
+	return resp, nil
+}
+
+// takeDelta removes up to maxBytes worth of changed keys (all when
+// maxBytes <= 0) and reads their current values.
+func (m *migrator) takeDelta(om *outMove, maxBytes int) ([]migEntry, int, error) {
+	m.mu.Lock()
+	if om.overflow {
+		m.mu.Unlock()
+		return nil, 0, fmt.Errorf("move %s: more than %d keys changed during the copy; retry it", om.token, migDirtyMax)
+	}
+	keys := make([]string, 0, len(om.dirty))
+	for k := range om.dirty {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var take []string
+	size := 0
+	for _, k := range keys {
+		if maxBytes > 0 && size >= maxBytes {
+			break
+		}
+		take = append(take, k)
+		size += len(k) + 64
+	}
+	buckets := make([]uint16, len(take))
+	for i, k := range take {
+		buckets[i] = om.dirty[k]
+		delete(om.dirty, k)
+	}
+	left := len(om.dirty)
+	m.mu.Unlock()
+	out := make([]migEntry, 0, len(take))
+	for i, k := range take {
+		it, err := m.n.store.GetLatestItem(buckets[i], []byte(k))
+		switch {
+		case errors.Is(err, engine.ErrNotFound):
+			out = append(out, migEntry{Bucket: buckets[i], Key: []byte(k), Deleted: true})
+		case err != nil:
+			return nil, 0, err
+		default:
+			out = append(out, migEntry{Bucket: buckets[i], Key: []byte(k), Value: it.Value, ExpireAt: it.ExpireAt})
+		}
+	}
+	return out, left, nil
+}
+
+func (m *migrator) handleDelta(ctx context.Context, req *migDeltaReq) (*migDeltaResp, error) {
+	om, err := m.outOf(req.Token)
+	if err != nil {
+		return nil, err
+	}
+	e, left, err := m.takeDelta(om, migPageBytes)
+	if err != nil {
+		return nil, err
+	}
+	return &migDeltaResp{Entries: e, Left: left}, nil
+}
+
+// handleFence stops every read and write of the move's buckets here, waits
+// for writes in flight and for prepared transactions on them, and returns
+// the last changes. The fence stays until the move's switch or its
+// cancellation is applied here (watchOut).
+func (m *migrator) handleFence(ctx context.Context, req *migDeltaReq) (*migDeltaResp, error) {
+	om, err := m.outOf(req.Token)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	if !om.fenced {
+		om.fenced, om.fencedAt = true, time.Now()
+		for b := range om.buckets {
+			m.fenced[b] = true
+		}
+		m.nfenced.Store(int64(len(m.fenced)))
+	}
+	m.mu.Unlock()
+	// Writes that passed the fence check hold a stripe lock until applied
+	// (and recorded); prepares hold them until their keys are held.
+	if err := m.n.local.Barrier(ctx); err != nil {
+		return nil, err
+	}
+	// Prepared transactions block the fence of their buckets until
+	// resolved: their commit would write here after the last delta. New
+	// prepares on fenced buckets vote no (txns.prepare).
+	deadline := time.Now().Add(migHeldWait)
+	for m.n.txns.holdsAny(om.buckets) {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			m.mu.Lock()
+			om.fenced = false
+			m.unfenceLocked(om)
+			m.mu.Unlock()
+			return nil, fmt.Errorf("move %s: prepared transactions still hold keys of its buckets after %s", om.token, migHeldWait)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	e, _, err := m.takeDelta(om, 0)
+	if err != nil {
+		return nil, err
+	}
+	return &migDeltaResp{Entries: e}, nil
+}
+
+// unfenceLocked lifts om's fence; m.mu is held.
+func (m *migrator) unfenceLocked(om *outMove) {
+	changed := false
+	for b := range om.buckets {
+		if m.fenced[b] {
+			delete(m.fenced, b)
+			changed = true
+		}
+	}
+	m.nfenced.Store(int64(len(m.fenced)))
+	if changed {
+		close(m.fenceCh)
+		m.fenceCh = make(chan struct{})
+	}
+}
+
+// endOut forgets an outgoing move: the tap, the snapshot, the fence. If the
+// buckets were switched away, their data here is deleted (after the fence
+// is lifted, so waiting requests go to the new owner).
+func (m *migrator) endOut(om *outMove, switched bool) {
+	m.mu.Lock()
+	if m.out[om.token] != om {
+		m.mu.Unlock()
+		return
+	}
+	delete(m.out, om.token)
+	for b := range om.buckets {
+		if m.byBucket[b] == om {
+			delete(m.byBucket, b)
+		}
+	}
+	m.nout.Store(int64(len(m.byBucket)))
+	m.unfenceLocked(om)
+	sn := om.snap
+	om.snap = nil
+	m.mu.Unlock()
+	if sn != nil {
+		sn.Close()
+	}
+	if switched {
+		m.deleteBuckets(om.buckets)
+	}
+}
+
+// watchOut ends an outgoing move once its fate is in the applied log: the
+// move gone and the buckets owned elsewhere (switched) or still here
+// (cancelled). A fence held too long proposes the cancellation.
+func (m *migrator) watchOut(om *outMove) {
+	n := m.n
+	for {
+		s, ch := n.coord.Watch()
+		m.mu.Lock()
+		live, fenced, since := m.out[om.token] == om, om.fenced, om.fencedAt
+		m.mu.Unlock()
+		if !live {
+			return
+		}
+		if _, ok := s.Move(om.token); !ok {
+			switched := false
+			for b := range om.buckets {
+				switched = s.Table().OwnerOfBucket(b) != n.cfg.ID
+				break
+			}
+			n.log.Info("outgoing move ended", "token", om.token, "switched", switched, "buckets", len(om.buckets))
+			m.endOut(om, switched)
+			return
+		}
+		if fenced && time.Since(since) > migFenceTimeout {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			_, err := n.leaderDo(ctx, leaderOp{Op: opCancelMove, ID: om.token}, n.gossip.peerRPCAddrs())
+			cancel()
+			n.log.Warn("fence held too long: cancelling the move", "token", om.token, "err", err)
+		}
+		select {
+		case <-ch:
+		case <-time.After(500 * time.Millisecond):
+		case <-n.done:
+			return
+		}
+	}
+}
+
+// fenceUnknownMoves fences the buckets of moves from this node that it
+// does not run (it restarted in the middle of one) and has them cancelled:
+// until the log says whether they switched, nothing may write them here.
+func (m *migrator) fenceUnknownMoves(s *coordinator.State) {
+	for _, mv := range s.Moves() {
+		if mv.From != m.n.cfg.ID {
+			continue
+		}
+		m.mu.Lock()
+		if m.out[mv.Token] != nil {
+			m.mu.Unlock()
+			continue
+		}
+		om := &outMove{token: mv.Token, buckets: map[uint16]bool{}, dirty: map[string]uint16{}, fenced: true,
+			fencedAt: time.Now().Add(-migFenceTimeout)} // cancel at once
+		for _, b := range mv.Buckets {
+			om.buckets[b] = true
+			m.fenced[b] = true
+		}
+		m.out[mv.Token] = om
+		m.nfenced.Store(int64(len(m.fenced)))
+		m.mu.Unlock()
+		m.n.log.Warn("found a move from this node it does not run (restart?): fenced until resolved", "token", mv.Token)
+		go m.watchOut(om)
+	}
+}
+
+// ---- target side ----
+
+func (m *migrator) handlePull(ctx context.Context, req *migPullReq) (*migPullResp, error) {
+	ctx, cancel := context.WithTimeout(ctx, migPullTimeout)
+	defer cancel()
+	n := m.n
+	m.mu.Lock()
+	for _, b := range req.Buckets {
+		m.incoming[b] = req.Token
+	}
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		for _, b := range req.Buckets {
+			if m.incoming[b] == req.Token {
+				delete(m.incoming, b)
+			}
+		}
+		m.mu.Unlock()
+	}()
+	// Whatever an earlier attempt left is stale.
+	for _, b := range req.Buckets {
+		if err := n.store.DeleteBucketRange(ctx, b, b); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := transport.Call[migBeginReq, emptyResp](ctx, n.rpc, req.FromAddr, methodMigBegin, &migBeginReq{Token: req.Token, Buckets: req.Buckets}); err != nil {
+		return nil, fmt.Errorf("begin at %s: %w", req.From, err)
+	}
+	abort := func() {
+		actx, acancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer acancel()
+		_, _ = transport.Call[migTokenReq, emptyResp](actx, n.rpc, req.FromAddr, methodMigAbort, &migTokenReq{Token: req.Token})
+	}
+	res := &migPullResp{}
+	lim := newRateLimiter(req.BytesPerSec)
+	apply := func(es []migEntry) error {
+		if len(es) == 0 {
+			return nil
+		}
+		var b engine.Batch
+		size := 0
+		for _, e := range es {
+			if e.Deleted {
+				b.Delete(e.Bucket, e.Key)
+			} else {
+				b.SetWithExpiry(e.Bucket, e.Key, e.Value, e.ExpireAt)
+			}
+			size += len(e.Key) + len(e.Value)
+		}
+		if err := n.store.Write(ctx, &b); err != nil {
+			return err
+		}
+		res.Bytes += int64(size)
+		res.Keys += int64(len(es))
+		m.copied.Add(int64(size))
+		return lim.wait(ctx, size)
+	}
+	for _, bk := range req.Buckets {
+		var after []byte
+		started := false
+		for page := 0; ; page++ {
+			r, err := transport.Call[migScanReq, migScanResp](ctx, n.rpc, req.FromAddr, methodMigScan, &migScanReq{Token: req.Token, Bucket: bk, After: after, Started: started, MaxBytes: migPageBytes})
+			if err != nil {
+				abort()
+				return nil, fmt.Errorf("copy bucket %d from %s: %w", bk, req.From, err)
+			}
+			if err := apply(r.Entries); err != nil {
+				abort()
+				return nil, err
+			}
+			if r.Done || len(r.Entries) == 0 {
+				break
+			}
+			after, started = r.Entries[len(r.Entries)-1].Key, true
+		}
+	}
+	for round := 0; round < migTailRounds; round++ {
+		r, err := transport.Call[migDeltaReq, migDeltaResp](ctx, n.rpc, req.FromAddr, methodMigDelta, &migDeltaReq{Token: req.Token})
+		if err != nil {
+			abort()
+			return nil, fmt.Errorf("catch up from %s: %w", req.From, err)
+		}
+		if err := apply(r.Entries); err != nil {
+			abort()
+			return nil, err
+		}
+		if r.Left+len(r.Entries) < migFenceLag {
+			break
+		}
+	}
+	r, err := transport.Call[migDeltaReq, migDeltaResp](ctx, n.rpc, req.FromAddr, methodMigFence, &migDeltaReq{Token: req.Token})
+	if err != nil {
+		// The source may be fenced: only the log's verdict lifts it; the
+		// leader cancels the move.
+		return nil, fmt.Errorf("fence at %s: %w", req.From, err)
+	}
+	// Durable before the leader may switch: Write waits for the WAL sync.
+	if err := apply(r.Entries); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// ---- leader side ----
+
+// loop runs on every node: as leader it starts and finishes moves; on any
+// node it cleans buckets it holds but does not own. (Moves from this node
+// it does not know about are fenced once, after a restart: catchUp.)
+func (m *migrator) loop() {
+	n := m.n
+	var lastClean time.Time
+	cleanDue := true
+	var lastDigest [32]byte
+	for {
+		s, ch := n.coord.Watch()
+		if d := s.Table(); d != nil && d.Digest() != lastDigest {
+			lastDigest, cleanDue = d.Digest(), true
+		}
+		if cleanDue && time.Since(lastClean) > 2*time.Second {
+			lastClean, cleanDue = time.Now(), false
+			m.cleanup(s)
+		}
+		if n.coord.IsLeader() {
+			m.lead(s)
+		}
+		select {
+		case <-ch:
+		case <-m.kick:
+		case <-time.After(time.Second):
+		case <-n.done:
+			return
+		}
+	}
+}
+
+// lead starts moves for pending buckets up to the concurrency limit and
+// cancels moves no running leader carries (a previous leader's).
+func (m *migrator) lead(s *coordinator.State) {
+	n := m.n
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	m.mu.Lock()
+	var orphans []string
+	for _, mv := range s.Moves() {
+		if !m.running[mv.Token] {
+			orphans = append(orphans, mv.Token)
+		}
+	}
+	running := len(m.running)
+	m.mu.Unlock()
+	for _, tok := range orphans {
+		if _, err := n.coord.Apply(ctx, coordinator.CancelMove{Token: tok, Reason: "no leader runs it"}); err != nil && !errors.Is(err, coordinator.ErrUnknownMove) {
+			n.log.Warn("cancelling an orphan move", "token", tok, "err", err)
+		}
+	}
+	if s.Target() == nil {
+		return
+	}
+	lim := s.Limits()
+	pending := s.Pending()
+	busy := map[string]bool{}
+	for _, mv := range s.Moves() {
+		busy[mv.From+">"+mv.To] = true
+	}
+	for len(pending) > 0 && running < lim.Concurrency {
+		from, to := s.Table().OwnerOfBucket(pending[0]), s.Target().OwnerOfBucket(pending[0])
+		var chunk, rest []uint16
+		for _, b := range pending {
+			if len(chunk) < migChunkBuckets && s.Table().OwnerOfBucket(b) == from && s.Target().OwnerOfBucket(b) == to {
+				chunk = append(chunk, b)
+			} else {
+				rest = append(rest, b)
+			}
+		}
+		pending = rest
+		if !m.alive(s, from) || !m.alive(s, to) {
+			continue
+		}
+		var tb [8]byte
+		_, _ = rand.Read(tb[:])
+		tok := hex.EncodeToString(tb[:])
+		if _, err := n.coord.Apply(ctx, coordinator.StartMove{Token: tok, From: from, To: to, Buckets: chunk}); err != nil {
+			n.log.Warn("starting a move", "from", from, "to", to, "buckets", len(chunk), "err", err)
+			return
+		}
+		m.mu.Lock()
+		m.running[tok] = true
+		m.mu.Unlock()
+		running++
+		go m.runMove(tok, from, to, chunk, lim.BytesPerSec)
+	}
+}
+
+func (m *migrator) alive(s *coordinator.State, id string) bool {
+	mem, ok := s.Member(id)
+	return ok && (mem.State == coordinator.StateActive || mem.State == coordinator.StateDraining || mem.State == coordinator.StateJoining)
+}
+
+// runMove has the target pull the buckets, then commits the switch, or the
+// cancellation if anything failed.
+func (m *migrator) runMove(tok, from, to string, buckets []uint16, rate int64) {
+	n := m.n
+	defer func() {
+		m.mu.Lock()
+		delete(m.running, tok)
+		m.mu.Unlock()
+		select {
+		case m.kick <- struct{}{}:
+		default:
+		}
+	}()
+	start := time.Now()
+	src, ok1 := n.peer(from)
+	dst, ok2 := n.peer(to)
+	var res *migPullResp
+	err := fmt.Errorf("no address for %s or %s", from, to)
+	if ok1 && ok2 {
+		ctx, cancel := context.WithTimeout(context.Background(), migPullTimeout)
+		res, err = transport.Call[migPullReq, migPullResp](ctx, n.rpc, dst.RPCAddr, methodMigPull,
+			&migPullReq{Token: tok, From: from, FromAddr: src.RPCAddr, Buckets: buckets, BytesPerSec: rate})
+		cancel()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err != nil {
+		n.log.Warn("move failed, cancelling", "token", tok, "from", from, "to", to, "buckets", len(buckets), "err", err)
+		if _, cerr := n.coord.Apply(ctx, coordinator.CancelMove{Token: tok, Reason: err.Error()}); cerr != nil && !errors.Is(cerr, coordinator.ErrUnknownMove) {
+			n.log.Warn("cancelling a failed move", "token", tok, "err", cerr)
+		}
+		return
+	}
+	if _, err := n.coord.Apply(ctx, coordinator.FinishMove{Token: tok, Bytes: res.Bytes}); err != nil {
+		// Not committed (or unknown): a later leader pass cancels it if it
+		// is still there; the source stays fenced until then.
+		n.log.Warn("switching moved buckets", "token", tok, "err", err)
+		return
+	}
+	n.log.Info("buckets moved", "from", from, "to", to, "buckets", len(buckets), "keys", res.Keys, "bytes", res.Bytes, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// ---- cleanup ----
+
+// cleanup deletes local data of buckets this node neither owns nor is
+// receiving (left by a cancelled or interrupted move, or by a source that
+// restarted before deleting what it handed over).
+func (m *migrator) cleanup(s *coordinator.State) {
+	n := m.n
+	t := s.Table()
+	if t == nil {
+		return
+	}
+	self := n.cfg.ID
+	receiving := map[uint16]bool{}
+	for _, mv := range s.Moves() {
+		if mv.To == self {
+			for _, b := range mv.Buckets {
+				receiving[b] = true
+			}
+		}
+	}
+	it, err := n.store.NewIter(0, router.NumBuckets-1)
+	if err != nil {
+		return
+	}
+	var stale []uint16
+	for it.First(); it.Valid(); {
+		b := it.Bucket()
+		if t.OwnerOfBucket(b) != self && !receiving[b] {
+			stale = append(stale, b)
+		}
+		if b == router.NumBuckets-1 {
+			break
+		}
+		it.SeekGE(b+1, nil)
+	}
+	it.Close()
+	if len(stale) == 0 {
+		return
+	}
+	set := map[uint16]bool{}
+	for _, b := range stale {
+		set[b] = true
+	}
+	m.deleteBuckets(set)
+	n.log.Info("deleted data of buckets this node does not own", "buckets", len(stale))
+}
+
+// deleteBuckets deletes the data of buckets not owned here and not being
+// pulled here (checked again under the lock, bucket by bucket).
+func (m *migrator) deleteBuckets(set map[uint16]bool) {
+	n := m.n
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for b := range set {
+		m.mu.Lock()
+		t := n.holder.Load()
+		if _, in := m.incoming[b]; in || t == nil || t.OwnerOfBucket(b) == n.cfg.ID || m.byBucket[b] != nil {
+			m.mu.Unlock()
+			continue
+		}
+		err := n.store.DeleteBucketRange(ctx, b, b)
+		m.mu.Unlock()
+		if err != nil {
+			n.log.Warn("deleting a bucket's data", "bucket", b, "err", err)
+		}
+	}
+}
+
+// rateLimiter spaces writes to bytesPerSec (0: unlimited).
+type rateLimiter struct {
+	rate  int64
+	start time.Time
+	sent  int64
+}
+
+func newRateLimiter(rate int64) *rateLimiter { return &rateLimiter{rate: rate, start: time.Now()} }
+
+func (l *rateLimiter) wait(ctx context.Context, n int) error {
+	if l.rate <= 0 {
+		return nil
+	}
+	l.sent += int64(n)
+	due := l.start.Add(time.Duration(float64(l.sent) / float64(l.rate) * float64(time.Second)))
+	if d := time.Until(due); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// guard is the local backend's KeyGuard: keys are not served while the
+// node catches up after a restart or while their bucket is fenced for a
+// move (errFenced: the caller waits and routes again), nor while a
+// prepared transaction holds them.
+func (n *Node) guard(ctx context.Context, keys ...[]byte) error {
+	if n.catchingUp.Load() {
+		return fmt.Errorf("%w: node restarted and is catching up with the cluster's metadata", errFenced)
+	}
+	if err := n.mig.fencedErr(keys...); err != nil {
+		return err
+	}
+	return n.txns.guard(ctx, keys...)
+}
+
+// catchUp waits until this restarted node has applied the metadata log as
+// far as the leader had committed when asked (bounded: after 30 s without
+// a leader it serves anyway), so it does not serve buckets a move switched
+// away while it was down.
+func (n *Node) catchUp() {
+	defer n.catchingUp.Store(false)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		r, err := n.leaderDo(ctx, leaderOp{Op: opIndex}, n.gossip.peerRPCAddrs())
+		cancel()
+		if err == nil {
+			for time.Now().Before(deadline) {
+				s, ch := n.coord.Watch()
+				if s.Index() >= r.Index {
+					n.mig.fenceUnknownMoves(s)
+					n.log.Info("caught up with the metadata log", "index", s.Index())
+					return
+				}
+				select {
+				case <-ch:
+				case <-time.After(100 * time.Millisecond):
+				case <-n.done:
+					return
+				}
+			}
+		}
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-n.done:
+			return
+		}
+	}
+	n.log.Warn("no leader told the metadata log's end within 30 s: serving anyway")
+}
