@@ -59,12 +59,12 @@ type Node struct {
 	peers atomic.Pointer[map[string]coordinator.Member]
 	view  atomic.Pointer[server.ClusterView]
 
-	hasData atomic.Bool   // MarkHasData is known to be committed
+	hasData atomic.Bool // MarkHasData is known to be committed
 	// catchingUp: restarted, and not yet applied the log as far as the
 	// leader had committed: local keys are not served (a move from this
 	// node may have switched its buckets away).
 	catchingUp atomic.Bool
-	markSem chan struct{} // one MarkHasData in flight
+	markSem    chan struct{} // one MarkHasData in flight
 
 	done      chan struct{}
 	wg        sync.WaitGroup

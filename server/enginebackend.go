@@ -33,12 +33,12 @@ const lockStripes = 1024
 // Lock waits honour ctx. MSET and DEL commit as one engine batch (atomic
 // even across shards); MGET reads one engine snapshot.
 type EngineBackend struct {
-	st    *engine.Store
-	now   func() time.Time
-	seed  maphash.Seed
-	locks [lockStripes]chan struct{}
-	view  atomic.Pointer[ClusterView]
-	guard KeyGuard
+	st        *engine.Store
+	now       func() time.Time
+	seed      maphash.Seed
+	locks     [lockStripes]chan struct{}
+	view      atomic.Pointer[ClusterView]
+	guard     KeyGuard
 	onApplied func(bucket uint16, key []byte)
 }
 
