@@ -398,8 +398,12 @@ func (s *State) setPlacement(c SetPlacement) error {
 	}
 	// With data, buckets move one FinishMove at a time: t becomes the
 	// target and the table stays (its epoch is unchanged).
+	// A change while a migration runs extends it: progress accumulates.
+	if s.target == nil {
+		s.mig = MigrationProgress{}
+	}
 	s.target = t
-	s.mig = MigrationProgress{Total: len(s.Pending()) + s.movingBuckets()}
+	s.mig.Total = s.mig.Done + len(s.Pending()) + s.movingBuckets()
 	return nil
 }
 

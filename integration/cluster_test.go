@@ -166,9 +166,13 @@ type clusterJSON struct {
 		RespAddr string  `json:"resp_addr"`
 	} `json:"nodes"`
 	Migration struct {
-		Pending int   `json:"pending"`
-		Done    int   `json:"done"`
-		Bytes   int64 `json:"bytes"`
+		Active      bool  `json:"active"`
+		Pending     int   `json:"pending"`
+		Done        int   `json:"done"`
+		Total       int   `json:"total"`
+		Bytes       int64 `json:"bytes"`
+		Concurrency int   `json:"concurrency"`
+		BytesPerSec int64 `json:"bytes_per_sec"`
 	} `json:"migration"`
 }
 

@@ -19,10 +19,13 @@ const adminOpTimeout = 10 * time.Second
 //	POST /v1/nodes/{id}/weight  body {"weight": W}
 //	POST /v1/nodes/{id}/drain
 //
-// Both run on the Raft leader (forwarded from any node) and answer
+//	POST /v1/migration/limits  body {"concurrency": N, "bytes_per_sec": B}
+//
+// They run on the Raft leader (forwarded from any node) and answer
 // {"epoch": E} on success, or {"error": "..."} with 400 (bad request),
-// 404 (unknown member), 409 (the cluster holds data: buckets cannot move
-// until the rebalancer exists) or 503 (no leader).
+// 404 (unknown member), 409 (refused by the state) or 503 (no leader).
+// Weight and drain changes start a migration; GET /v1/cluster shows its
+// progress.
 func (n *Node) registerAdmin() {
 	n.admin.Handle("POST /v1/nodes/{id}/weight", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
@@ -38,6 +41,26 @@ func (n *Node) registerAdmin() {
 	}))
 	n.admin.Handle("POST /v1/nodes/{id}/drain", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n.adminOp(w, r, leaderOp{Op: opDrain, ID: r.PathValue("id")})
+	}))
+	n.admin.Handle("POST /v1/migration/limits", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Concurrency *int   `json:"concurrency"`
+			BytesPerSec *int64 `json:"bytes_per_sec"`
+		}
+		dec := json.NewDecoder(io.LimitReader(r.Body, 4<<10))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&body); err != nil || (body.Concurrency == nil && body.BytesPerSec == nil) {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": `body must be {"concurrency": N, "bytes_per_sec": B} (either or both)`})
+			return
+		}
+		lim := n.coord.Current().Limits()
+		if body.Concurrency != nil {
+			lim.Concurrency = *body.Concurrency
+		}
+		if body.BytesPerSec != nil {
+			lim.BytesPerSec = *body.BytesPerSec
+		}
+		n.adminOp(w, r, leaderOp{Op: opLimits, Limits: lim})
 	}))
 }
 

@@ -76,6 +76,12 @@ type Config struct {
 	// client is told the outcome is unknown. Server.TxnTimeout is set to
 	// it plus one second.
 	TxnDeadline time.Duration
+	// MoveConcurrency and MoveBytesPerSec, when set (> 0, >= 0), are
+	// applied to the cluster's migration limits at start (they are cluster
+	// wide, kept in Raft; the admin API changes them at run time). Default
+	// 0 and -1: keep the cluster's (2 moves at once, unthrottled).
+	MoveConcurrency int
+	MoveBytesPerSec int64
 	// Failpoints, for fault tests only, names places where the process
 	// kills itself with SIGKILL: "name[:n],..." (n-th hit). Names:
 	// coord-before-decide, coord-before-commit, holder-after-decide-write,
@@ -101,21 +107,22 @@ type Config struct {
 // weight 1, WAL sync always, 3 voters and the sub-packages' defaults.
 func DefaultConfig() Config {
 	return Config{
-		RESPAddr:      DefaultRESPAddr,
-		RPCAddr:       DefaultRPCAddr,
-		GossipAddr:    DefaultGossipAddr,
-		HTTPAddr:      DefaultHTTPAddr,
-		JoinTimeout:   30 * time.Second,
-		Weight:        1,
-		Sync:          "always",
-		VotersMax:     coordinator.DefaultVoters,
-		GossipProfile: "lan",
-		TxnKeysMax:    1024,
-		TxnDeadline:   5 * time.Second,
-		Engine:        engine.DefaultConfig(),
-		Server:        server.DefaultConfig(),
-		Transport:     transport.DefaultConfig(),
-		Raft:          coordinator.DefaultConfig(),
+		RESPAddr:        DefaultRESPAddr,
+		RPCAddr:         DefaultRPCAddr,
+		GossipAddr:      DefaultGossipAddr,
+		HTTPAddr:        DefaultHTTPAddr,
+		JoinTimeout:     30 * time.Second,
+		Weight:          1,
+		Sync:            "always",
+		VotersMax:       coordinator.DefaultVoters,
+		GossipProfile:   "lan",
+		TxnKeysMax:      1024,
+		TxnDeadline:     5 * time.Second,
+		MoveBytesPerSec: -1,
+		Engine:          engine.DefaultConfig(),
+		Server:          server.DefaultConfig(),
+		Transport:       transport.DefaultConfig(),
+		Raft:            coordinator.DefaultConfig(),
 	}
 }
 
@@ -173,6 +180,9 @@ func (c *Config) Validate() error {
 	}
 	if c.VotersMax < 1 || c.VotersMax > coordinator.MaxVoters {
 		bad("voters-max %d must be in [1, %d]", c.VotersMax, coordinator.MaxVoters)
+	}
+	if c.MoveConcurrency < 0 || c.MoveConcurrency > coordinator.MaxMoveConcurrency {
+		bad("move-concurrency %d must be in [0, %d] (0: keep the cluster's)", c.MoveConcurrency, coordinator.MaxMoveConcurrency)
 	}
 	if c.TxnKeysMax < 1 || c.TxnKeysMax > 1<<20 {
 		bad("txn-keys-max %d must be in [1, %d]", c.TxnKeysMax, 1<<20)

@@ -201,6 +201,15 @@ func (n *Node) reconcile() {
 			n.log.Warn("re-announcing addresses failed", "err", err)
 		}
 	}
+	if m, ok := s.Member(n.cfg.ID); ok && m.State == coordinator.StateLeft && !n.leftGossip.Load() {
+		// Drained and out of the Raft configuration: leave gossip too.
+		n.leftGossip.Store(true)
+		n.gossip.setState("left")
+		if err := n.ml.Leave(time.Second); err != nil {
+			n.log.Warn("leaving gossip", "err", err)
+		}
+		n.log.Info("this node was drained and has left the cluster; it owns no data and can be stopped")
+	}
 	if !n.coord.IsLeader() {
 		return
 	}

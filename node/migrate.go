@@ -15,6 +15,7 @@ import (
 	"github.com/dbx-kv/dbx/coordinator"
 	"github.com/dbx-kv/dbx/engine"
 	"github.com/dbx-kv/dbx/router"
+	"github.com/dbx-kv/dbx/server"
 	"github.com/dbx-kv/dbx/transport"
 )
 
@@ -121,6 +122,9 @@ type migrator struct {
 	nfenced  atomic.Int64
 	copied   atomic.Int64 // leader: bytes copied by running moves so far
 	kick     chan struct{}
+	// etaStart and etaDone anchor the ETA (under mu).
+	etaStart time.Time
+	etaDone  int
 }
 
 func newMigrator(n *Node) *migrator {
@@ -897,4 +901,60 @@ func (n *Node) catchUp() {
 		}
 	}
 	n.log.Warn("no leader told the metadata log's end within 30 s: serving anyway")
+}
+
+// progress summarises the migration for the admin API. The ETA comes from
+// the buckets this node saw finish since the migration began.
+func (m *migrator) progress(s *coordinator.State) server.MigrationInfo {
+	p := s.Migration()
+	moving := 0
+	for _, mv := range s.Moves() {
+		moving += len(mv.Buckets)
+	}
+	lim := s.Limits()
+	info := server.MigrationInfo{Active: s.Target() != nil, Pending: len(s.Pending()), Moving: moving, Done: p.Done, Total: p.Total,
+		Bytes: p.Bytes, ETASeconds: -1, Concurrency: lim.Concurrency, BytesPerSec: lim.BytesPerSec}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !info.Active {
+		m.etaStart, m.etaDone = time.Time{}, 0
+		if p.Total > 0 {
+			info.ETASeconds = 0
+		}
+		return info
+	}
+	if m.etaStart.IsZero() || p.Done < m.etaDone {
+		m.etaStart, m.etaDone = time.Now(), p.Done
+	}
+	if el := time.Since(m.etaStart).Seconds(); p.Done > m.etaDone && el > 0 {
+		rate := float64(p.Done-m.etaDone) / el
+		info.ETASeconds = float64(info.Pending+moving) / rate
+	}
+	return info
+}
+
+// applyMoveLimits sets the migration limits given at start (--move-*),
+// retrying until a leader takes them (bounded: 1 minute).
+func (n *Node) applyMoveLimits() {
+	for i := 0; i < 60; i++ {
+		lim := n.coord.Current().Limits()
+		if n.cfg.MoveConcurrency > 0 {
+			lim.Concurrency = n.cfg.MoveConcurrency
+		}
+		if n.cfg.MoveBytesPerSec >= 0 {
+			lim.BytesPerSec = n.cfg.MoveBytesPerSec
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := n.leaderDo(ctx, leaderOp{Op: opLimits, Limits: lim}, n.gossip.peerRPCAddrs())
+		cancel()
+		if err == nil {
+			return
+		}
+		select {
+		case <-n.done:
+			return
+		case <-time.After(time.Second):
+		}
+	}
+	n.log.Warn("migration limits from the command line not applied: no leader took them")
 }

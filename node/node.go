@@ -64,6 +64,7 @@ type Node struct {
 	// leader had committed: local keys are not served (a move from this
 	// node may have switched its buckets away).
 	catchingUp atomic.Bool
+	leftGossip atomic.Bool   // this node was drained and left gossip
 	markSem    chan struct{} // one MarkHasData in flight
 
 	done      chan struct{}
@@ -263,6 +264,9 @@ func (n *Node) start(ctx context.Context) error {
 	n.goFunc(n.watchLoop)
 	n.goFunc(n.txns.loop)
 	n.goFunc(n.mig.loop)
+	if cfg.MoveConcurrency > 0 || cfg.MoveBytesPerSec >= 0 {
+		n.goFunc(n.applyMoveLimits)
+	}
 	if hadRaftState {
 		n.catchingUp.Store(true)
 		n.goFunc(n.catchUp)
@@ -437,6 +441,7 @@ func (n *Node) ClusterInfo() server.ClusterInfo {
 	s := n.coord.Current()
 	leader, _ := n.coord.Leader()
 	info := server.ClusterInfo{Epoch: s.Epoch(), Leader: leader, Self: n.cfg.ID, Nodes: []server.NodeInfo{}}
+	info.Migration = n.mig.progress(s)
 	t := s.Table()
 	for _, m := range s.Members() {
 		ni := server.NodeInfo{ID: m.ID, Weight: m.Weight, State: string(m.State), RespAddr: m.RESPAddr, HTTPAddr: m.HTTPAddr}

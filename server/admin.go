@@ -33,9 +33,20 @@ type NodeInfo struct {
 
 // MigrationInfo is the bucket-move progress in ClusterInfo.
 type MigrationInfo struct {
+	// Active: a placement change is being carried out.
+	Active bool `json:"active"`
+	// Pending buckets wait for a move, Moving are in one, Done moved (of
+	// Total) since the current change began; Bytes copied by done moves.
 	Pending int   `json:"pending"`
+	Moving  int   `json:"moving"`
 	Done    int   `json:"done"`
+	Total   int   `json:"total"`
 	Bytes   int64 `json:"bytes"`
+	// ETASeconds estimates the time left from the rate so far (-1: unknown).
+	ETASeconds float64 `json:"eta_seconds"`
+	// Concurrency and BytesPerSec are the throttle (0 bytes/s: unlimited).
+	Concurrency int   `json:"concurrency"`
+	BytesPerSec int64 `json:"bytes_per_sec"`
 }
 
 // AdminConfig configures the admin HTTP API.

@@ -58,7 +58,7 @@ func newRootCmd() *cobra.Command {
 			return applyEnv(cmd.Flags())
 		},
 	}
-	root.AddCommand(newServeCmd(), newStatusCmd(), newDrainCmd(), newReweightCmd())
+	root.AddCommand(newServeCmd(), newStatusCmd(), newDrainCmd(), newReweightCmd(), newLimitsCmd())
 	return root
 }
 
@@ -122,6 +122,8 @@ func newServeCmd() *cobra.Command {
 	f.DurationVar(&cfg.JoinTimeout, "join-timeout", cfg.JoinTimeout, "how long to try joining at start")
 	f.IntVar(&cfg.TxnKeysMax, "txn-keys-max", cfg.TxnKeysMax, "most distinct keys in one transaction (MULTI/EXEC, MSET, MSETNX, DEL)")
 	f.DurationVar(&cfg.TxnDeadline, "txn-deadline", cfg.TxnDeadline, "transaction deadline; past it EXEC reports abort, or an unknown outcome once commit was requested")
+	f.IntVar(&cfg.MoveConcurrency, "move-concurrency", 0, "set the cluster's bucket moves at once (0: keep; changeable with dbx-node limits)")
+	f.Int64Var(&cfg.MoveBytesPerSec, "move-rate", -1, "set the cluster's bytes/s per bucket move (0: unlimited, -1: keep)")
 	f.StringVar(&cfg.Failpoints, "failpoints", "", "fault tests only: name[:n],... kill this process at the n-th hit")
 	_ = f.MarkHidden("failpoints")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -201,11 +203,106 @@ type clusterInfo struct {
 		RespAddr string  `json:"resp_addr"`
 		HTTPAddr string  `json:"http_addr"`
 	} `json:"nodes"`
-	Migration struct {
-		Pending int   `json:"pending"`
-		Done    int   `json:"done"`
-		Bytes   int64 `json:"bytes"`
-	} `json:"migration"`
+	Migration migrationInfo `json:"migration"`
+}
+
+type migrationInfo struct {
+	Active      bool    `json:"active"`
+	Pending     int     `json:"pending"`
+	Moving      int     `json:"moving"`
+	Done        int     `json:"done"`
+	Total       int     `json:"total"`
+	Bytes       int64   `json:"bytes"`
+	ETASeconds  float64 `json:"eta_seconds"`
+	Concurrency int     `json:"concurrency"`
+	BytesPerSec int64   `json:"bytes_per_sec"`
+}
+
+func (m migrationInfo) String() string {
+	rate := "unlimited"
+	if m.BytesPerSec > 0 {
+		rate = humanBytes(m.BytesPerSec) + "/s per move"
+	}
+	if !m.Active {
+		return fmt.Sprintf("migration: none in progress (last: %d of %d buckets, %s); limits %d moves, %s",
+			m.Done, m.Total, humanBytes(m.Bytes), m.Concurrency, rate)
+	}
+	eta := "unknown"
+	if m.ETASeconds >= 0 {
+		eta = (time.Duration(m.ETASeconds * float64(time.Second))).Round(time.Second).String()
+	}
+	return fmt.Sprintf("migration: %d of %d buckets done, %d moving, %d pending, %s copied, ETA %s; limits %d moves, %s",
+		m.Done, m.Total, m.Moving, m.Pending, humanBytes(m.Bytes), eta, m.Concurrency, rate)
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for v := n / unit; v >= unit; v /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// waitMigration polls /v1/cluster until done(ci) holds, drawing a progress
+// bar on a terminal (a line every 2 s otherwise), for at most timeout.
+func waitMigration(a *admin, out io.Writer, timeout time.Duration, done func(clusterInfo) bool) error {
+	tty := isTerminal(out)
+	deadline := time.Now().Add(timeout)
+	var last time.Time
+	for {
+		var ci clusterInfo
+		err := a.do(http.MethodGet, "/v1/cluster", nil, &ci)
+		if err == nil && done(ci) {
+			if tty {
+				fmt.Fprintf(out, "\r%s\n", bar(ci.Migration))
+			}
+			fmt.Fprintln(out, ci.Migration)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not done within %s (last error: %v)", timeout, err)
+		}
+		if err == nil {
+			switch {
+			case tty:
+				fmt.Fprintf(out, "\r%s", bar(ci.Migration))
+			case time.Since(last) >= 2*time.Second:
+				last = time.Now()
+				fmt.Fprintln(out, ci.Migration)
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// bar renders one line: [#####.....] done/total buckets, bytes, ETA.
+func bar(m migrationInfo) string {
+	const width = 30
+	frac := 1.0
+	if m.Total > 0 {
+		frac = float64(m.Done) / float64(m.Total)
+	}
+	n := int(frac * width)
+	eta := "?"
+	if m.ETASeconds >= 0 {
+		eta = (time.Duration(m.ETASeconds * float64(time.Second))).Round(time.Second).String()
+	}
+	return fmt.Sprintf("[%s%s] %5.1f%%  %d/%d buckets  %s  ETA %s   ",
+		strings.Repeat("#", n), strings.Repeat(".", width-n), 100*frac, m.Done, m.Total, humanBytes(m.Bytes), eta)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 func newStatusCmd() *cobra.Command {
@@ -247,8 +344,7 @@ func newStatusCmd() *cobra.Command {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "%d members, %d buckets placed; migration: %d pending, %d done, %d bytes\n",
-			len(ci.Nodes), total, ci.Migration.Pending, ci.Migration.Done, ci.Migration.Bytes)
+		fmt.Fprintf(out, "%d members, %d buckets placed\n%s\n", len(ci.Nodes), total, ci.Migration)
 		return nil
 	}
 	return cmd
@@ -257,10 +353,14 @@ func newStatusCmd() *cobra.Command {
 func newDrainCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "drain ID",
-		Short: "Take a node out of the placement (refused while the cluster holds data, until the rebalancer lands)",
+		Short: "Move every bucket off a node while it serves; it then leaves the cluster (state left)",
 		Args:  cobra.ExactArgs(1),
 	}
 	a := adminFlags(cmd)
+	var wait bool
+	var waitTimeout time.Duration
+	cmd.Flags().BoolVar(&wait, "wait", false, "show progress until the node has left")
+	cmd.Flags().DurationVar(&waitTimeout, "wait-timeout", 24*time.Hour, "give up waiting after this long")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		var res struct {
 			Epoch uint64 `json:"epoch"`
@@ -268,8 +368,23 @@ func newDrainCmd() *cobra.Command {
 		if err := a.do(http.MethodPost, "/v1/nodes/"+args[0]+"/drain", struct{}{}, &res); err != nil {
 			return err
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "node %s draining (epoch %d)\n", args[0], res.Epoch)
-		return nil
+		out := cmd.OutOrStdout()
+		fmt.Fprintf(out, "node %s draining (epoch %d)\n", args[0], res.Epoch)
+		if !wait {
+			return nil
+		}
+		err := waitMigration(a, out, waitTimeout, func(ci clusterInfo) bool {
+			for _, nd := range ci.Nodes {
+				if nd.ID == args[0] {
+					return nd.State == "left" && !ci.Migration.Active
+				}
+			}
+			return !ci.Migration.Active
+		})
+		if err == nil {
+			fmt.Fprintf(out, "node %s has left\n", args[0])
+		}
+		return err
 	}
 	return cmd
 }
@@ -277,10 +392,14 @@ func newDrainCmd() *cobra.Command {
 func newReweightCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "reweight ID W",
-		Short: "Change a node's placement weight (refused while the cluster holds data, until the rebalancer lands)",
+		Short: "Change a node's placement weight; only the difference moves",
 		Args:  cobra.ExactArgs(2),
 	}
 	a := adminFlags(cmd)
+	var wait bool
+	var waitTimeout time.Duration
+	cmd.Flags().BoolVar(&wait, "wait", false, "show progress until the buckets have moved")
+	cmd.Flags().DurationVar(&waitTimeout, "wait-timeout", 24*time.Hour, "give up waiting after this long")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		w, err := strconv.ParseFloat(args[1], 64)
 		if err != nil {
@@ -292,7 +411,46 @@ func newReweightCmd() *cobra.Command {
 		if err := a.do(http.MethodPost, "/v1/nodes/"+args[0]+"/weight", map[string]float64{"weight": w}, &res); err != nil {
 			return err
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "node %s weight %s (epoch %d)\n", args[0], args[1], res.Epoch)
+		out := cmd.OutOrStdout()
+		fmt.Fprintf(out, "node %s weight %s (epoch %d)\n", args[0], args[1], res.Epoch)
+		if !wait {
+			return nil
+		}
+		time.Sleep(time.Second) // the leader plans the new placement
+		return waitMigration(a, out, waitTimeout, func(ci clusterInfo) bool { return !ci.Migration.Active })
+	}
+	return cmd
+}
+
+func newLimitsCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "limits [--concurrency N] [--rate BYTES_PER_SEC]",
+		Short: "Show or change the migration throttle (moves at once, bytes/s per move; 0 = unlimited)",
+		Args:  cobra.NoArgs,
+	}
+	a := adminFlags(cmd)
+	var conc int
+	var rate int64
+	cmd.Flags().IntVar(&conc, "concurrency", 0, "bucket moves at once (1..64)")
+	cmd.Flags().Int64Var(&rate, "rate", 0, "bytes per second each move may copy (0: unlimited)")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		body := map[string]any{}
+		if cmd.Flags().Changed("concurrency") {
+			body["concurrency"] = conc
+		}
+		if cmd.Flags().Changed("rate") {
+			body["bytes_per_sec"] = rate
+		}
+		if len(body) > 0 {
+			if err := a.do(http.MethodPost, "/v1/migration/limits", body, nil); err != nil {
+				return err
+			}
+		}
+		var ci clusterInfo
+		if err := a.do(http.MethodGet, "/v1/cluster", nil, &ci); err != nil {
+			return err
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), ci.Migration)
 		return nil
 	}
 	return cmd
