@@ -1,8 +1,10 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/dbx-kv/dbx/engine/internal/base"
 )
@@ -196,4 +198,29 @@ func (s *Store) segGet(num uint64, ukey []byte, snap uint64) (base.InternalKey, 
 
 func errCorruptValue(k base.InternalKey) error {
 	return fmt.Errorf("%w: malformed stored value for %s", ErrCorrupt, k)
+}
+
+// WaitVisible waits until every write applied to the store before the call
+// (WriteApplied included) is visible to snapshots and Get, i.e. durable;
+// it returns ctx's error if ctx ends first. A snapshot taken afterwards
+// holds every write applied before WaitVisible was called.
+func (s *Store) WaitVisible(ctx context.Context) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	targets := make([]uint64, len(s.shards))
+	for i, sh := range s.shards {
+		targets[i] = sh.appliedSeq.Load()
+	}
+	for i, sh := range s.shards {
+		for d := 100 * time.Microsecond; sh.visibleSeq.Load() < targets[i]; d = min(2*d, 5*time.Millisecond) {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(d):
+			}
+		}
+	}
+	return nil
 }

@@ -56,6 +56,14 @@ func TestWriteAppliedVisibility(t *testing.T) {
 		t.Fatalf("snapshot before durable sees %q", v)
 	}
 	sn.Close()
+	// WaitVisible waits for the applied write to become visible.
+	short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+	if err := s.WaitVisible(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitVisible with the sync held: %v, want a deadline error", err)
+	}
+	cancel()
+	visible := make(chan error, 1)
+	go func() { visible <- s.WaitVisible(ctx) }()
 	waited := make(chan error, 1)
 	go func() { waited <- wait() }()
 	select {
@@ -66,6 +74,9 @@ func TestWriteAppliedVisibility(t *testing.T) {
 	releaseSync()
 	if err := <-waited; err != nil {
 		t.Fatal(err)
+	}
+	if err := <-visible; err != nil {
+		t.Fatalf("WaitVisible after the sync: %v", err)
 	}
 	if v, err := s.Get(4, []byte("k")); err != nil || string(v) != "new" {
 		t.Fatalf("Get after durable = %q, %v", v, err)

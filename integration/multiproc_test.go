@@ -216,6 +216,10 @@ func startProcCluster(t *testing.T, size int, edit ...func(*proc)) *mpCluster {
 	ports := freePorts(t, 4*size)
 	addr := func(p int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)) }
 	logDir := t.TempDir()
+	if d := os.Getenv("DBX_TEST_LOG_DIR"); d != "" { // keep the nodes' logs (debugging)
+		logDir = filepath.Join(d, strings.ReplaceAll(t.Name(), "/", "_"))
+		_ = os.MkdirAll(logDir, 0o755)
+	}
 	for i := range size {
 		p := &proc{
 			id:      fmt.Sprintf("n%d", i+1),

@@ -21,6 +21,7 @@ import (
 // recording which were acknowledged and which failed.
 type setWorkload struct {
 	attempted, acked sync.Map // key → value
+	failed           sync.Map // key → error text, every failed write
 	errs             atomic.Int64
 	firstErrs        sync.Map
 	n                atomic.Int64
@@ -47,6 +48,7 @@ func startSetWorkload(t *testing.T, addrs func() []string, clients int) *setWork
 					k := fmt.Sprintf("set:%d:%d:%d", c, i, j)
 					w.attempted.Store(k, k)
 					if err := cl.Set(ctx, k, k, 0).Err(); err != nil {
+						w.failed.Store(k, err.Error())
 						if w.errs.Add(1) <= 5 {
 							w.firstErrs.Store(k, err.Error())
 						}

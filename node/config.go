@@ -85,7 +85,9 @@ type Config struct {
 	// Failpoints, for fault tests only, names places where the process
 	// kills itself with SIGKILL: "name[:n],..." (n-th hit). Names:
 	// coord-before-decide, coord-before-commit, holder-after-decide-write,
-	// part-after-prepare, part-before-apply.
+	// part-after-prepare, part-before-apply (transactions),
+	// mig-target-copy (a target after writing a copied page),
+	// mig-source-fence (a source right after fencing its buckets).
 	Failpoints string
 	// GossipProfile selects memberlist's timing: "lan" (default) or
 	// "local" (loopback/tests: faster failure detection).

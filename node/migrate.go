@@ -250,8 +250,14 @@ func (m *migrator) handleBegin(ctx context.Context, req *migBeginReq) (*emptyRes
 	m.out[req.Token] = om
 	m.nout.Store(int64(len(m.byBucket)))
 	m.mu.Unlock()
-	// The tap is on: every write from now on is recorded. The snapshot
-	// taken after it has everything written before.
+	// The tap is on: every write applied from now on is recorded. Writes
+	// applied before may not be durable yet, and a snapshot sees only
+	// durable ones: wait for them, so the snapshot has everything the tap
+	// missed.
+	if err := n.store.WaitVisible(ctx); err != nil {
+		m.endOut(om, false)
+		return nil, err
+	}
 	sn, err := n.store.Snapshot()
 	if err != nil {
 		m.endOut(om, false)
@@ -384,6 +390,7 @@ func (m *migrator) handleFence(ctx context.Context, req *migDeltaReq) (*migDelta
 		m.nfenced.Store(int64(len(m.fenced)))
 	}
 	m.mu.Unlock()
+	m.n.failpoint("mig-source-fence")
 	// Writes that passed the fence check hold a stripe lock until applied
 	// (and recorded); prepares hold them until their keys are held.
 	if err := m.n.local.Barrier(ctx); err != nil {
@@ -572,6 +579,7 @@ func (m *migrator) handlePull(ctx context.Context, req *migPullReq) (*migPullRes
 		if err := n.store.Write(ctx, &b); err != nil {
 			return err
 		}
+		n.failpoint("mig-target-copy")
 		res.Bytes += int64(size)
 		res.Keys += int64(len(es))
 		m.copied.Add(int64(size))
@@ -638,7 +646,7 @@ func (m *migrator) loop() {
 		if d := s.Table(); d != nil && d.Digest() != lastDigest {
 			lastDigest, cleanDue = d.Digest(), true
 		}
-		if cleanDue && time.Since(lastClean) > 2*time.Second {
+		if cleanDue && n.synced.Load() && time.Since(lastClean) > 2*time.Second {
 			lastClean, cleanDue = time.Now(), false
 			m.cleanup(s)
 		}
@@ -813,10 +821,20 @@ func (m *migrator) deleteBuckets(set map[uint16]bool) {
 	n := m.n
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	if !n.synced.Load() {
+		return // the table may be an old one replayed from the log
+	}
 	for b := range set {
 		m.mu.Lock()
-		t := n.holder.Load()
-		if _, in := m.incoming[b]; in || t == nil || t.OwnerOfBucket(b) == n.cfg.ID || m.byBucket[b] != nil {
+		// The state now, not the one the caller judged by: a move into this
+		// node may have started (and its copy finished) since.
+		s := n.coord.Current()
+		t := s.Table()
+		receiving := false
+		for _, mv := range s.Moves() {
+			receiving = receiving || (mv.To == n.cfg.ID && slices.Contains(mv.Buckets, b))
+		}
+		if _, in := m.incoming[b]; in || receiving || t == nil || t.OwnerOfBucket(b) == n.cfg.ID || m.byBucket[b] != nil {
 			m.mu.Unlock()
 			continue
 		}
@@ -882,6 +900,7 @@ func (n *Node) catchUp() {
 			for time.Now().Before(deadline) {
 				s, ch := n.coord.Watch()
 				if s.Index() >= r.Index {
+					n.synced.Store(true)
 					n.mig.fenceUnknownMoves(s)
 					n.log.Info("caught up with the metadata log", "index", s.Index())
 					return

@@ -64,7 +64,13 @@ type Node struct {
 	// leader had committed: local keys are not served (a move from this
 	// node may have switched its buckets away).
 	catchingUp atomic.Bool
-	leftGossip atomic.Bool   // this node was drained and left gossip
+	leftGossip atomic.Bool // this node was drained and left gossip
+	// synced: the applied metadata is known to be as recent as the
+	// leader's at some point since start (fresh node, or caught up).
+	synced atomic.Bool
+
+	failpoints map[string]int // fault tests: name → hits left (Config.Failpoints)
+	fpMu       sync.Mutex
 	markSem    chan struct{} // one MarkHasData in flight
 
 	done      chan struct{}
@@ -87,7 +93,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		log = slog.Default()
 	}
 	log = log.With("node", cfg.ID)
-	n := &Node{cfg: cfg, log: log, markSem: make(chan struct{}, 1), done: make(chan struct{})}
+	n := &Node{cfg: cfg, log: log, markSem: make(chan struct{}, 1), done: make(chan struct{}), failpoints: parseFailpoints(cfg.Failpoints)}
 	if err := n.start(ctx); err != nil {
 		_ = n.Close()
 		return nil, err
@@ -102,6 +108,11 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	_, raftStateErr := os.Stat(filepath.Join(cfg.DataDir, "raft"))
 	hadRaftState := raftStateErr == nil
+	// A restarted node replays the metadata log from old states: nothing
+	// may act on them (serve keys, delete buckets it seems not to own)
+	// until it has caught up with the leader.
+	n.catchingUp.Store(hadRaftState)
+	n.synced.Store(!hadRaftState)
 
 	// Storage.
 	ecfg := cfg.Engine
@@ -268,7 +279,6 @@ func (n *Node) start(ctx context.Context) error {
 		n.goFunc(n.applyMoveLimits)
 	}
 	if hadRaftState {
-		n.catchingUp.Store(true)
 		n.goFunc(n.catchUp)
 	}
 	n.goFunc(n.reconcileLoop)

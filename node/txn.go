@@ -95,8 +95,6 @@ type txns struct {
 	incarnation uint32
 	seq         atomic.Uint64
 	sends       chan struct{}
-	failpoints  map[string]int
-	fpMu        sync.Mutex
 	m           *txnMetrics
 }
 
@@ -130,7 +128,6 @@ func newTxns(n *Node, reg prometheus.Registerer) (*txns, error) {
 		coord: coord, part: part, waiters: map[twophase.TxID]chan twophase.ReplyClient{},
 		held: map[string]twophase.TxID{}, heldKeys: map[twophase.TxID][]string{}, released: make(chan struct{}),
 		incarnation: binary.BigEndian.Uint32(inc[:]), sends: make(chan struct{}, txnSendsMax),
-		failpoints: parseFailpoints(n.cfg.Failpoints),
 	}
 	t.m = &txnMetrics{
 		commits:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dbx_txn_commits_total", Help: "Committed transactions by path (1pc: one node, one batch; 2pc: two-phase commit)."}, []string{"path"}),
@@ -266,7 +263,7 @@ func (t *txns) persist(effs []twophase.Effect) {
 			case twophase.StatePrepared:
 				prepared = append(prepared, rec.Txn)
 			case twophase.StateCommitted:
-				t.failpoint("part-before-apply")
+				t.n.failpoint("part-before-apply")
 				for _, in := range rec.Intents {
 					if in.Delete {
 						b.Delete(router.BucketString(in.Key), []byte(in.Key))
@@ -296,10 +293,10 @@ func (t *txns) persist(effs []twophase.Effect) {
 		return
 	}
 	if decided {
-		t.failpoint("holder-after-decide-write")
+		t.n.failpoint("holder-after-decide-write")
 	}
 	for _, id := range prepared {
-		t.failpoint("part-after-prepare")
+		t.n.failpoint("part-after-prepare")
 		t.mu.Lock()
 		out := t.part.Persisted(t.now, id)
 		t.mu.Unlock()
@@ -542,9 +539,9 @@ func isPersist(e twophase.Effect) bool {
 func (t *txns) send(m twophase.Message) {
 	switch {
 	case m.Type == twophase.MsgDecide && m.Status == twophase.StatusCommitted:
-		t.failpoint("coord-before-decide")
+		t.n.failpoint("coord-before-decide")
 	case m.Type == twophase.MsgCommit:
-		t.failpoint("coord-before-commit")
+		t.n.failpoint("coord-before-commit")
 	}
 	select {
 	case t.sends <- struct{}{}:
@@ -642,21 +639,23 @@ func parseFailpoints(spec string) map[string]int {
 }
 
 // failpointNames are the places a fault test can kill a node at.
-var failpointNames = []string{"coord-before-decide", "coord-before-commit", "holder-after-decide-write", "part-after-prepare", "part-before-apply"}
+var failpointNames = []string{"coord-before-decide", "coord-before-commit", "holder-after-decide-write", "part-after-prepare", "part-before-apply",
+	"mig-target-copy", "mig-source-fence"}
 
-func (t *txns) failpoint(name string) {
-	if t.failpoints == nil {
+// failpoint kills the process with SIGKILL at the configured hit of name.
+func (n *Node) failpoint(name string) {
+	if n.failpoints == nil {
 		return
 	}
-	t.fpMu.Lock()
-	n, ok := t.failpoints[name]
+	n.fpMu.Lock()
+	c, ok := n.failpoints[name]
 	if ok {
-		n--
-		t.failpoints[name] = n
+		c--
+		n.failpoints[name] = c
 	}
-	t.fpMu.Unlock()
-	if ok && n == 0 {
-		t.log.Warn("failpoint reached: killing this process", "failpoint", name)
+	n.fpMu.Unlock()
+	if ok && c == 0 {
+		n.log.Warn("failpoint reached: killing this process", "failpoint", name)
 		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {} // the signal is on its way
 	}
