@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -27,21 +28,42 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		jsonOut      bool
 		progress     bool
 		noProgress   bool
+		compare      bool
 		workloadHelp = strings.Join(bench.Workloads, "|")
 	)
 	cmd := &cobra.Command{
-		Use:   "dbx-bench --addrs H:P,... [--workload NAME] [--clients N] [--requests N | --duration D] [--json]",
+		Use: "dbx-bench --addrs H:P,... [--workload NAME] [--clients N] [--requests N | --duration D] [--json] [--label NAME]\n" +
+			"  dbx-bench --compare FILE.json FILE.json ...",
 		Short: "Benchmark a dbx cluster or any RESP server (Redis included)",
 		Long: `dbx-bench runs a closed-loop workload against RESP servers and prints
 throughput and p50/p90/p99/p99.9/max latency (HDR histogram, 1µs-60s).
 
 Without --cluster, clients are spread over --addrs round-robin; with --cluster
-they route by CLUSTER SLOTS like a cluster-aware client. Exit status: 0 ok,
-1 bad flags or unreachable address, 3 some operations failed, 130 interrupted.`,
-		Args:          cobra.NoArgs,
+they route by CLUSTER SLOTS like a cluster-aware client. Workload txn sends
+MULTI, --txn-keys SETs and EXEC per operation; --cross-node / --same-node
+pick keys owned by different nodes / one node (by CLUSTER SLOTS).
+
+--compare reads results saved with --json and prints them side by side,
+with throughput and p99 as ratios to the first file.
+
+Exit status: 0 ok, 1 bad flags, unreachable address or a server that lacks
+what the workload needs, 3 some operations failed, 130 interrupted (partial
+results printed; a second Ctrl-C exits at once).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Args: func(_ *cobra.Command, args []string) error {
+			switch {
+			case compare && len(args) == 0:
+				return errors.New("--compare needs at least one result file (saved with --json)")
+			case !compare && len(args) > 0:
+				return fmt.Errorf("unexpected argument %q (result files go with --compare)", args[0])
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if compare {
+				return runCompare(stdout, args)
+			}
 			if addrs != "" {
 				cfg.Addrs = strings.Split(addrs, ",")
 			}
@@ -58,8 +80,16 @@ they route by CLUSTER SLOTS like a cluster-aware client. Exit status: 0 ok,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			go func() {
+				<-ctx.Done()
+				stop() // a second Ctrl-C gets the default action: exit now
+			}()
 			res, err := bench.Run(ctx, cfg, pw)
 			if res == nil {
+				if errors.Is(err, bench.ErrInterrupted) {
+					fmt.Fprintln(stderr, "dbx-bench: interrupted before the first phase: no results")
+					return exitError{exitInterrupted}
+				}
 				return err
 			}
 			if jsonOut {
@@ -97,6 +127,12 @@ they route by CLUSTER SLOTS like a cluster-aware client. Exit status: 0 ok,
 	f.IntVar(&cfg.ValueBytes, "value-bytes", cfg.ValueBytes, "bytes per value written")
 	f.IntVar(&cfg.Pipeline, "pipeline", cfg.Pipeline, "operations per round trip")
 	f.IntVar(&cfg.MSetKeys, "mset-keys", cfg.MSetKeys, "keys per MSET (workload mset)")
+	f.StringVar(&cfg.Mix, "mix", "", "workload mixed: A (50% GET/50% SET), B (95/5), C (GET only), F (50% GET/50% GET+SET); default A")
+	f.IntVar(&cfg.TxnKeys, "txn-keys", cfg.TxnKeys, "keys per transaction (workload txn: MULTI, N SETs, EXEC)")
+	f.BoolVar(&cfg.CrossNode, "cross-node", false, "workload txn: every transaction writes keys owned by different nodes (needs a cluster of 2+ nodes)")
+	f.BoolVar(&cfg.SameNode, "same-node", false, "workload txn: every transaction writes keys owned by one node")
+	f.StringVar(&cfg.Label, "label", "", "name of this run in the report, the JSON and --compare")
+	f.BoolVar(&compare, "compare", false, "print the result files given as arguments (from --json) side by side")
 	f.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed for key and operation choice")
 	f.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "dial (at most 2s), read and write timeout")
 	f.BoolVar(&jsonOut, "json", false, "print the result as JSON")
@@ -106,6 +142,27 @@ they route by CLUSTER SLOTS like a cluster-aware client. Exit status: 0 ok,
 		cfg.Password = p
 	}
 	return cmd
+}
+
+// runCompare reads every file and prints them side by side; a run without
+// a label is named by its file name.
+func runCompare(stdout io.Writer, files []string) error {
+	names := make([]string, len(files))
+	results := make([]*bench.Result, len(files))
+	for i, name := range files {
+		f, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		res, err := bench.ReadResult(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		names[i] = strings.TrimSuffix(filepath.Base(name), ".json")
+		results[i] = res
+	}
+	return bench.WriteComparison(stdout, names, results)
 }
 
 // isTerminal reports whether f is a character device (a terminal).

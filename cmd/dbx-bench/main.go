@@ -3,9 +3,12 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // exitError carries an exit status other than 1 out of the command.
@@ -13,7 +16,14 @@ type exitError struct{ code int }
 
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
+// quietLogger drops go-redis's log lines (failed dials, pool events): every
+// failure is counted and reported with its message in the result instead.
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
+
 func main() {
+	redis.SetLogger(quietLogger{})
 	if err := newRootCmd(os.Stdout, os.Stderr).Execute(); err != nil {
 		var ee exitError
 		if errors.As(err, &ee) {

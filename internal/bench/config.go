@@ -14,30 +14,50 @@ import (
 var (
 	// ErrInvalidConfig wraps every problem Validate reports.
 	ErrInvalidConfig = errors.New("invalid config")
-	// ErrNotSupported is a workload that exists by name but cannot run yet.
-	ErrNotSupported = errors.New("not supported yet")
+	// ErrNotSupported means the server lacks what the workload needs: the
+	// txn workload against a server that answers MULTI with "unknown
+	// command".
+	ErrNotSupported = errors.New("not supported by the server")
 	// ErrUnreachable means at least one address refused a TCP connection;
 	// the message lists each one.
 	ErrUnreachable = errors.New("unreachable")
 	// ErrInterrupted is returned with the partial Result when ctx was
 	// cancelled before the run finished.
 	ErrInterrupted = errors.New("interrupted")
+	// ErrTxnAborted is the error counted for a transaction whose EXEC
+	// answered nil (the server aborted it, as after a failed WATCH).
+	ErrTxnAborted = errors.New("transaction aborted: EXEC answered nil")
 )
 
 // Workload names.
 const (
 	WorkloadSet   = "set"
 	WorkloadGet   = "get"
-	WorkloadYCSBA = "ycsb-a" // 50% GET, 50% SET
-	WorkloadYCSBB = "ycsb-b" // 95% GET, 5% SET
-	WorkloadYCSBC = "ycsb-c" // 100% GET
-	WorkloadYCSBF = "ycsb-f" // 50% GET, 50% read-modify-write (GET then SET)
+	WorkloadMixed = "mixed"  // a YCSB core mix of GET and SET: Config.Mix
+	WorkloadYCSBA = "ycsb-a" // alias of mixed with mix A
+	WorkloadYCSBB = "ycsb-b" // alias of mixed with mix B
+	WorkloadYCSBC = "ycsb-c" // alias of mixed with mix C
+	WorkloadYCSBF = "ycsb-f" // alias of mixed with mix F
 	WorkloadMSet  = "mset"   // MSET of MSetKeys keys
-	WorkloadTxn   = "txn"    // reserved: needs MULTI/EXEC
+	WorkloadTxn   = "txn"    // MULTI, TxnKeys SETs, EXEC
 )
 
 // Workloads lists every workload name Validate accepts.
-var Workloads = []string{WorkloadSet, WorkloadGet, WorkloadYCSBA, WorkloadYCSBB, WorkloadYCSBC, WorkloadYCSBF, WorkloadMSet, WorkloadTxn}
+var Workloads = []string{WorkloadSet, WorkloadGet, WorkloadMixed, WorkloadYCSBA, WorkloadYCSBB, WorkloadYCSBC, WorkloadYCSBF, WorkloadMSet, WorkloadTxn}
+
+// Mixes of the mixed workload (Config.Mix), after YCSB's core workloads.
+const (
+	MixA = "A" // 50% GET, 50% SET (update heavy)
+	MixB = "B" // 95% GET, 5% SET (read mostly)
+	MixC = "C" // 100% GET (read only)
+	MixF = "F" // 50% GET, 50% read-modify-write (GET, then SET of that key)
+)
+
+// Mixes lists every mix Validate accepts (in either case).
+var Mixes = []string{MixA, MixB, MixC, MixF}
+
+// mixAliases maps the ycsb-* workload names to their mix.
+var mixAliases = map[string]string{WorkloadYCSBA: MixA, WorkloadYCSBB: MixB, WorkloadYCSBC: MixC, WorkloadYCSBF: MixF}
 
 // Key distributions.
 const (
@@ -52,6 +72,8 @@ const (
 	valueBytesMax  = 16 << 20
 	pipelineMax    = 1_000
 	msetKeysMax    = 1_000
+	txnKeysMax     = 64
+	labelBytesMax  = 128
 	batchBytesMax  = 64 << 20 // one worker's pipelined payload: pipeline × msetKeys × valueBytes
 	requestsMax    = 1 << 40
 	errorMsgsMax   = 5 // distinct error messages kept
@@ -92,6 +114,23 @@ type Config struct {
 	Pipeline int
 	// MSetKeys is the keys per MSET for the mset workload. Default 10.
 	MSetKeys int
+	// Mix is the mixed workload's mix, one of Mixes; empty means A. The
+	// ycsb-a, -b, -c and -f workloads name their mix themselves and take
+	// no Mix.
+	Mix string
+	// TxnKeys is the keys each transaction of the txn workload writes
+	// (MULTI, TxnKeys SETs of ValueBytes, EXEC), at most 64. Default 2.
+	TxnKeys int
+	// CrossNode makes every transaction write keys owned by different
+	// nodes (as many as there are nodes, round-robin beyond that), by the
+	// CLUSTER SLOTS of Addrs[0]. Run fails with ErrInvalidConfig when the
+	// server is not a cluster of at least two nodes.
+	CrossNode bool
+	// SameNode makes every transaction write keys owned by one node (a
+	// one-phase commit in dbx), by the CLUSTER SLOTS of Addrs[0].
+	SameNode bool
+	// Label names the run in reports and in --compare. Optional.
+	Label string
 	// Seed makes key and operation choice reproducible. Worker i uses
 	// Seed+i; the order in which servers see them still varies.
 	Seed uint64
@@ -114,14 +153,16 @@ func DefaultConfig() Config {
 		ValueBytes:       64,
 		Pipeline:         1,
 		MSetKeys:         10,
+		TxnKeys:          2,
 		Seed:             1,
 		Timeout:          5 * time.Second,
 		ProgressInterval: time.Second,
 	}
 }
 
-// Validate reports every problem at once, each wrapped in ErrInvalidConfig
-// (or ErrNotSupported for the txn workload).
+// Validate reports every problem at once, each wrapped in ErrInvalidConfig.
+// What needs the server (MULTI support, CLUSTER SLOTS for CrossNode and
+// SameNode) is checked by Run.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) {
@@ -135,11 +176,34 @@ func (c *Config) Validate() error {
 			bad("address %q: %v", a, err)
 		}
 	}
-	switch {
-	case c.Workload == WorkloadTxn:
-		errs = append(errs, fmt.Errorf("workload %q: %w: dbx does not implement MULTI/EXEC", c.Workload, ErrNotSupported))
-	case !slices.Contains(Workloads, c.Workload):
+	if !slices.Contains(Workloads, c.Workload) {
 		bad("workload %q is unknown (want one of %s)", c.Workload, strings.Join(Workloads, ", "))
+	}
+	switch {
+	case c.Mix != "" && !slices.Contains(Mixes, strings.ToUpper(c.Mix)):
+		bad("mix %q is unknown (want one of %s)", c.Mix, strings.Join(Mixes, ", "))
+	case c.Mix != "" && c.Workload != WorkloadMixed:
+		bad("mix %q applies to workload mixed only (workload %q)", c.Mix, c.Workload)
+	}
+	if c.TxnKeys < 1 || c.TxnKeys > txnKeysMax {
+		bad("txn keys (%d) must be in [1, %d]", c.TxnKeys, txnKeysMax)
+	} else if c.Workload == WorkloadTxn && int64(c.TxnKeys) > c.Keys && c.Keys >= 1 {
+		bad("txn keys (%d) must not exceed keys (%d)", c.TxnKeys, c.Keys)
+	}
+	if (c.CrossNode || c.SameNode) && c.Workload != WorkloadTxn {
+		bad("cross-node and same-node apply to workload txn only (workload %q)", c.Workload)
+	}
+	if c.CrossNode && c.SameNode {
+		bad("cross-node and same-node exclude each other")
+	}
+	if c.CrossNode && c.TxnKeys == 1 {
+		bad("cross-node needs txn keys >= 2 (txn keys 1)")
+	}
+	if c.Workload == WorkloadTxn && c.Cluster && c.Pipeline > 1 {
+		bad("workload txn with cluster routing needs pipeline 1 (pipeline %d): each transaction goes to its first key's owner", c.Pipeline)
+	}
+	if len(c.Label) > labelBytesMax || strings.ContainsAny(c.Label, "\r\n") {
+		bad("label must be one line of at most %d bytes", labelBytesMax)
 	}
 	if c.Clients < 1 || c.Clients > clientsMax {
 		bad("clients (%d) must be in [1, %d]", c.Clients, clientsMax)
@@ -174,8 +238,11 @@ func (c *Config) Validate() error {
 		bad("mset keys (%d) must not exceed keys (%d)", c.MSetKeys, c.Keys)
 	}
 	perOp := int64(1)
-	if c.Workload == WorkloadMSet {
+	switch c.Workload {
+	case WorkloadMSet:
 		perOp = int64(c.MSetKeys)
+	case WorkloadTxn:
+		perOp = int64(c.TxnKeys)
 	}
 	if b := int64(c.Pipeline) * perOp * int64(c.ValueBytes); b > batchBytesMax {
 		bad("pipeline (%d) × keys per op (%d) × value bytes (%d) = %d must be at most %d", c.Pipeline, perOp, c.ValueBytes, b, batchBytesMax)
@@ -187,6 +254,20 @@ func (c *Config) Validate() error {
 		bad("progress interval (%s) must be positive", c.ProgressInterval)
 	}
 	return errors.Join(errs...)
+}
+
+// mix is the effective mix of a mixed or ycsb-* workload, "" for others.
+func (c *Config) mix() string {
+	if m, ok := mixAliases[c.Workload]; ok {
+		return m
+	}
+	if c.Workload != WorkloadMixed {
+		return ""
+	}
+	if c.Mix == "" {
+		return MixA
+	}
+	return strings.ToUpper(c.Mix)
 }
 
 func checkAddr(a string) error {

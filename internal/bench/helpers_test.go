@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"sync"
 )
 
@@ -22,3 +23,5 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+func newTestRand() *rand.Rand { return rand.New(rand.NewPCG(1, 2)) }

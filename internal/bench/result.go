@@ -3,6 +3,7 @@ package bench
 import (
 	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -38,6 +39,7 @@ type shard struct {
 	phErrs   int64
 	ivOps    int64
 	ivErrs   int64
+	ivErr    string           // the latest error message of the interval
 	msgs     map[string]int64 // at most errorMsgsMax distinct
 }
 
@@ -76,26 +78,39 @@ func (s *shard) record(lat time.Duration, errs []error, measured bool) {
 			continue
 		}
 		m := err.Error()
+		s.ivErr = m
 		if _, seen := s.msgs[m]; seen || len(s.msgs) < errorMsgsMax {
 			s.msgs[m]++
 		}
 	}
 }
 
-// takeInterval returns and resets the operations, errors and p99 (µs)
-// since the last call.
-func (r *recorder) takeInterval() (ops, errs, p99 int64) {
+// interval is what the progress line of one interval shows.
+type interval struct {
+	ops, errs, okOps int64
+	p99              int64 // µs, over okOps
+	lastErr          string
+}
+
+// takeInterval returns and resets what happened since the last call.
+func (r *recorder) takeInterval() interval {
 	h := newHist()
+	var iv interval
 	for _, s := range r.shards {
 		s.mu.Lock()
 		h.Merge(s.interval)
 		s.interval.Reset()
-		ops += s.ivOps
-		errs += s.ivErrs
-		s.ivOps, s.ivErrs = 0, 0
+		iv.ops += s.ivOps
+		iv.errs += s.ivErrs
+		if s.ivErr != "" {
+			iv.lastErr = s.ivErr
+		}
+		s.ivOps, s.ivErrs, s.ivErr = 0, 0, ""
 		s.mu.Unlock()
 	}
-	return ops, errs, h.ValueAtQuantile(99)
+	iv.okOps = h.TotalCount()
+	iv.p99 = h.ValueAtQuantile(99)
+	return iv
 }
 
 // takePhaseCounts returns and resets the operations and errors of the phase
@@ -146,8 +161,11 @@ func (r *recorder) fill(res *Result) {
 	}
 }
 
-// Result is what Run measured. Its JSON form is the --json output.
+// Result is what Run measured. Its JSON form is the --json output, which
+// ReadResult reads back.
 type Result struct {
+	// Label is Config.Label.
+	Label  string    `json:"label,omitempty"`
 	Config RunConfig `json:"config"`
 	// Ops counts measured operations that completed, failed ones included.
 	Ops    int64 `json:"ops"`
@@ -166,9 +184,15 @@ type Result struct {
 
 // RunConfig is the part of Config a report repeats.
 type RunConfig struct {
+	// Target is what was driven: "resp" (Run) or another Target's Name.
+	Target       string   `json:"target"`
 	Addrs        []string `json:"addrs"`
 	Cluster      bool     `json:"cluster"`
 	Workload     string   `json:"workload"`
+	Mix          string   `json:"mix,omitempty"`
+	TxnKeys      int      `json:"txn_keys,omitempty"`
+	CrossNode    bool     `json:"cross_node,omitempty"`
+	SameNode     bool     `json:"same_node,omitempty"`
 	Clients      int      `json:"clients"`
 	Pipeline     int      `json:"pipeline"`
 	Requests     int64    `json:"requests"`
@@ -180,14 +204,17 @@ type RunConfig struct {
 	Seed         uint64   `json:"seed"`
 }
 
-func resultConfig(c *Config) RunConfig {
+func resultConfig(c *Config, target string) RunConfig {
 	rc := RunConfig{
-		Addrs: c.Addrs, Cluster: c.Cluster, Workload: c.Workload, Clients: c.Clients,
-		Pipeline: c.Pipeline, Requests: c.Requests, DurationSec: c.Duration.Seconds(),
+		Target: target, Addrs: c.Addrs, Cluster: c.Cluster, Workload: c.Workload, Mix: c.mix(),
+		Clients: c.Clients, Pipeline: c.Pipeline, Requests: c.Requests, DurationSec: c.Duration.Seconds(),
 		Keys: c.Keys, Distribution: c.Distribution, ValueBytes: c.ValueBytes, Seed: c.Seed,
 	}
-	if c.Workload == WorkloadMSet {
+	switch c.Workload {
+	case WorkloadMSet:
 		rc.MSetKeys = c.MSetKeys
+	case WorkloadTxn:
+		rc.TxnKeys, rc.CrossNode, rc.SameNode = c.TxnKeys, c.CrossNode, c.SameNode
 	}
 	return rc
 }
@@ -222,16 +249,58 @@ func (res *Result) WriteJSON(w io.Writer) error {
 	return enc.Encode(&out)
 }
 
+// ReadResult reads one Result written by WriteJSON.
+func ReadResult(r io.Reader) (*Result, error) {
+	var res Result
+	dec := json.NewDecoder(r)
+	if err := dec.Decode(&res); err != nil {
+		return nil, fmt.Errorf("not a dbx-bench --json result: %w", err)
+	}
+	if res.Config.Workload == "" {
+		return nil, errors.New("not a dbx-bench --json result: no config.workload")
+	}
+	res.Elapsed = time.Duration(res.ElapsedSeconds * float64(time.Second))
+	return &res, nil
+}
+
+// workloadName is the workload with what shapes it: "mixed A", "txn 2 keys
+// cross-node", "get".
+func (c *RunConfig) workloadName() string {
+	s := c.Workload
+	switch {
+	case c.Workload == WorkloadMixed:
+		s += " " + c.Mix
+	case c.MSetKeys > 0:
+		s += fmt.Sprintf(" %d keys", c.MSetKeys)
+	case c.TxnKeys > 0:
+		s += fmt.Sprintf(" %d keys", c.TxnKeys)
+		if c.CrossNode {
+			s += " cross-node"
+		}
+		if c.SameNode {
+			s += " same-node"
+		}
+	}
+	return s
+}
+
 // WriteText writes the human-readable summary.
 func (res *Result) WriteText(w io.Writer) error {
 	c := res.Config
 	var b strings.Builder
-	mode := "round-robin"
-	if c.Cluster {
-		mode = "cluster"
+	target := cmp.Or(c.Target, "resp")
+	mode := ""
+	switch {
+	case c.Cluster:
+		mode = " (cluster)"
+	case target == "resp":
+		mode = " (round-robin)"
 	}
-	fmt.Fprintf(&b, "workload %s  clients %d  pipeline %d  keys %d (%s)  value %d B  addrs %s (%s)\n",
-		c.Workload, c.Clients, c.Pipeline, c.Keys, c.Distribution, c.ValueBytes, strings.Join(c.Addrs, ","), mode)
+	if res.Label != "" {
+		fmt.Fprintf(&b, "run      %s\n", res.Label)
+	}
+	fmt.Fprintf(&b, "workload %s  clients %d  pipeline %d  keys %d (%s)  value %d B  %s %s%s\n",
+		c.workloadName(), c.Clients, c.Pipeline, c.Keys, c.Distribution, c.ValueBytes, target, strings.Join(c.Addrs, ","), mode)
 	if res.LoadOps > 0 {
 		fmt.Fprintf(&b, "load     %d keys  errors %d\n", res.LoadOps, res.LoadErrors)
 	}

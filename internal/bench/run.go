@@ -2,61 +2,83 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/redis/go-redis/v9"
+	"unicode/utf8"
 )
 
-// Run validates cfg, checks that every address accepts a TCP connection,
-// then runs the load, warmup and measured phases (see the package comment).
-// Status lines go to progress every cfg.ProgressInterval; nil disables them.
-// On cancellation of ctx it returns the partial Result and ErrInterrupted.
-// Run waits for every goroutine it started before returning.
+// Run validates cfg, checks that every address accepts a TCP connection
+// and, for the txn workload, that the servers serve MULTI (ErrNotSupported
+// otherwise) and that CLUSTER SLOTS allows CrossNode or SameNode
+// (ErrInvalidConfig otherwise); then it runs the load, warmup and measured
+// phases (see the package comment). Status lines go to progress every
+// cfg.ProgressInterval; nil disables them. On cancellation of ctx it
+// returns the partial Result and ErrInterrupted (a nil Result if no phase
+// had started). Run waits for every goroutine it started before returning.
 func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := checkReachable(ctx, cfg.Addrs, min(cfg.Timeout, dialTimeoutMax)); err != nil {
-		return nil, err
-	}
-	clients := newClients(&cfg)
-	defer func() {
-		for _, c := range clients {
-			c.Close()
+	// Ctrl-C during the checks below is an interruption, not their failure.
+	checked := func(err error) error {
+		if err != nil && ended(ctx) {
+			return ErrInterrupted
 		}
-	}()
+		return err
+	}
+	if err := CheckReachable(ctx, cfg.Addrs, min(cfg.Timeout, dialTimeoutMax)); err != nil {
+		return nil, checked(err)
+	}
+	var place *placement
+	if cfg.CrossNode || cfg.SameNode {
+		p, err := loadPlacement(ctx, &cfg)
+		if err != nil {
+			return nil, checked(err)
+		}
+		place = p
+	}
+	if cfg.Workload == WorkloadTxn {
+		if err := probeMulti(ctx, &cfg); err != nil {
+			return nil, checked(err)
+		}
+	}
+	t := newRESPTarget(&cfg)
+	defer t.close()
+	return run(ctx, &cfg, t, place, progress)
+}
 
-	r := &runner{cfg: &cfg, progress: progress, rec: newRecorder(cfg.Clients)}
+// run is Run and RunTarget once their checks passed.
+func run(ctx context.Context, cfg *Config, t Target, place *placement, progress io.Writer) (*Result, error) {
+	r := &runner{cfg: cfg, progress: progress, rec: newRecorder(cfg.Clients), place: place, mix: cfg.mix()}
 	if cfg.Distribution == DistZipfian {
 		r.zipf = NewZipf(uint64(cfg.Keys), ZipfTheta)
 	}
 	r.workers = make([]*worker, cfg.Clients)
 	for i := range r.workers {
-		r.workers[i] = r.newWorker(i, clients[i%len(clients)])
+		c, err := t.Conn(i)
+		if err != nil {
+			return nil, fmt.Errorf("%s connection of worker %d: %w", t.Name(), i, err)
+		}
+		r.workers[i] = r.newWorker(i, c)
 	}
 
-	res := &Result{Config: resultConfig(&cfg)}
+	res := &Result{Label: cfg.Label, Config: resultConfig(cfg, t.Name())}
 	if cfg.Load {
 		r.runPhase(ctx, "load", &phase{load: true, limit: cfg.Keys})
 		res.LoadOps, res.LoadErrors = r.rec.takePhaseCounts()
 	}
-	if cfg.Warmup > 0 && ctx.Err() == nil {
+	if cfg.Warmup > 0 && !ended(ctx) {
 		wctx, cancel := context.WithTimeout(ctx, cfg.Warmup)
 		r.runPhase(wctx, "warmup", &phase{})
 		cancel()
 		r.rec.takePhaseCounts()
 	}
-	if ctx.Err() == nil {
+	if !ended(ctx) {
 		mctx, cancel := ctx, context.CancelFunc(func() {})
 		if cfg.Duration > 0 {
 			mctx, cancel = context.WithTimeout(ctx, cfg.Duration)
@@ -67,85 +89,24 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 		cancel()
 	}
 	r.rec.fill(res)
-	if ctx.Err() != nil {
+	if ended(ctx) {
 		res.Interrupted = true
 		return res, ErrInterrupted
 	}
 	return res, nil
 }
 
-// checkReachable dials every address at once and lists each one that fails.
-func checkReachable(ctx context.Context, addrs []string, timeout time.Duration) error {
-	errs := make([]error, len(addrs))
-	var wg sync.WaitGroup
-	for i, a := range addrs {
-		wg.Go(func() {
-			d := net.Dialer{Timeout: timeout}
-			c, err := d.DialContext(ctx, "tcp", a)
-			if err != nil {
-				errs[i] = fmt.Errorf("%s: %w", a, err)
-				return
-			}
-			c.Close()
-		})
-	}
-	wg.Wait()
-	var bad []string
-	for _, err := range errs {
-		if err != nil {
-			bad = append(bad, err.Error())
-		}
-	}
-	if len(bad) > 0 {
-		return fmt.Errorf("%w: %s", ErrUnreachable, strings.Join(bad, "; "))
-	}
-	return nil
-}
-
-// newClients returns one ClusterClient (Cluster) or one Client per address
-// with a pool as large as the number of workers using it.
-func newClients(cfg *Config) []redis.UniversalClient {
-	if cfg.Cluster {
-		return []redis.UniversalClient{redis.NewClusterClient(&redis.ClusterOptions{
-			Addrs:                 cfg.Addrs,
-			Password:              cfg.Password,
-			Protocol:              2,
-			PoolSize:              cfg.Clients,
-			MaxRetries:            -1,
-			DialTimeout:           min(cfg.Timeout, dialTimeoutMax),
-			ReadTimeout:           cfg.Timeout,
-			WriteTimeout:          cfg.Timeout,
-			ContextTimeoutEnabled: true,
-			DisableIdentity:       true,
-		})}
-	}
-	cs := make([]redis.UniversalClient, len(cfg.Addrs))
-	for i, a := range cfg.Addrs {
-		workers := cfg.Clients / len(cfg.Addrs)
-		if i < cfg.Clients%len(cfg.Addrs) {
-			workers++
-		}
-		cs[i] = redis.NewClient(&redis.Options{
-			Addr:                  a,
-			Password:              cfg.Password,
-			Protocol:              2,
-			PoolSize:              max(workers, 1),
-			MaxRetries:            -1,
-			DialTimeout:           min(cfg.Timeout, dialTimeoutMax),
-			ReadTimeout:           cfg.Timeout,
-			WriteTimeout:          cfg.Timeout,
-			ContextTimeoutEnabled: true,
-			DisableIdentity:       true,
-		})
-	}
-	return cs
-}
+// ended reports whether ctx is done, or past its deadline: a socket
+// deadline taken from ctx may fire before the timer that sets ctx.Err.
+func ended(ctx context.Context) bool { return ctx.Err() != nil || pastDeadline(ctx, time.Now()) }
 
 type runner struct {
 	cfg      *Config
 	progress io.Writer
 	rec      *recorder
-	zipf     *Zipf // nil for uniform
+	zipf     *Zipf      // nil for uniform
+	place    *placement // CrossNode, SameNode; else nil
+	mix      string     // cfg.mix()
 	workers  []*worker
 }
 
@@ -189,52 +150,60 @@ func (r *runner) runPhase(ctx context.Context, name string, ph *phase) {
 	wg.Wait()
 }
 
-// report writes one status line per interval until done is closed.
+// report writes one status line per interval until done is closed: the
+// phase, seconds since it began, the interval's rate, errors and p99, the
+// phase's operations so far, and the latest error message if any.
 func (r *runner) report(name string, done <-chan struct{}) {
 	t := time.NewTicker(r.cfg.ProgressInterval)
 	defer t.Stop()
 	start, last := time.Now(), time.Now()
+	var total int64
 	for {
 		select {
 		case <-done:
 			return
 		case now := <-t.C:
-			ops, errs, p99 := r.rec.takeInterval()
-			rate := float64(ops) / now.Sub(last).Seconds()
+			iv := r.rec.takeInterval()
+			total += iv.ops
+			rate := float64(iv.ops) / now.Sub(last).Seconds()
 			last = now
-			fmt.Fprintf(r.progress, "%s %5.0fs  %9.0f ops/s  errors %d  p99 %s\n",
-				name, now.Sub(start).Seconds(), rate, errs, fmtMicros(p99))
+			p99 := "n/a"
+			if iv.okOps > 0 {
+				p99 = fmtMicros(iv.p99)
+			}
+			line := fmt.Sprintf("%-6s %4.0fs %10.0f ops/s  errors %d  p99 %s  total %d",
+				name, now.Sub(start).Seconds(), rate, iv.errs, p99, total)
+			if iv.lastErr != "" {
+				line += "  last error: " + clip(iv.lastErr, 120)
+			}
+			fmt.Fprintln(r.progress, line)
 		}
 	}
 }
 
-type opKind uint8
-
-const (
-	opGet opKind = iota
-	opSet
-	opRMW // GET, then SET of the same key
-	opMSet
-)
-
-type op struct {
-	kind opKind
-	keys []string
+// clip shortens s to at most n bytes (on a rune boundary), marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // worker is one closed-loop client; only its own goroutine uses it.
 type worker struct {
 	r     *runner
-	c     redis.UniversalClient
+	c     Conn
 	rng   *rand.Rand
 	shard *shard
 	value []byte
-	batch []op
-	cmds  []redis.Cmder
+	batch []Op
 	errs  []error
 }
 
-func (r *runner) newWorker(i int, c redis.UniversalClient) *worker {
+func (r *runner) newWorker(i int, c Conn) *worker {
 	rng := rand.New(rand.NewPCG(r.cfg.Seed, uint64(i)))
 	value := make([]byte, r.cfg.ValueBytes)
 	for j := range value {
@@ -242,9 +211,8 @@ func (r *runner) newWorker(i int, c redis.UniversalClient) *worker {
 	}
 	return &worker{
 		r: r, c: c, rng: rng, shard: r.rec.shardFor(i), value: value,
-		batch: make([]op, 0, r.cfg.Pipeline),
-		cmds:  make([]redis.Cmder, 0, r.cfg.Pipeline),
-		errs:  make([]error, 0, r.cfg.Pipeline),
+		batch: make([]Op, 0, r.cfg.Pipeline),
+		errs:  make([]error, r.cfg.Pipeline),
 	}
 }
 
@@ -257,14 +225,15 @@ func (w *worker) run(ctx context.Context, ph *phase) {
 			return
 		}
 		w.fill(ph, n, first)
+		errs := w.errs[:n]
+		clear(errs)
 		start := time.Now()
-		w.exec(ctx)
+		w.c.Do(ctx, w.batch, errs)
 		end := time.Now()
 		if ctx.Err() != nil || pastDeadline(ctx, end) {
 			return // a socket deadline taken from ctx may fire before ctx.Err is set
 		}
-		lat := end.Sub(start)
-		w.shard.record(lat, w.errs, ph.record)
+		w.shard.record(end.Sub(start), errs, ph.record)
 	}
 }
 
@@ -272,8 +241,6 @@ func pastDeadline(ctx context.Context, now time.Time) bool {
 	d, ok := ctx.Deadline()
 	return ok && !now.Before(d)
 }
-
-func keyName(i uint64) string { return "key:" + strconv.FormatUint(i, 10) }
 
 func (w *worker) nextKey() string {
 	if w.r.zipf != nil {
@@ -287,112 +254,56 @@ func (w *worker) fill(ph *phase, n int, first int64) {
 	w.batch = w.batch[:0]
 	for i := range n {
 		if ph.load {
-			w.batch = append(w.batch, op{kind: opSet, keys: []string{keyName(uint64(first) + uint64(i))}})
+			w.batch = append(w.batch, Op{Kind: OpSet, Keys: []string{keyName(uint64(first) + uint64(i))}, Value: w.value})
 			continue
 		}
-		o := op{kind: w.pick()}
-		k := 1
-		if o.kind == opMSet {
-			k = w.r.cfg.MSetKeys
-		}
-		o.keys = make([]string, k)
-		for j := range o.keys {
-			o.keys[j] = w.nextKey()
+		o := Op{Kind: w.pick(), Value: w.value}
+		switch o.Kind {
+		case OpMSet:
+			o.Keys = make([]string, w.r.cfg.MSetKeys)
+			for j := range o.Keys {
+				o.Keys[j] = w.nextKey()
+			}
+		case OpTxn:
+			o.Keys = make([]string, w.r.cfg.TxnKeys)
+			w.txnKeys(o.Keys)
+		default:
+			o.Keys = []string{w.nextKey()}
 		}
 		w.batch = append(w.batch, o)
 	}
 }
 
-// pick chooses an operation by the workload's mix.
-func (w *worker) pick() opKind {
+// pick chooses an operation by the workload (and its mix).
+func (w *worker) pick() OpKind {
+	switch w.r.mix {
+	case MixA:
+		return w.either(0.5, OpSet)
+	case MixB:
+		return w.either(0.95, OpSet)
+	case MixC:
+		return OpGet
+	case MixF:
+		return w.either(0.5, OpRMW)
+	}
 	switch w.r.cfg.Workload {
-	case WorkloadGet, WorkloadYCSBC:
-		return opGet
-	case WorkloadYCSBA:
-		return w.mix(0.5, opSet)
-	case WorkloadYCSBB:
-		return w.mix(0.95, opSet)
-	case WorkloadYCSBF:
-		return w.mix(0.5, opRMW)
+	case WorkloadGet:
+		return OpGet
 	case WorkloadMSet:
-		return opMSet
+		return OpMSet
+	case WorkloadTxn:
+		return OpTxn
 	default:
-		return opSet
+		return OpSet
 	}
 }
 
-func (w *worker) mix(readFraction float64, other opKind) opKind {
+// either returns OpGet with probability readFraction, else other.
+func (w *worker) either(readFraction float64, other OpKind) OpKind {
 	if w.rng.Float64() < readFraction {
-		return opGet
+		return OpGet
 	}
 	return other
-}
-
-// exec sends the batch (pipelined when it holds more than one operation)
-// and leaves one error or nil per operation in w.errs. The SETs of
-// read-modify-writes go in a second round trip after their GETs.
-func (w *worker) exec(ctx context.Context) {
-	w.errs = w.errs[:0]
-	w.cmds = w.send(ctx, w.cmds[:0], false)
-	rmw := false
-	for i, c := range w.cmds {
-		w.errs = append(w.errs, cmdErr(c))
-		rmw = rmw || w.batch[i].kind == opRMW
-	}
-	if !rmw {
-		return
-	}
-	second := w.send(ctx, nil, true)
-	j := 0
-	for i, o := range w.batch {
-		if o.kind == opRMW && w.errs[i] == nil {
-			w.errs[i] = cmdErr(second[j])
-			j++
-		}
-	}
-}
-
-// send issues one command per operation (writes: only the SET half of
-// read-modify-writes whose GET succeeded) and waits for the replies.
-func (w *worker) send(ctx context.Context, cmds []redis.Cmder, writes bool) []redis.Cmder {
-	var c redis.Cmdable = w.c
-	var pipe redis.Pipeliner
-	if len(w.batch) > 1 {
-		pipe = w.c.Pipeline()
-		c = pipe
-	}
-	for i, o := range w.batch {
-		if writes {
-			if o.kind == opRMW && w.errs[i] == nil {
-				cmds = append(cmds, c.Set(ctx, o.keys[0], w.value, 0))
-			}
-			continue
-		}
-		switch o.kind {
-		case opGet, opRMW:
-			cmds = append(cmds, c.Get(ctx, o.keys[0]))
-		case opSet:
-			cmds = append(cmds, c.Set(ctx, o.keys[0], w.value, 0))
-		case opMSet:
-			args := make([]any, 0, 2*len(o.keys))
-			for _, k := range o.keys {
-				args = append(args, k, w.value)
-			}
-			cmds = append(cmds, c.MSet(ctx, args...))
-		}
-	}
-	if pipe != nil && len(cmds) > 0 {
-		_, _ = pipe.Exec(ctx) // errors are per command
-	}
-	return cmds
-}
-
-// cmdErr is a command's error; a missing key (redis.Nil) is a success.
-func cmdErr(c redis.Cmder) error {
-	if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
-		return err
-	}
-	return nil
 }
 
 // shardsPerCPU bounds the histogram shards: workers share them (each shard

@@ -65,6 +65,7 @@ func TestRunWorkloads(t *testing.T) {
 		{WorkloadYCSBC, DistUniform, 1, false},
 		{WorkloadYCSBF, DistZipfian, 3, false},
 		{WorkloadMSet, DistUniform, 2, false},
+		{WorkloadMixed, DistUniform, 1, false},
 	} {
 		t.Run(tc.workload, func(t *testing.T) {
 			cfg := testConfig(addr)
