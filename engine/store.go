@@ -242,6 +242,11 @@ func (s *Store) leave() { s.closeMu.RUnlock() }
 
 func (s *Store) shardOf(bucket uint16) *shard { return s.shards[int(bucket)%len(s.shards)] }
 
+// ShardOf returns the index of the shard holding bucket: a batch whose
+// buckets all map to one shard commits on that shard alone, without the
+// cross-shard protocol (which serializes such batches store-wide).
+func (s *Store) ShardOf(bucket uint16) int { return int(bucket) % len(s.shards) }
+
 // Put stores value under (bucket, key).
 func (s *Store) Put(ctx context.Context, bucket uint16, key, value []byte) error {
 	var b Batch

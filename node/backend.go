@@ -492,7 +492,7 @@ func (b *backend) Del(ctx context.Context, keys ...[]byte) (int, error) {
 	}
 	distinct := distinctKeys(keys)
 	n := 0
-	err = b.execWrites(ctx, distinct, func(items map[string]server.TxItem) ([]server.TxWrite, error) {
+	err = b.execWrites(ctx, distinct, distinct, func(items map[string]server.TxItem) ([]server.TxWrite, error) {
 		var ws []server.TxWrite
 		for _, k := range distinct {
 			if items[string(k)].Found {
@@ -602,7 +602,7 @@ func (b *backend) MSet(ctx context.Context, pairs ...server.KV) error {
 		return b.retryMoved(ctx, func() error { return b.msetOnce(ctx, pairs, keys) })
 	}
 	distinct := distinctKeys(keys)
-	return b.execWrites(ctx, distinct, func(map[string]server.TxItem) ([]server.TxWrite, error) {
+	return b.execWrites(ctx, distinct, nil, func(map[string]server.TxItem) ([]server.TxWrite, error) {
 		ws := make([]server.TxWrite, len(distinct))
 		for i, k := range distinct {
 			ws[i] = server.TxWrite{Key: k, Value: pairs[last[string(k)]].Value}

@@ -54,9 +54,9 @@ type (
 		Versions []uint64
 	}
 	txnCommitReq struct {
-		Keys     [][]byte
-		Versions []uint64
-		Writes   []server.TxWrite
+		Keys   [][]byte // every key, locked
+		Watch  []server.WatchedKey
+		Writes []server.TxWrite
 	}
 )
 
@@ -175,17 +175,10 @@ func (t *txns) register(r *transport.Router) {
 // commit1 commits writes on this node if every key still has the version
 // the coordinator read: the one-node path for keys owned by another node.
 func (t *txns) commit1(ctx context.Context, req *txnCommitReq) error {
-	if len(req.Keys) != len(req.Versions) {
-		return fmt.Errorf("node: txn.commit1 with %d keys and %d versions", len(req.Keys), len(req.Versions))
-	}
 	if err := t.n.backend.checkOwned(req.Keys...); err != nil {
 		return err
 	}
-	watch := make([]server.WatchedKey, len(req.Keys))
-	for i, k := range req.Keys {
-		watch[i] = server.WatchedKey{Key: k, Version: req.Versions[i]}
-	}
-	return t.local.Exec(ctx, &server.TxRequest{Keys: req.Keys, Watch: watch}, func(map[string]server.TxItem) ([]server.TxWrite, error) {
+	return t.local.Exec(ctx, &server.TxRequest{Keys: req.Keys, Watch: req.Watch}, func(map[string]server.TxItem) ([]server.TxWrite, error) {
 		return req.Writes, nil
 	})
 }
@@ -245,12 +238,15 @@ func (t *txns) restore() error {
 	return nil
 }
 
-// persist writes a run of PersistPrepare/PersistRecord effects as one
-// durable engine batch (a COMMITTED prepare record brings its intents), then
-// releases the votes of prepared transactions and the keys of finished ones.
-func (t *txns) persist(effs []twophase.Effect) {
+// persist writes a run of PersistPrepare/PersistRecord effects: records
+// and Prepared/Aborted prepare records as one durable batch (all in
+// txnBucket, one engine shard), then releases the votes of prepared
+// transactions and the keys of aborted ones. COMMITTED prepare records are
+// returned for applyCommitted, which the caller runs after the effects
+// that follow (the holder's Decision leaves once the record is durable).
+func (t *txns) persist(effs []twophase.Effect) (committed []twophase.PrepareRecord) {
 	var b engine.Batch
-	var prepared, finished []twophase.TxID
+	var prepared, aborted []twophase.TxID
 	decided := false
 	for _, e := range effs {
 		switch e := e.(type) {
@@ -258,39 +254,32 @@ func (t *txns) persist(effs []twophase.Effect) {
 			b.Set(txnBucket, recKey('r', e.Rec.Txn), mustMsgpack(e.Rec))
 			decided = decided || e.Rec.Status == twophase.StatusCommitted
 		case twophase.PersistPrepare:
-			rec := e.Rec
-			switch rec.State {
+			switch rec := e.Rec; rec.State {
 			case twophase.StatePrepared:
 				prepared = append(prepared, rec.Txn)
+				b.Set(txnBucket, recKey('p', rec.Txn), mustMsgpack(rec))
 			case twophase.StateCommitted:
-				t.n.failpoint("part-before-apply")
-				for _, in := range rec.Intents {
-					if in.Delete {
-						b.Delete(router.BucketString(in.Key), []byte(in.Key))
-					} else {
-						b.SetWithExpiry(router.BucketString(in.Key), []byte(in.Key), in.Value, in.ExpireAtMs)
-					}
-				}
-				rec.Intents, rec.Locks = nil, nil
-				finished = append(finished, rec.Txn)
+				committed = append(committed, rec)
 			default:
-				finished = append(finished, rec.Txn)
+				aborted = append(aborted, rec.Txn)
+				b.Set(txnBucket, recKey('p', rec.Txn), mustMsgpack(rec))
 			}
-			b.Set(txnBucket, recKey('p', rec.Txn), mustMsgpack(rec))
 		}
 	}
-	if err := t.st.Write(context.Background(), &b); err != nil {
-		t.log.Error("transaction records not written", "err", err, "prepared", len(prepared), "finished", len(finished))
-		for _, id := range prepared {
-			t.mu.Lock()
-			out, _ := t.part.AbortUnvoted(t.now, id)
-			t.mu.Unlock()
-			t.perform(out) // its keys leave held once the abort is written
+	if b.Len() > 0 {
+		if err := t.st.Write(context.Background(), &b); err != nil {
+			t.log.Error("transaction records not written", "err", err, "prepared", len(prepared), "aborted", len(aborted))
+			for _, id := range prepared {
+				t.mu.Lock()
+				out, _ := t.part.AbortUnvoted(t.now, id)
+				t.mu.Unlock()
+				t.perform(out) // its keys leave held once the abort is written
+			}
+			// A decided transaction whose write failed keeps its keys
+			// held: serving them could expose a state the decision
+			// contradicts. A restart replays the decision from the records.
+			return committed
 		}
-		// A decided transaction whose write failed keeps its keys held:
-		// serving them could expose a state the decision contradicts. A
-		// restart replays the decision from the records.
-		return
 	}
 	if decided {
 		t.n.failpoint("holder-after-decide-write")
@@ -302,15 +291,69 @@ func (t *txns) persist(effs []twophase.Effect) {
 		t.mu.Unlock()
 		t.perform(out)
 	}
+	for _, id := range aborted {
+		t.unhold(id)
+	}
+	return committed
+}
+
+// applyCommitted applies committed transactions' intents, then marks them
+// committed, then releases their keys. Intents go in one batch per engine
+// shard, written concurrently: a batch spanning shards would take the
+// store-wide cross-shard path. They need no atomicity with each other or
+// with the marker: the keys stay held until the marker is durable, so a
+// crash in between leaves the Prepared record, the transaction resolves to
+// COMMITTED again after the restart, and the same values are written again
+// with no other write in between.
+func (t *txns) applyCommitted(recs []twophase.PrepareRecord) {
+	if len(recs) == 0 {
+		return
+	}
+	t.n.failpoint("part-before-apply")
+	byShard := map[int]*engine.Batch{}
+	for _, rec := range recs {
+		for _, in := range rec.Intents {
+			bk := router.BucketString(in.Key)
+			sh := t.st.ShardOf(bk)
+			b := byShard[sh]
+			if b == nil {
+				b = &engine.Batch{}
+				byShard[sh] = b
+			}
+			if in.Delete {
+				b.Delete(bk, []byte(in.Key))
+			} else {
+				b.SetWithExpiry(bk, []byte(in.Key), in.Value, in.ExpireAtMs)
+			}
+		}
+	}
+	errs := make(chan error, len(byShard))
+	for _, b := range byShard {
+		go func() { errs <- t.st.Write(context.Background(), b) }()
+	}
+	var err error
+	for range byShard {
+		err = errors.Join(err, <-errs)
+	}
+	var marks engine.Batch
+	for _, rec := range recs {
+		rec.Intents, rec.Locks = nil, nil
+		marks.Set(txnBucket, recKey('p', rec.Txn), mustMsgpack(rec))
+	}
+	if err == nil {
+		err = t.st.Write(context.Background(), &marks)
+	}
+	if err != nil {
+		t.log.Error("committed transactions not applied: their keys stay held until a restart replays them", "err", err, "txns", len(recs))
+		return
+	}
 	// Keys of buckets being moved off this node are recorded before their
 	// transaction's keys are released.
-	b.ForEachKey(func(bucket uint16, key []byte) {
-		if bucket != txnBucket {
-			t.n.mig.onApplied(bucket, key)
-		}
-	})
-	for _, id := range finished {
-		t.unhold(id)
+	for _, b := range byShard {
+		b.ForEachKey(t.n.mig.onApplied)
+	}
+	for _, rec := range recs {
+		t.unhold(rec.Txn)
 	}
 }
 
@@ -495,8 +538,11 @@ func (t *txns) prepare(ctx context.Context, m twophase.Message) {
 }
 
 // perform carries out effects in order; runs of persist effects become one
-// durable batch before anything after them.
+// durable batch before anything after them, except that committed
+// transactions are applied last (applyCommitted).
 func (t *txns) perform(effs []twophase.Effect) {
+	var committed []twophase.PrepareRecord
+	defer func() { t.applyCommitted(committed) }()
 	for i := 0; i < len(effs); {
 		switch e := effs[i].(type) {
 		case twophase.PersistPrepare, twophase.PersistRecord:
@@ -504,7 +550,7 @@ func (t *txns) perform(effs []twophase.Effect) {
 			for j < len(effs) && isPersist(effs[j]) {
 				j++
 			}
-			t.persist(effs[i:j])
+			committed = append(committed, t.persist(effs[i:j])...)
 			i = j
 			continue
 		case twophase.Send:

@@ -13,7 +13,7 @@ import (
 
 // txnAttemptsMax bounds the attempts of one transaction that keeps
 // conflicting (each attempt reads, computes and validates again).
-const txnAttemptsMax = 16
+const txnAttemptsMax = 64
 
 var _ server.TxBackend = (*backend)(nil)
 
@@ -133,12 +133,21 @@ func (b *backend) Exec(ctx context.Context, req *server.TxRequest, run server.Tx
 			t.count("1pc", err)
 			return err
 		}
-		items, vers, err := b.txRead(ctx, groups, req.Keys)
-		if movedErr(err) {
-			continue
-		}
-		if err != nil {
-			return err
+		// Only the keys whose values the commands need are read (and
+		// their versions checked at commit); blind writes just lock.
+		items, vers := map[string]server.TxItem{}, map[string]uint64{}
+		if len(req.Reads) > 0 {
+			rgroups, err := b.split(req.Reads)
+			if err != nil {
+				return err
+			}
+			items, vers, err = b.txRead(ctx, rgroups, req.Reads)
+			if movedErr(err) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
 		}
 		for _, w := range req.Watch {
 			if vers[string(w.Key)] != w.Version {
@@ -160,8 +169,9 @@ func (b *backend) Exec(ctx context.Context, req *server.TxRequest, run server.Tx
 			return err
 		}
 		moved = false
-		// Conflict: jitter so that contending transactions spread out.
-		backoff := time.Duration(rand.Int64N(int64(min(attempt*attempt, 50))*int64(time.Millisecond)) + 1)
+		// Conflict: exponential backoff with full jitter (1 ms doubling
+		// to 64 ms), so contending transactions spread out.
+		backoff := time.Duration(rand.Int64N(int64(time.Millisecond)<<min(attempt, 6))) + 1
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w: gave up retrying after %d attempts: %v", server.ErrTxnAborted, attempt, ctx.Err())
@@ -185,9 +195,11 @@ func (t *txns) count(path string, err error) {
 // commitRemote1 commits on the one other node owning every key. It
 // returns a non-nil conflict when a version changed (retry).
 func (b *backend) commitRemote1(ctx context.Context, g *group, keys [][]byte, vers map[string]uint64, writes []server.TxWrite) (conflict, err error) {
-	req := &txnCommitReq{Keys: keys, Versions: make([]uint64, len(keys)), Writes: writes}
-	for i, k := range keys {
-		req.Versions[i] = vers[string(k)]
+	req := &txnCommitReq{Keys: keys, Writes: writes}
+	for _, k := range keys {
+		if v, read := vers[string(k)]; read {
+			req.Watch = append(req.Watch, server.WatchedKey{Key: k, Version: v})
+		}
 	}
 	_, err = call[txnCommitReq, emptyResp](ctx, b, g.addr, methodTxnCommit1, req)
 	switch {
@@ -218,9 +230,14 @@ func (b *backend) commit2PC(ctx context.Context, groups []*group, keys [][]byte,
 		p := twophase.Part{Node: twophase.NodeID(g.id), Watch: make(map[string]uint64, len(g.idx))}
 		for _, i := range g.idx {
 			k := string(keys[i])
-			p.Watch[k] = vers[k]
+			v, read := vers[k]
+			if read {
+				p.Watch[k] = v
+			}
 			if w, ok := byKey[k]; ok {
 				p.Intents = append(p.Intents, twophase.Intent{Key: k, Value: w.Value, Delete: w.Delete, ExpireAtMs: w.ExpireAtMs})
+			} else if !read {
+				p.Reads = append(p.Reads, k) // neither read nor written in the end: locked all the same
 			}
 		}
 		if g.addr == "" { // this node holds the record: Decide stays local
@@ -255,8 +272,9 @@ func (b *backend) commit2PC(ctx context.Context, groups []*group, keys [][]byte,
 	return nil, fmt.Errorf("%w: %v", server.ErrTxnAborted, r.Err)
 }
 
-// execWrites commits writes computed from the keys' values atomically
-// across nodes: multi-key MSET and DEL whose keys have several owners.
-func (b *backend) execWrites(ctx context.Context, keys [][]byte, run server.TxFunc) error {
-	return b.Exec(ctx, &server.TxRequest{Keys: keys}, run)
+// execWrites commits writes computed from the values of reads (a subset
+// of keys) atomically across nodes: multi-key MSET and DEL whose keys have
+// several owners.
+func (b *backend) execWrites(ctx context.Context, keys, reads [][]byte, run server.TxFunc) error {
+	return b.Exec(ctx, &server.TxRequest{Keys: keys, Reads: reads}, run)
 }

@@ -33,6 +33,11 @@ type TxBackend interface {
 type TxRequest struct {
 	// Keys are the distinct keys read or written, watched keys included.
 	Keys [][]byte
+	// Reads are the keys among Keys whose values run needs (watched keys
+	// included). The others are only written, blindly (SET, MSET, ...):
+	// items need not hold them and a backend validating optimistically
+	// need not check their versions — locking them to write is enough.
+	Reads [][]byte
 	// Watch are the watched keys with the versions seen at WATCH.
 	Watch []WatchedKey
 }
@@ -96,6 +101,27 @@ var txAllowed = map[string]bool{
 	"incr": true, "decr": true, "incrby": true, "decrby": true,
 	"expire": true, "pexpire": true, "expireat": true, "pexpireat": true,
 	"ttl": true, "pttl": true, "expiretime": true, "pexpiretime": true, "persist": true,
+}
+
+// blindWrite reports whether a command only writes its keys, whatever
+// they held: its reply and effect do not depend on their values.
+func blindWrite(name string, args [][]byte) bool {
+	switch name {
+	case "mset", "setex", "psetex":
+		return true
+	case "set":
+		for i := 3; i < len(args); i++ {
+			a := args[i]
+			switch {
+			case eqFold(a, "EX"), eqFold(a, "PX"), eqFold(a, "EXAT"), eqFold(a, "PXAT"):
+				i++ // the option's number
+			default:
+				return false // NX, XX, GET, KEEPTTL read the old value
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // cmdKeys returns the key arguments of args by the command's key positions.
@@ -230,13 +256,23 @@ func cmdExec(s *Server, ctx context.Context, c *session, _ [][]byte) {
 			req.Keys = append(req.Keys, k)
 		}
 	}
+	reads := map[string]bool{}
 	for i, args := range tx.queued {
+		blind := blindWrite(tx.cmds[i].name, args)
 		for _, k := range cmdKeys(tx.cmds[i], args) {
 			add(k)
+			if !blind && !reads[string(k)] {
+				reads[string(k)] = true
+				req.Reads = append(req.Reads, k)
+			}
 		}
 	}
 	for _, w := range watch {
 		add(w.Key)
+		if !reads[string(w.Key)] {
+			reads[string(w.Key)] = true
+			req.Reads = append(req.Reads, w.Key)
+		}
 	}
 	if len(req.Keys) == 0 { // PING/ECHO only: nothing to commit
 		rec := &replyRecorder{}
@@ -316,6 +352,7 @@ func cmdMSetNX(s *Server, ctx context.Context, c *session, args [][]byte) {
 		}
 		last[string(args[i])] = i
 	}
+	req.Reads = req.Keys
 	if len(req.Keys) > s.cfg.TxnKeysMax {
 		c.WriteError(fmt.Sprintf("ERR MSETNX of %d keys: the maximum is %d (--txn-keys-max)", len(req.Keys), s.cfg.TxnKeysMax))
 		return
