@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -471,6 +472,44 @@ func (s *Store) DeleteBucketRange(ctx context.Context, lo, hi uint16) error {
 		sh.kickCompaction()
 	}
 	return nil
+}
+
+// DeleteBuckets deletes every key of the given buckets, like
+// DeleteBucketRange on each run of consecutive buckets, but with every
+// range deletion queued before any is waited for, so they share group
+// commits. Atomic per range and shard only.
+func (s *Store) DeleteBuckets(ctx context.Context, buckets []uint16) error {
+	bs := slices.Clone(buckets)
+	slices.Sort(bs)
+	bs = slices.Compact(bs)
+	n := len(s.shards)
+	var reqs []*writeReq
+	var err error
+	for i := 0; i < len(bs) && err == nil; {
+		j := i
+		for j+1 < len(bs) && bs[j+1] == bs[j]+1 {
+			j++
+		}
+		lo, hi := bs[i], bs[j]
+		i = j + 1
+		for si, sh := range s.shards {
+			if !shardHasBucketIn(si, n, lo, hi) {
+				continue
+			}
+			r := &writeReq{del: &rangeDel{Lo: lo, Hi: hi}, size: 16, done: make(chan struct{})}
+			if err = s.enqueue(ctx, sh, r); err != nil {
+				break
+			}
+			reqs = append(reqs, r)
+		}
+	}
+	for _, r := range reqs {
+		err = errors.Join(err, s.await(ctx, r))
+	}
+	for _, sh := range s.shards {
+		sh.kickCompaction()
+	}
+	return err
 }
 
 func shardHasBucketIn(shard, n int, lo, hi uint16) bool {

@@ -145,6 +145,10 @@ func checkPlacementOfData(t *testing.T, nodes []*node.Node, tab *router.Table, w
 func TestRebalanceOnline(t *testing.T) {
 	c := startCluster(t, 3)
 	live := func() []*node.Node { return c.live() }
+	// Throttled, so the workload keeps writing while buckets move.
+	if code, body, err := post(c.nodes[0].HTTPAddr(), "/v1/migration/limits", `{"concurrency": 2, "bytes_per_sec": 65536}`); err != nil || code != 200 {
+		t.Fatalf("set limits: %d %s %v", code, body, err)
+	}
 	var addrMu sync.Mutex
 	addrs := []string{}
 	for _, n := range c.nodes {
@@ -224,7 +228,7 @@ func TestRebalanceOnline(t *testing.T) {
 	addrMu.Unlock()
 
 	// The throttle is changeable at run time, from any node.
-	if code, body, err := post(c.nodes[1].HTTPAddr(), "/v1/migration/limits", `{"concurrency": 3, "bytes_per_sec": 50000000}`); err != nil || code != 200 {
+	if code, body, err := post(c.nodes[1].HTTPAddr(), "/v1/migration/limits", `{"concurrency": 3, "bytes_per_sec": 100000}`); err != nil || code != 200 {
 		t.Fatalf("set limits: %d %s %v", code, body, err)
 	}
 	if code, _, _ := post(c.nodes[1].HTTPAddr(), "/v1/migration/limits", `{"concurrency": 0}`); code != 400 {
@@ -232,7 +236,7 @@ func TestRebalanceOnline(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "limits visible", func() error {
 		cj, err := getCluster(c.nodes[2].HTTPAddr())
-		if err != nil || cj.Migration.Concurrency != 3 || cj.Migration.BytesPerSec != 50000000 {
+		if err != nil || cj.Migration.Concurrency != 3 || cj.Migration.BytesPerSec != 100000 {
 			return fmt.Errorf("%+v %v", cj.Migration, err)
 		}
 		return nil

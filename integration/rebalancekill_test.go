@@ -31,9 +31,11 @@ func TestRebalanceSIGKILL(t *testing.T) {
 }
 
 func rebalanceKill(t *testing.T, victimID, failpoint string) {
+	// Throttled (64 KiB/s per move), so writes keep coming while buckets move.
 	c := startProcCluster(t, 3, func(p *proc) {
+		p.extra = []string{"--move-rate", "65536"}
 		if p.id == victimID {
-			p.extra = []string{"--failpoints", failpoint}
+			p.extra = append(p.extra, "--failpoints", failpoint)
 		}
 	})
 	ctx := context.Background()

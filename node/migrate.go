@@ -32,8 +32,9 @@ const (
 
 // Move bounds.
 const (
-	// migChunkBuckets is the most buckets one move carries.
-	migChunkBuckets = 64
+	// migChunkBuckets is the most buckets one move carries: big enough to
+	// amortize the two Raft entries and the fence of a move.
+	migChunkBuckets = 256
 	// migPageBytes bounds one snapshot page or delta answer.
 	migPageBytes = 1 << 20
 	// migDirtyMax bounds the keys a source remembers as changed during one
@@ -69,6 +70,9 @@ type (
 		Token   string
 		Buckets []uint16
 	}
+	// migScanReq asks for the next page of the move's snapshot, in
+	// (bucket, key) order across all its buckets, after (Bucket, After)
+	// when Started.
 	migScanReq struct {
 		Token    string
 		Bucket   uint16
@@ -285,15 +289,20 @@ func (m *migrator) handleScan(ctx context.Context, req *migScanReq) (*migScanRes
 	if err != nil {
 		return nil, err
 	}
-	if !om.buckets[req.Bucket] || om.snap == nil {
-		return nil, fmt.Errorf("%w: bucket %d not in move %s", coordinator.ErrBadMove, req.Bucket, req.Token)
+	if om.snap == nil {
+		return nil, fmt.Errorf("%w: move %s has no snapshot", coordinator.ErrBadMove, req.Token)
 	}
+	buckets := make([]uint16, 0, len(om.buckets))
+	for b := range om.buckets {
+		buckets = append(buckets, b)
+	}
+	slices.Sort(buckets)
 	maxBytes := min(max(req.MaxBytes, 4096), migPageBytes)
-	it := om.snap.NewIter(req.Bucket, req.Bucket)
+	it := om.snap.NewIter(buckets[0], buckets[len(buckets)-1])
 	defer it.Close()
 	if req.Started {
 		it.SeekGE(req.Bucket, req.After)
-		if it.Valid() && bytes.Equal(it.Key(), req.After) {
+		if it.Valid() && it.Bucket() == req.Bucket && bytes.Equal(it.Key(), req.After) {
 			it.Next()
 		}
 	} else {
@@ -301,13 +310,23 @@ func (m *migrator) handleScan(ctx context.Context, req *migScanReq) (*migScanRes
 	}
 	resp := &migScanResp{}
 	size := 0
-	for ; it.Valid(); it.Next() {
+	for it.Valid() {
+		b := it.Bucket()
+		if !om.buckets[b] { // skip to the next bucket of the move
+			i, _ := slices.BinarySearch(buckets, b)
+			if i == len(buckets) {
+				break
+			}
+			it.SeekGE(buckets[i], nil)
+			continue
+		}
 		if size >= maxBytes {
 			return resp, nil
 		}
-		e := migEntry{Bucket: req.Bucket, Key: slices.Clone(it.Key()), Value: slices.Clone(it.Value()), ExpireAt: it.ExpireAt()}
+		e := migEntry{Bucket: b, Key: slices.Clone(it.Key()), Value: slices.Clone(it.Value()), ExpireAt: it.ExpireAt()}
 		size += len(e.Key) + len(e.Value) + 16
 		resp.Entries = append(resp.Entries, e)
+		it.Next()
 	}
 	if err := it.Error(); err != nil {
 		return nil, err
@@ -547,10 +566,8 @@ func (m *migrator) handlePull(ctx context.Context, req *migPullReq) (*migPullRes
 		m.mu.Unlock()
 	}()
 	// Whatever an earlier attempt left is stale.
-	for _, b := range req.Buckets {
-		if err := n.store.DeleteBucketRange(ctx, b, b); err != nil {
-			return nil, err
-		}
+	if err := n.store.DeleteBuckets(ctx, req.Buckets); err != nil {
+		return nil, err
 	}
 	if _, err := transport.Call[migBeginReq, emptyResp](ctx, n.rpc, req.FromAddr, methodMigBegin, &migBeginReq{Token: req.Token, Buckets: req.Buckets}); err != nil {
 		return nil, fmt.Errorf("begin at %s: %w", req.From, err)
@@ -562,13 +579,27 @@ func (m *migrator) handlePull(ctx context.Context, req *migPullReq) (*migPullRes
 	}
 	res := &migPullResp{}
 	lim := newRateLimiter(req.BytesPerSec)
-	apply := func(es []migEntry) error {
+	var waits []func() error
+	defer func() { // nothing left behind on an early return
+		for _, w := range waits {
+			_ = w()
+		}
+	}()
+	// applyAsync writes a page (one engine batch per shard, so no page takes
+	// the store-wide cross-shard path) and keeps the durability waits.
+	applyAsync := func(es []migEntry) error {
 		if len(es) == 0 {
 			return nil
 		}
-		var b engine.Batch
+		byShard := map[int]*engine.Batch{}
 		size := 0
 		for _, e := range es {
+			sh := n.store.ShardOf(e.Bucket)
+			b := byShard[sh]
+			if b == nil {
+				b = &engine.Batch{}
+				byShard[sh] = b
+			}
 			if e.Deleted {
 				b.Delete(e.Bucket, e.Key)
 			} else {
@@ -576,8 +607,12 @@ func (m *migrator) handlePull(ctx context.Context, req *migPullReq) (*migPullRes
 			}
 			size += len(e.Key) + len(e.Value)
 		}
-		if err := n.store.Write(ctx, &b); err != nil {
-			return err
+		for _, b := range byShard {
+			wait, err := n.store.WriteApplied(ctx, b)
+			if err != nil {
+				return err
+			}
+			waits = append(waits, wait)
 		}
 		n.failpoint("mig-target-copy")
 		res.Bytes += int64(size)
@@ -585,24 +620,36 @@ func (m *migrator) handlePull(ctx context.Context, req *migPullReq) (*migPullRes
 		m.copied.Add(int64(size))
 		return lim.wait(ctx, size)
 	}
-	for _, bk := range req.Buckets {
-		var after []byte
-		started := false
-		for page := 0; ; page++ {
-			r, err := transport.Call[migScanReq, migScanResp](ctx, n.rpc, req.FromAddr, methodMigScan, &migScanReq{Token: req.Token, Bucket: bk, After: after, Started: started, MaxBytes: migPageBytes})
-			if err != nil {
-				abort()
-				return nil, fmt.Errorf("copy bucket %d from %s: %w", bk, req.From, err)
-			}
-			if err := apply(r.Entries); err != nil {
-				abort()
-				return nil, err
-			}
-			if r.Done || len(r.Entries) == 0 {
-				break
-			}
-			after, started = r.Entries[len(r.Entries)-1].Key, true
+	// durable waits for every page written so far.
+	durable := func() error {
+		var err error
+		for _, w := range waits {
+			err = errors.Join(err, w())
 		}
+		waits = nil
+		return err
+	}
+	// The snapshot, page by page: applied without waiting for each page's
+	// sync (waits collected; all are durable before the fence's answer is
+	// confirmed, below).
+	var bk uint16
+	var after []byte
+	started := false
+	for page := 0; ; page++ {
+		r, err := transport.Call[migScanReq, migScanResp](ctx, n.rpc, req.FromAddr, methodMigScan, &migScanReq{Token: req.Token, Bucket: bk, After: after, Started: started, MaxBytes: migPageBytes})
+		if err != nil {
+			abort()
+			return nil, fmt.Errorf("copy from %s: %w", req.From, err)
+		}
+		if err := applyAsync(r.Entries); err != nil {
+			abort()
+			return nil, err
+		}
+		if r.Done || len(r.Entries) == 0 {
+			break
+		}
+		last := r.Entries[len(r.Entries)-1]
+		bk, after, started = last.Bucket, last.Key, true
 	}
 	for round := 0; round < migTailRounds; round++ {
 		r, err := transport.Call[migDeltaReq, migDeltaResp](ctx, n.rpc, req.FromAddr, methodMigDelta, &migDeltaReq{Token: req.Token})
@@ -610,7 +657,7 @@ func (m *migrator) handlePull(ctx context.Context, req *migPullReq) (*migPullRes
 			abort()
 			return nil, fmt.Errorf("catch up from %s: %w", req.From, err)
 		}
-		if err := apply(r.Entries); err != nil {
+		if err := applyAsync(r.Entries); err != nil {
 			abort()
 			return nil, err
 		}
@@ -624,8 +671,11 @@ func (m *migrator) handlePull(ctx context.Context, req *migPullReq) (*migPullRes
 		// leader cancels the move.
 		return nil, fmt.Errorf("fence at %s: %w", req.From, err)
 	}
-	// Durable before the leader may switch: Write waits for the WAL sync.
-	if err := apply(r.Entries); err != nil {
+	// Everything durable before the leader may switch.
+	if err := applyAsync(r.Entries); err != nil {
+		return nil, err
+	}
+	if err := durable(); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -824,25 +874,33 @@ func (m *migrator) deleteBuckets(set map[uint16]bool) {
 	if !n.synced.Load() {
 		return // the table may be an old one replayed from the log
 	}
-	for b := range set {
-		m.mu.Lock()
-		// The state now, not the one the caller judged by: a move into this
-		// node may have started (and its copy finished) since.
-		s := n.coord.Current()
-		t := s.Table()
-		receiving := false
-		for _, mv := range s.Moves() {
-			receiving = receiving || (mv.To == n.cfg.ID && slices.Contains(mv.Buckets, b))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	// The state now, not the one the caller judged by: a move into this
+	// node may have started (and its copy finished) since. Pulls register
+	// their buckets in incoming under m.mu before writing.
+	s := n.coord.Current()
+	t := s.Table()
+	if t == nil {
+		return
+	}
+	receiving := map[uint16]bool{}
+	for _, mv := range s.Moves() {
+		if mv.To == n.cfg.ID {
+			for _, b := range mv.Buckets {
+				receiving[b] = true
+			}
 		}
-		if _, in := m.incoming[b]; in || receiving || t == nil || t.OwnerOfBucket(b) == n.cfg.ID || m.byBucket[b] != nil {
-			m.mu.Unlock()
+	}
+	var del []uint16
+	for b := range set {
+		if _, in := m.incoming[b]; in || receiving[b] || t.OwnerOfBucket(b) == n.cfg.ID || m.byBucket[b] != nil {
 			continue
 		}
-		err := n.store.DeleteBucketRange(ctx, b, b)
-		m.mu.Unlock()
-		if err != nil {
-			n.log.Warn("deleting a bucket's data", "bucket", b, "err", err)
-		}
+		del = append(del, b)
+	}
+	if err := n.store.DeleteBuckets(ctx, del); err != nil {
+		n.log.Warn("deleting data of buckets not owned here", "buckets", len(del), "err", err)
 	}
 }
 
