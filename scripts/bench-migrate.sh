@@ -94,16 +94,17 @@ t1=$(date +%s.%N)
 rm -rf "$WORK/copy"
 CP_SECS=$(python3 -c "print($t1 - $t0)")
 
-light() { # light LABEL SECONDS
-	"$WORK/dbx-bench" --addrs 127.0.0.1:$BASE_PORT --workload mixed --mix A --keys "$KEYS" --value-bytes 100 \
-		--clients "$LIGHT_CLIENTS" --duration "$2s" --requests 0 --no-progress --label "$1" --json >"$OUT/$1.json" 2>"$OUT/$1.err"
-}
+LIGHT=("$WORK/dbx-bench" --addrs 127.0.0.1:$BASE_PORT --workload mixed --mix A --keys "$KEYS" --value-bytes 100
+	--clients "$LIGHT_CLIENTS" --requests 0 --no-progress --json)
 echo "light load before the migration (${LIGHT_SECS}s)"
-light before "$LIGHT_SECS"
+"${LIGHT[@]}" --duration "${LIGHT_SECS}s" --label before >"$OUT/before.json" 2>"$OUT/before.err" || true
 
 echo "joining n2 with weight 100: it takes ~99% of the buckets"
-light during $((LIGHT_SECS * 30)) &
+# The same load during the migration, stopped with SIGINT when it ends
+# (dbx-bench then prints its partial result).
+"${LIGHT[@]}" --duration 1h --label during >"$OUT/during.json" 2>"$OUT/during.err" &
 LIGHT_PID=$!
+PIDS+=($LIGHT_PID)
 t0=$(date +%s.%N)
 node n2 $((BASE_PORT + 10)) --join 127.0.0.1:$((BASE_PORT + 2)) --weight 100
 for _ in $(seq 1 3000); do
