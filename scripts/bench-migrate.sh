@@ -121,9 +121,9 @@ MIG_SECS=$(python3 -c "print($t1 - $t0)")
 MIG=$(cluster)
 echo "$MIG" >"$OUT/cluster-after.json"
 
-python3 - "$OUT" "$ENGINE_MB" "$CP_SECS" "$MIG_SECS" <<'EOF'
+python3 - "$OUT" "$ENGINE_MB" "$CP_SECS" "$MIG_SECS" "$RATE" <<'EOF'
 import json, sys
-out, engine_mb, cp_secs, mig_secs = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+out, engine_mb, cp_secs, mig_secs, rate = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
 mig = json.load(open(f"{out}/cluster-after.json"))["migration"]
 mb = mig["bytes"] / 2**20
 def p99(label):
@@ -136,7 +136,8 @@ b, d = p99("before"), p99("during")
 print()
 print(f"{'':34} {'value':>12}")
 print(f"{'raw cp of the engine dir':34} {engine_mb/cp_secs:10.1f} MB/s  ({engine_mb:.0f} MiB in {cp_secs:.2f} s)")
-print(f"{'migration, unthrottled' if True else '':34} {mb/mig_secs:10.1f} MB/s  ({mb:.0f} MiB of keys+values, {mig['done']} buckets, {mig_secs:.2f} s)")
+label = "migration, unthrottled" if rate == 0 else f"migration, {rate/1e6:g} MB/s per move"
+print(f"{label:34} {mb/mig_secs:10.1f} MB/s  ({mb:.0f} MiB of keys+values, {mig['done']} buckets, {mig_secs:.2f} s)")
 print(f"{'migration / raw copy':34} {mb/mig_secs/(engine_mb/cp_secs):10.2f} x")
 print(f"{'light load p99 before':34} {b[0]:10.2f} ms   ({b[1]:.0f} ops/s, {b[2]} errors)")
 print(f"{'light load p99 during':34} {d[0]:10.2f} ms   ({d[1]:.0f} ops/s, {d[2]} errors)")
