@@ -48,7 +48,12 @@ const (
 )
 
 type (
-	txnReadReq  struct{ Keys [][]byte }
+	txnReadReq struct {
+		Keys [][]byte
+		// VersionsOnly asks for the versions GET's state has (WATCH), no
+		// values.
+		VersionsOnly bool
+	}
 	txnReadResp struct {
 		Items    []server.TxItem
 		Versions []uint64
@@ -160,6 +165,13 @@ func (t *txns) register(r *transport.Router) {
 	transport.Register(r, methodTxnRead, func(ctx context.Context, req *txnReadReq) (*txnReadResp, error) {
 		if err := t.n.backend.checkOwned(req.Keys...); err != nil {
 			return nil, err
+		}
+		if req.VersionsOnly {
+			vers, err := t.local.Versions(ctx, req.Keys)
+			if err != nil {
+				return nil, err
+			}
+			return &txnReadResp{Items: make([]server.TxItem, len(req.Keys)), Versions: vers}, nil
 		}
 		items, vers, err := t.local.Items(ctx, req.Keys)
 		if err != nil {

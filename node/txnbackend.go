@@ -23,7 +23,12 @@ func (b *backend) Versions(ctx context.Context, keys [][]byte) ([]uint64, error)
 	if err != nil {
 		return nil, err
 	}
-	_, vers, err := b.txRead(ctx, groups, keys)
+	var vers map[string]uint64
+	err = b.retryMoved(ctx, func() error {
+		var err error
+		_, vers, err = b.txReadMode(ctx, groups, keys, true)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -36,6 +41,12 @@ func (b *backend) Versions(ctx context.Context, keys [][]byte) ([]uint64, error)
 
 // txRead reads keys with their versions from their owners, in parallel.
 func (b *backend) txRead(ctx context.Context, groups []*group, keys [][]byte) (map[string]server.TxItem, map[string]uint64, error) {
+	return b.txReadMode(ctx, groups, keys, false)
+}
+
+// txReadMode is txRead; versionsOnly reads only the versions GET's state
+// has (WATCH).
+func (b *backend) txReadMode(ctx context.Context, groups []*group, keys [][]byte, versionsOnly bool) (map[string]server.TxItem, map[string]uint64, error) {
 	itemsOf := make([][]server.TxItem, len(groups))
 	versOf := make([][]uint64, len(groups))
 	err := fanOut(groups, func(g *group) error {
@@ -45,11 +56,16 @@ func (b *backend) txRead(ctx context.Context, groups []*group, keys [][]byte) (m
 			if err := b.checkOwned(ks...); err != nil {
 				return err
 			}
+			if versionsOnly {
+				vers, err := b.local.Versions(ctx, ks)
+				itemsOf[i], versOf[i] = make([]server.TxItem, len(ks)), vers
+				return err
+			}
 			items, vers, err := b.local.Items(ctx, ks)
 			itemsOf[i], versOf[i] = items, vers
 			return err
 		}
-		r, err := call[txnReadReq, txnReadResp](ctx, b, g.addr, methodTxnRead, &txnReadReq{Keys: ks})
+		r, err := call[txnReadReq, txnReadResp](ctx, b, g.addr, methodTxnRead, &txnReadReq{Keys: ks, VersionsOnly: versionsOnly})
 		if err != nil {
 			return remoteErr(g.id, g.addr, err)
 		}

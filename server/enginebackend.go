@@ -493,14 +493,26 @@ func (e *EngineBackend) Scan(ctx context.Context, cursor uint64, pattern []byte,
 }
 
 // Versions implements TxBackend: a key's version is the engine sequence
-// number of its latest write (engine.Item.Seq), 0 when absent or expired.
+// number of its write that GET sees (engine.Item.Seq of the published,
+// durable state), 0 when absent or expired, read after every write applied
+// so far has become visible. WATCH must match what the client reads next:
+// a write applied but not yet durable is invisible to GET, and a version
+// taken from it would let EXEC commit over a value the client never saw.
+// (EXEC compares with the latest applied version: a write after WATCH
+// fails it, as in Redis.)
 func (e *EngineBackend) Versions(ctx context.Context, keys [][]byte) ([]uint64, error) {
+	if err := e.check(ctx, keys...); err != nil {
+		return nil, err
+	}
+	if err := e.st.WaitVisible(ctx); err != nil {
+		return nil, err
+	}
 	out := make([]uint64, len(keys))
 	for i, k := range keys {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		it, ok, err := e.latest(k)
+		it, ok, err := e.item(k)
 		if err != nil {
 			return nil, err
 		}
