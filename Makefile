@@ -29,6 +29,36 @@ cluster-stop:
 engine-demo:
 	$(GO) test ./engine -run '^Example$$' -count=1 -v
 
+.PHONY: docker cluster-up cluster-down chaos chaos-short chaos-clean
+# Docker: the image is FROM scratch around a static dbx-node built here
+# (no registry needed). compose.yaml runs a 3-node cluster of it.
+DOCKER ?= docker
+docker:
+	mkdir -p bin/docker/empty
+	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags='-s -w' -o bin/docker/dbx-node ./cmd/dbx-node
+	$(DOCKER) build -t dbx-node:dev .
+
+# Uses `docker compose` or `docker-compose`, whichever exists.
+cluster-up: docker
+	scripts/compose.sh up
+
+cluster-down:
+	scripts/compose.sh down
+
+# The chaos suite (integration/chaos): 5 containers, faults, checkers.
+# make chaos runs rounds of every fault for CHAOS_DURATION; chaos-short is
+# the CI mode (one round, ~3 minutes on 2 cores). CHAOS_FLAGS passes more go test flags.
+CHAOS_DURATION ?= 10m
+chaos:
+	scripts/chaos.sh $(CHAOS_DURATION)
+
+chaos-short:
+	scripts/chaos.sh short
+
+# Removes the Docker objects of a chaos run that was killed before its cleanup.
+chaos-clean:
+	scripts/chaos.sh clean
+
 .PHONY: all build test test-short lint vet fmt fmt-check tidy-check staticcheck bench bench-placement bench-engine fuzz-short clean
 
 all: build test
@@ -82,6 +112,14 @@ bench-placement:
 .PHONY: bench-redis
 bench-redis:
 	scripts/bench-redis.sh
+
+# dbx-bench against redis-server, a one-member etcd (bench/etcdbench), one dbx
+# node and a 3-node dbx cluster in one run; one table of ops/s, p99 and ratios.
+# Installs redis-server, redis-tools, etcd-server, jq, curl when root on Debian.
+# ROUNDS=3 for medians; DURATION, WARMUP, CLIENTS, VALUE, KEYS, BASE_PORT, OUT.
+.PHONY: bench-compare
+bench-compare:
+	scripts/bench-compare.sh
 
 # dbx engine vs Pebble, same workloads, same run (separate module: bench/).
 bench-engine:

@@ -22,12 +22,13 @@ func (quietLogger) Printf(context.Context, string, ...any) {}
 var (
 	flagDuration = flag.Duration("chaos.duration", 0, "fault phase: rounds of every nemesis start while it lasts (0: one round, the CI mode)")
 	flagSeed     = flag.Uint64("chaos.seed", 0, "seed of the fault schedule and workloads (0: random, printed)")
-	flagNemeses  = flag.String("chaos.nemeses", "", "comma-separated nemeses to run (empty: all): "+nemesisNames())
+	flagNemeses  = flag.String("chaos.nemeses", "", "comma-separated nemeses to run (empty: all; none: workloads only): "+nemesisNames())
 	flagWorkload = flag.String("chaos.workloads", "", "comma-separated workloads (empty: register,bank,set)")
 	flagHold     = flag.Duration("chaos.hold", 8*time.Second, "how long each fault stays (pause: at least "+PauseHold.String()+")")
 	flagNodes    = flag.Int("chaos.nodes", 5, "cluster size")
 	flagResults  = flag.String("chaos.results", "results", "directory for the results of failed runs (relative: to this package)")
 	flagKeep     = flag.Bool("chaos.keep", false, "keep the results directory of a passing run too")
+	flagMulti    = flag.String("chaos.multi", "auto", "auto: use WATCH/MULTI/EXEC (compare-and-set, bank) if the server accepts it; off: never")
 )
 
 func nemesisNames() string {
@@ -81,6 +82,13 @@ func TestChaos(t *testing.T) {
 	}
 	cfg.Nemeses = nemeses
 	cfg.Workloads = splitList(*flagWorkload)
+	switch *flagMulti {
+	case "auto":
+	case "off":
+		cfg.NoMulti = true
+	default:
+		t.Fatalf("-chaos.multi %q: want auto or off", *flagMulti)
+	}
 	cfg.Name = fmt.Sprintf("dbxchaos-%s-%d", time.Now().Format("20060102-150405"), cfg.Seed)
 	cfg.Image = cfg.Name + ":image"
 	cfg.LogDir = t.TempDir()

@@ -154,6 +154,7 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 			return c, err
 		}
 	}
+	c.logf("network %s (%s): %d containers started, waiting for them to agree", c.Network, c.Subnet, len(c.Nodes))
 	if _, _, err := c.WaitConverged(ctx, 90*time.Second); err != nil {
 		return c, err
 	}

@@ -9,10 +9,16 @@
 //
 // # Running
 //
-//	make chaos-short      # CI mode: one round of every fault, ~5 minutes
+//	make chaos-short      # CI mode: one round of every fault, ~2.5 minutes on 2 cores
 //	make chaos            # longer: CHAOS_DURATION=10m by default
 //	DBX_CHAOS=1 go test ./integration/chaos -run TestChaos -v -count=1 \
 //	    -chaos.duration 10m -chaos.seed 42 -chaos.nemeses partition-halves,pause
+//
+// Other flags: -chaos.hold (how long a fault stays), -chaos.workloads,
+// -chaos.multi off (no WATCH/MULTI/EXEC: register without compare-and-set,
+// no bank), -chaos.nodes, -chaos.results, -chaos.keep (keep the results of
+// a passing run too). -chaos.nemeses none runs the workloads without
+// faults.
 //
 // Without DBX_CHAOS=1, or when `docker info` fails, TestChaos skips at once
 // and says why; the checker tests always run. The harness builds a static
@@ -26,7 +32,7 @@
 //
 // partition-halves, isolate-leader and bridge drop packets between nodes
 // with iptables rules applied from the host in each container's network
-// namespace (nsenter); loss drops a share of them (iptables statistic);
+// namespace (nsenter); loss drops 30% of them (iptables statistic);
 // delay uses tc netem (skipped, with the reason, when the kernel lacks
 // sch_netem); kill-one and kill-minority send SIGKILL (docker kill) and
 // restart the node on its volume; pause freezes a node (docker pause)
@@ -39,15 +45,17 @@
 //
 // Membership changes (join, drain, reweight during the set workload) come
 // with the rebalancer: they are Nemesis values like the others (see
-// nemeses), and the set checker needs no change for them.
+// Nemeses), and the set checker needs no change for them.
 //
 // # Checkers
 //
-//   - register: GET/SET/compare-and-set (WATCH, GET, MULTI, SET, EXEC) on a
-//     few keys per node, checked for linearizability with porcupine, one
-//     partition per key. Operations whose outcome is unknown (timeouts,
-//     lost connections) are open-ended; porcupine's Unknown (timeout) is a
-//     failure, not a pass.
+//   - register: GET/SET/compare-and-set (WATCH, GET, MULTI, SET, EXEC) on
+//     two keys per node, a new generation of keys every 10 s, checked for
+//     linearizability with porcupine, one partition per key. Operations
+//     whose outcome is unknown (timeouts, lost connections) are open-ended;
+//     a client stops writing a key after an unknown write to it, so each
+//     key has few open operations (porcupine's search is exponential in
+//     them). porcupine's Unknown (timeout) is a failure, not a pass.
 //   - bank: transfers with WATCH/MULTI/EXEC between accounts on different
 //     nodes; every read of all accounts (MGET inside MULTI/EXEC) must sum to
 //     the total with no negative balance.
@@ -64,4 +72,8 @@
 //     without it they are skipped with the reason.
 //   - The test process talks to the containers' private IPs, so it must run
 //     on the Docker host (Linux), not through a remote Docker context.
+//   - Which error replies mean "certainly not applied" is decided by
+//     Classify, partly from the text of dbx's "owner unreachable" reply
+//     (see notSentMarker); the set checker's failed-but-present count
+//     checks that decision on every run.
 package chaos

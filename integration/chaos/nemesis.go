@@ -69,11 +69,15 @@ func Nemeses() []Nemesis {
 	}
 }
 
-// SelectNemeses returns the nemeses named in names (all when empty).
+// SelectNemeses returns the nemeses named in names (all when empty, none
+// for "none").
 func SelectNemeses(names []string) ([]Nemesis, error) {
 	all := Nemeses()
 	if len(names) == 0 {
 		return all, nil
+	}
+	if len(names) == 1 && names[0] == "none" {
+		return nil, nil
 	}
 	var out []Nemesis
 	for _, name := range names {

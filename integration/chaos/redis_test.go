@@ -57,7 +57,8 @@ func workloadRun(t *testing.T, addr string, d time.Duration, sabotage func(ctx c
 	clk := clock{start: time.Now()}
 	prog := &progress{}
 	rep := &Report{Name: t.Name(), Multi: true}
-	reg := &Register{Keys: []string{"r0", "r1", "r2"}, CAS: true, Pace: 2 * time.Millisecond, MaxOps: 5000, clock: clk, prog: prog}
+	reg := &Register{Keys: [][]string{{"r0", "r1", "r2"}, {"r3", "r4", "r5"}}, Period: 2 * time.Second, CAS: true,
+		Pace: 2 * time.Millisecond, MaxOps: 5000, clock: clk, prog: prog}
 	bank := &Bank{Accounts: []string{"a0", "a1", "a2", "a3", "a4", "a5", "a6", "a7"}, Initial: 100, Pace: 2 * time.Millisecond,
 		ReadPace: 5 * time.Millisecond, MaxOps: 5000, clock: clk, prog: prog}
 	set := &Set{Prefix: "s", Pace: 2 * time.Millisecond, MaxOps: 5000, clock: clk, prog: prog}
@@ -100,7 +101,7 @@ func workloadRun(t *testing.T, addr string, d time.Duration, sabotage func(ctx c
 	bank.FinalRead(ctx, targets, 5*time.Second)
 	final := set.Final(ctx, targets, 5*time.Second)
 
-	rep.RegisterOps, rep.RegisterKeys = reg.History(), reg.Keys
+	rep.RegisterOps, rep.RegisterKeys = reg.History(), reg.KeysUsed()
 	rr := CheckRegister(rep.RegisterOps, time.Minute)
 	rep.RegisterResult = &rr
 	rep.BankReads, rep.BankCounts, rep.BankTotal = bank.Reads(), bank.Counts(), bank.Total()

@@ -3,6 +3,7 @@ package chaos
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/anishathalye/porcupine"
@@ -133,7 +134,10 @@ type RegisterResult struct {
 	// Dropped counts operations left out: failed ones and reads whose
 	// outcome is unknown (neither has an effect).
 	Dropped int
-	Took    time.Duration
+	// BadKeys and UnknownKeys name, when the verdict is not Ok, the keys
+	// whose own history porcupine found illegal or could not decide.
+	BadKeys, UnknownKeys []string
+	Took                 time.Duration
 }
 
 // OK reports whether porcupine proved the history linearizable. Unknown
@@ -146,8 +150,15 @@ func (r RegisterResult) String() string {
 		porcupine.Illegal: "NOT LINEARIZABLE",
 		porcupine.Unknown: "INCONCLUSIVE (porcupine timed out)",
 	}[r.Result]
-	return fmt.Sprintf("%s: %d keys, %d operations (%d open, %d failed/unknown reads left out), checked in %s",
+	s := fmt.Sprintf("%s: %d keys, %d operations (%d open, %d failed/unknown reads left out), checked in %s",
 		verdict, r.Keys, r.Ops, r.Open, r.Dropped, r.Took.Round(time.Millisecond))
+	if len(r.BadKeys) > 0 {
+		s += fmt.Sprintf("; not linearizable on %d keys: %s", len(r.BadKeys), strings.Join(firstN(r.BadKeys, 10), " "))
+	}
+	if len(r.UnknownKeys) > 0 {
+		s += fmt.Sprintf("; undecided on %d keys: %s", len(r.UnknownKeys), strings.Join(firstN(r.UnknownKeys, 10), " "))
+	}
+	return s
 }
 
 // RegisterOperations turns a register history into porcupine operations:
@@ -186,17 +197,26 @@ func CheckRegister(ops []RegisterOp, timeout time.Duration) RegisterResult {
 	}
 	start := time.Now()
 	res, info := porcupine.CheckOperationsVerbose(RegisterModel, hist, timeout)
-	return RegisterResult{Result: res, Info: info, Keys: len(keys), Ops: len(hist), Open: open, Dropped: dropped, Took: time.Since(start)}
-}
-
-// RegisterKeys returns the keys of a history, sorted.
-func RegisterKeys(ops []RegisterOp) []string {
-	var keys []string
-	for _, op := range ops {
-		if !slices.Contains(keys, op.Key) {
-			keys = append(keys, op.Key)
+	r := RegisterResult{Result: res, Info: info, Keys: len(keys), Ops: len(hist), Open: open, Dropped: dropped}
+	if res != porcupine.Ok {
+		// Name the culprits: each key on its own, within the same budget.
+		for _, part := range RegisterModel.Partition(hist) {
+			key := part[0].Input.(regInput).Key
+			left := timeout - time.Since(start)
+			if left <= 0 {
+				r.UnknownKeys = append(r.UnknownKeys, key)
+				continue
+			}
+			switch porcupine.CheckOperationsTimeout(RegisterModel, part, min(left, 10*time.Second)) {
+			case porcupine.Illegal:
+				r.BadKeys = append(r.BadKeys, key)
+			case porcupine.Unknown:
+				r.UnknownKeys = append(r.UnknownKeys, key)
+			}
 		}
+		slices.Sort(r.BadKeys)
+		slices.Sort(r.UnknownKeys)
 	}
-	slices.Sort(keys)
-	return keys
+	r.Took = time.Since(start)
+	return r
 }

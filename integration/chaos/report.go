@@ -56,11 +56,12 @@ type Report struct {
 	Faults   []FaultReport
 	Failures []string
 
-	RegisterKeys   []string
+	RegisterKeys   int // keys used (every generation)
 	RegisterOps    []RegisterOp
 	RegisterResult *RegisterResult
 	BankTotal      int64
 	BankReads      []BankRead
+	BankTransfers  []BankTransfer
 	BankCounts     BankCounts
 	BankResult     *BankResult
 	SetAttempts    []SetAttempt
@@ -92,7 +93,7 @@ func (r *Report) String() string {
 			outcomes[op.Outcome]++
 		}
 		p("  register  %d (get %d, set %d, cas %d; ok %d, failed %d, unknown %d) on %d keys\n",
-			len(r.RegisterOps), kinds[RegGet], kinds[RegSet], kinds[RegCAS], outcomes[OK], outcomes[Failed], outcomes[Unknown], len(r.RegisterKeys))
+			len(r.RegisterOps), kinds[RegGet], kinds[RegSet], kinds[RegCAS], outcomes[OK], outcomes[Failed], outcomes[Unknown], r.RegisterKeys)
 	}
 	if r.BankResult != nil {
 		c := r.BankCounts
@@ -198,7 +199,7 @@ func (r *Report) Save(dir string) error {
 		files["register.json"] = r.RegisterOps
 	}
 	if r.BankResult != nil {
-		files["bank.json"] = map[string]any{"total": r.BankTotal, "counts": r.BankCounts, "reads": r.BankReads}
+		files["bank.json"] = map[string]any{"total": r.BankTotal, "counts": r.BankCounts, "reads": r.BankReads, "transfers": r.BankTransfers}
 	}
 	if r.SetResult != nil {
 		files["set.json"] = map[string]any{"attempts": r.SetAttempts, "final": r.SetFinal}

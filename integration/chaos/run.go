@@ -49,6 +49,9 @@ type RunConfig struct {
 	Workloads []string
 	// Pace is the think time of workload clients between operations.
 	Pace time.Duration
+	// NoMulti keeps WATCH/MULTI/EXEC out of the run even when the server
+	// accepts it: register without compare-and-set, no bank.
+	NoMulti bool
 	// LogDir receives the nodes' container logs.
 	LogDir string
 	// Logf reports progress.
@@ -104,6 +107,7 @@ func (cfg *RunConfig) has(workload string) bool {
 const (
 	registerKeysPerNode    = 2
 	registerClientsPerNode = 2
+	registerGenerationsMax = 5000
 	bankAccountsPerNode    = 2
 	bankInitial            = 100
 	maxOpsPerClient        = 1_000_000
@@ -156,7 +160,11 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	rep.Multi, rep.MultiWhy = ProbeMulti(ctx, probes[0].RDB, "multi-probe")
+	if cfg.NoMulti {
+		rep.MultiWhy = "disabled for this run"
+	} else {
+		rep.Multi, rep.MultiWhy = ProbeMulti(ctx, probes[0].RDB, "multi-probe")
+	}
 	logf("MULTI/EXEC: %v %s", rep.Multi, rep.MultiWhy)
 
 	// Nemeses that cannot run here are skipped with their reason.
@@ -172,12 +180,16 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 		nemeses = append(nemeses, nm)
 	}
 
-	// Workloads.
+	// Workloads. On every return they are stopped and waited for before the
+	// cluster is removed (defers run last-in, first-out).
 	clk := clock{start: rep.Started}
 	prog := &progress{}
 	stop, stopWorkloads := context.WithCancel(ctx)
-	defer stopWorkloads()
 	var wg sync.WaitGroup
+	defer func() {
+		stopWorkloads()
+		wg.Wait()
+	}()
 	clientSeq := 0
 	startClient := func(n *Node, run func(stop context.Context, client int, t Target, rnd *rand.Rand)) {
 		id := clientSeq
@@ -195,17 +207,22 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 		set  *Set
 	)
 	if cfg.has(WorkloadRegister) {
-		keys, err := pl.keysOn(c.Nodes, "reg", registerKeysPerNode)
-		if err != nil {
-			return rep, err
+		// Enough generations of keys for the longest run this can be.
+		gens := min(registerGenerationsMax, 1+int((cfg.Duration+time.Hour)/RegisterPeriod))
+		var keys [][]string
+		for g := range gens {
+			k, err := pl.keysOn(c.Nodes, fmt.Sprintf("reg%d.", g), registerKeysPerNode)
+			if err != nil {
+				return rep, err
+			}
+			keys = append(keys, k)
 		}
-		reg = &Register{Keys: keys, CAS: rep.Multi, Pace: cfg.Pace, MaxOps: maxOpsPerClient, clock: clk, prog: prog}
+		reg = &Register{Keys: keys, Period: RegisterPeriod, CAS: rep.Multi, Pace: cfg.Pace, MaxOps: maxOpsPerClient, clock: clk, prog: prog}
 		for range registerClientsPerNode {
 			for _, n := range c.Nodes {
 				startClient(n, reg.Run)
 			}
 		}
-		rep.RegisterKeys = keys
 	}
 	if cfg.has(WorkloadBank) && rep.Multi {
 		accounts, err := pl.keysOn(c.Nodes, "acct", bankAccountsPerNode)
@@ -214,8 +231,6 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 		}
 		bank = &Bank{Accounts: accounts, Initial: bankInitial, Pace: cfg.Pace, ReadPace: 5 * cfg.Pace, MaxOps: maxOpsPerClient, clock: clk, prog: prog}
 		if err := bank.Init(ctx, probes[0].RDB); err != nil {
-			stopWorkloads()
-			wg.Wait()
 			return rep, err
 		}
 		for _, n := range c.Nodes {
@@ -238,6 +253,10 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	faultStart := time.Now()
 	rnd := rand.New(rand.NewPCG(cfg.Seed, 0))
 	broken := false
+	if len(nemeses) == 0 {
+		logf("no nemesis to run: workloads only, for %s", max(cfg.Duration, cfg.Hold))
+		sleepCtx(ctx, max(cfg.Duration, cfg.Hold))
+	}
 	for round := 0; round < 10_000 && !broken && len(nemeses) > 0; round++ {
 		for _, i := range rnd.Perm(len(nemeses)) {
 			if (round > 0 && time.Since(faultStart) >= cfg.Duration) || ctx.Err() != nil {
@@ -265,7 +284,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 
 	// Final reads and checks.
 	if reg != nil {
-		rep.RegisterOps = reg.History()
+		rep.RegisterOps, rep.RegisterKeys = reg.History(), reg.KeysUsed()
 		logf("checking %d register operations with porcupine (timeout %s)", len(rep.RegisterOps), cfg.CheckTimeout)
 		res := CheckRegister(rep.RegisterOps, cfg.CheckTimeout)
 		rep.RegisterResult = &res
@@ -275,7 +294,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	}
 	if bank != nil {
 		bank.FinalRead(ctx, probes, finalReadTimeout)
-		rep.BankReads, rep.BankCounts, rep.BankTotal = bank.Reads(), bank.Counts(), bank.Total()
+		rep.BankReads, rep.BankTransfers, rep.BankCounts, rep.BankTotal = bank.Reads(), bank.Transfers(), bank.Counts(), bank.Total()
 		res := CheckBank(bank.Total(), len(bank.Accounts), rep.BankReads)
 		rep.BankResult = &res
 		if !res.OK() {

@@ -42,9 +42,18 @@ func errString(err error) string {
 }
 
 // Register is the register workload: GET, SET of unique values and, when
-// CAS is set, compare-and-set with WATCH/GET/MULTI/SET/EXEC, on Keys.
+// CAS is set, compare-and-set with WATCH/GET/MULTI/SET/EXEC.
+//
+// Porcupine's search grows exponentially with the operations left open
+// (unknown outcome) on one key, so every key is short-lived and few
+// operations stay open on it: clients move to the next generation of keys
+// every Period (Keys[g] during generation g; the last one stays once they
+// run out), and a client whose write to a key had an unknown outcome only
+// reads that key afterwards. Each key thus has at most one open write per
+// client.
 type Register struct {
-	Keys   []string
+	Keys   [][]string
+	Period time.Duration
 	CAS    bool
 	Pace   time.Duration
 	MaxOps int // per client
@@ -55,6 +64,9 @@ type Register struct {
 	mu  sync.Mutex
 	ops []RegisterOp
 }
+
+// RegisterPeriod is how long clients use one generation of register keys.
+const RegisterPeriod = 10 * time.Second
 
 func (w *Register) record(op RegisterOp) {
 	if op.Outcome == OK {
@@ -72,16 +84,33 @@ func (w *Register) History() []RegisterOp {
 	return slices.Clone(w.ops)
 }
 
+// KeysUsed counts the keys of the generations that have started.
+func (w *Register) KeysUsed() int {
+	g := w.generation()
+	n := 0
+	for _, keys := range w.Keys[:g+1] {
+		n += len(keys)
+	}
+	return n
+}
+
+func (w *Register) generation() int {
+	g := int(time.Duration(w.clock.now()) / w.Period)
+	return min(g, len(w.Keys)-1)
+}
+
 // Run is one client: it runs until stop ends or MaxOps operations.
 func (w *Register) Run(stop context.Context, client int, t Target, rnd *rand.Rand) {
-	seen := map[string]string{} // last value this client saw per key
+	seen := map[string]string{}   // last value this client saw per key
+	readOnly := map[string]bool{} // keys this client wrote with an unknown outcome
 	for seq := 0; seq < w.MaxOps && stop.Err() == nil; seq++ {
-		key := w.Keys[rnd.IntN(len(w.Keys))]
+		keys := w.Keys[w.generation()]
+		key := keys[rnd.IntN(len(keys))]
 		value := fmt.Sprintf("c%d-%d", client, seq)
 		op := RegisterOp{Client: client, Node: t.Node, Key: key}
 		r := rnd.Float64()
 		switch {
-		case r < 0.5:
+		case r < 0.5 || readOnly[key]:
 			op = w.get(t, op)
 			if op.Outcome == OK {
 				seen[key] = op.Value
@@ -96,6 +125,9 @@ func (w *Register) Run(stop context.Context, client int, t Target, rnd *rand.Ran
 			if op.Outcome == OK && (op.Kind == RegGet || op.Swapped) {
 				seen[key] = op.Value
 			}
+		}
+		if op.Outcome == Unknown && op.Kind != RegGet {
+			readOnly[key] = true
 		}
 		w.record(op)
 		think(stop, rnd, w.Pace, op.Outcome != OK)
@@ -192,9 +224,24 @@ type Bank struct {
 	clock clock
 	prog  *progress
 
-	mu     sync.Mutex
-	reads  []BankRead
-	counts BankCounts
+	mu        sync.Mutex
+	reads     []BankRead
+	transfers []BankTransfer
+	counts    BankCounts
+}
+
+// BankTransfer is one transfer attempt, kept for the results of a failed
+// run (the checker reads only BankReads).
+type BankTransfer struct {
+	Client int    `json:"client"`
+	Node   string `json:"node"`
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Amount int64  `json:"amount"`
+	Result string `json:"result"` // ok, insufficient, conflict, failed, unknown
+	Call   int64  `json:"call"`
+	Return int64  `json:"return"`
+	Err    string `json:"err,omitempty"`
 }
 
 // Total is the sum every read must see.
@@ -221,6 +268,13 @@ func (w *Bank) Reads() []BankRead {
 	return slices.Clone(w.reads)
 }
 
+// Transfers returns a copy of the transfer attempts so far.
+func (w *Bank) Transfers() []BankTransfer {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.transfers)
+}
+
 // Counts returns the transfer and read counts.
 func (w *Bank) Counts() BankCounts {
 	w.mu.Lock()
@@ -244,8 +298,10 @@ func (w *Bank) RunTransfers(stop context.Context, client int, t Target, rnd *ran
 		from, to := w.Accounts[p[0]], w.Accounts[p[1]]
 		amount := 1 + rnd.Int64N(5)
 		call := w.clock.now()
-		res := w.transfer(t, from, to, amount)
+		res, err := w.transfer(t, from, to, amount)
 		w.mu.Lock()
+		w.transfers = append(w.transfers, BankTransfer{Client: client, Node: t.Node, From: from, To: to, Amount: amount,
+			Result: res, Call: call, Return: w.clock.now(), Err: errString(err)})
 		switch res {
 		case transferOK:
 			w.counts.OK++
@@ -269,7 +325,7 @@ func (w *Bank) RunTransfers(stop context.Context, client int, t Target, rnd *ran
 
 // transfer moves amount from one account to another if the source has it:
 // WATCH both, MGET, MULTI, SET, SET, EXEC.
-func (w *Bank) transfer(t Target, from, to string, amount int64) string {
+func (w *Bank) transfer(t Target, from, to string, amount int64) (string, error) {
 	ctx, cancel := opContext()
 	defer cancel()
 	execSent, insufficient := false, false
@@ -296,15 +352,15 @@ func (w *Bank) transfer(t Target, from, to string, amount int64) string {
 	}, from, to)
 	switch {
 	case err == nil && insufficient:
-		return transferInsufficient
+		return transferInsufficient, nil
 	case err == nil:
-		return transferOK
+		return transferOK, nil
 	case errors.Is(err, redis.TxFailedErr):
-		return transferConflict
+		return transferConflict, nil
 	case !execSent || Classify(err) == Failed:
-		return transferFailed
+		return transferFailed, err
 	}
-	return transferUnknown
+	return transferUnknown, err
 }
 
 // Read reads every account in one MULTI/MGET/EXEC.
