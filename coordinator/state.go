@@ -187,12 +187,6 @@ func (s *State) PlacementCurrent() bool {
 	return s.table != nil && slices.Equal(s.placed, s.ActiveNodes())
 }
 
-// placedID reports whether id is a node of the current table.
-func (s *State) placedID(id string) bool {
-	_, ok := slices.BinarySearchFunc(s.placed, id, func(n ring.Node, id string) int { return strings.Compare(n.ID, id) })
-	return ok
-}
-
 // Digest returns the SHA-256 of the state's canonical encoding: two nodes
 // that applied the same log have the same digest.
 func (s *State) Digest() [32]byte {

@@ -27,10 +27,6 @@ const (
 	methodExpireTime = "kv.expiretime"
 )
 
-// notOwnerRetries bounds the retries of a forwarded call the owner refused
-// because the two nodes' tables differed for a moment.
-const notOwnerRetries = 3
-
 type (
 	keyReq  struct{ Key []byte }
 	keysReq struct{ Keys [][]byte }
