@@ -9,7 +9,8 @@ import (
 )
 
 // Command is an entry of the metadata log: one of AddMember, RemoveMember,
-// SetWeight, SetState, SetPlacement, MarkHasData.
+// SetWeight, SetState, SetPlacement, MarkHasData, the move commands and
+// the global snapshot commands (AddSnapshot, DropSnapshots).
 type Command interface {
 	kind() commandKind
 }
@@ -29,6 +30,9 @@ const (
 	kindFinishMove   commandKind = 8
 	kindCancelMove   commandKind = 9
 	kindSetLimits    commandKind = 10
+	// Global snapshots.
+	kindAddSnapshot   commandKind = 11
+	kindDropSnapshots commandKind = 12
 )
 
 // Migration limits.
@@ -176,6 +180,10 @@ func Decode(data []byte) (Command, error) {
 		c, err = decodeAs[CancelMove](data[1:])
 	case kindSetLimits:
 		c, err = decodeAs[SetMoveLimits](data[1:])
+	case kindAddSnapshot:
+		c, err = decodeAs[AddSnapshot](data[1:])
+	case kindDropSnapshots:
+		c, err = decodeAs[DropSnapshots](data[1:])
 	default:
 		return nil, fmt.Errorf("%w: unknown kind %d", ErrBadCommand, data[0])
 	}

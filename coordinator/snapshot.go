@@ -40,19 +40,22 @@ type snapshotV1 struct {
 	Moves  []Move            `json:"moves,omitempty"`
 	Mig    MigrationProgress `json:"migration"`
 	Limits *MoveLimits       `json:"limits,omitempty"`
+	// Global snapshot manifests, oldest first (absent before the first).
+	Snapshots []SnapshotManifest `json:"snapshots,omitempty"`
 }
 
 // MarshalBinary returns the state's canonical encoding: versioned,
 // checksummed, and the same bytes on every node that applied the same log.
 func (s *State) MarshalBinary() ([]byte, error) {
 	body := snapshotV1{
-		Index:   s.index,
-		Members: s.Members(),
-		Placed:  s.placed,
-		HasData: s.hasData,
-		Moves:   s.Moves(),
-		Mig:     s.mig,
-		Limits:  &s.limits,
+		Index:     s.index,
+		Members:   s.Members(),
+		Placed:    s.placed,
+		HasData:   s.hasData,
+		Moves:     s.Moves(),
+		Mig:       s.mig,
+		Limits:    &s.limits,
+		Snapshots: s.snapshots,
 	}
 	if s.target != nil {
 		t, err := s.target.MarshalBinary()
@@ -124,6 +127,18 @@ func ParseState(data []byte) (*State, error) {
 			return nil, fmt.Errorf("%w: target: %w", ErrBadSnapshot, err)
 		}
 		s.target = t
+	}
+	if len(body.Snapshots) > MaxSnapshots {
+		return nil, fmt.Errorf("%w: %d global snapshots, more than %d", ErrBadSnapshot, len(body.Snapshots), MaxSnapshots)
+	}
+	for _, m := range body.Snapshots {
+		if err := m.validate(); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBadSnapshot, err)
+		}
+		if _, dup := s.Snapshot(m.ID); dup {
+			return nil, fmt.Errorf("%w: global snapshot %s repeated", ErrBadSnapshot, m.ID)
+		}
+		s.snapshots = append(s.snapshots, m)
 	}
 	for _, m := range body.Moves {
 		if m.Token == "" || s.moves[m.Token].Token != "" {

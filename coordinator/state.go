@@ -36,6 +36,9 @@ type State struct {
 	mig MigrationProgress
 	// limits throttle the migration (changeable at run time).
 	limits MoveLimits
+	// snapshots are the committed global snapshot manifests, oldest
+	// first. Shared between states: replaced, never modified in place.
+	snapshots []SnapshotManifest
 }
 
 // Move is a bucket move in progress: the buckets' primary goes from From
@@ -274,6 +277,10 @@ func (s *State) apply(index uint64, cmd Command) error {
 		}
 		s.limits = c.Limits
 		return nil
+	case AddSnapshot:
+		return s.addSnapshot(c.Manifest)
+	case DropSnapshots:
+		return s.dropSnapshots(c.IDs)
 	}
 	return fmt.Errorf("%w: unhandled %T", ErrBadCommand, cmd)
 }

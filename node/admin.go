@@ -62,6 +62,7 @@ func (n *Node) registerAdmin() {
 		}
 		n.adminOp(w, r, leaderOp{Op: opLimits, Limits: lim})
 	}))
+	n.registerSnapshotAdmin()
 }
 
 func (n *Node) adminOp(w http.ResponseWriter, r *http.Request, op leaderOp) {

@@ -89,6 +89,11 @@ type Config struct {
 	// mig-target-copy (a target after writing a copied page),
 	// mig-source-fence (a source right after fencing its buckets).
 	Failpoints string
+	// SnapshotRetention is how many global snapshots the cluster keeps
+	// (default 5, at most coordinator.MaxSnapshots): when this node leads
+	// and commits a new one, the oldest beyond it are dropped and their
+	// checkpoints released on every node.
+	SnapshotRetention int
 	// GossipProfile selects memberlist's timing: "lan" (default) or
 	// "local" (loopback/tests: faster failure detection).
 	GossipProfile string
@@ -109,22 +114,23 @@ type Config struct {
 // weight 1, WAL sync always, 3 voters and the sub-packages' defaults.
 func DefaultConfig() Config {
 	return Config{
-		RESPAddr:        DefaultRESPAddr,
-		RPCAddr:         DefaultRPCAddr,
-		GossipAddr:      DefaultGossipAddr,
-		HTTPAddr:        DefaultHTTPAddr,
-		JoinTimeout:     30 * time.Second,
-		Weight:          1,
-		Sync:            "always",
-		VotersMax:       coordinator.DefaultVoters,
-		GossipProfile:   "lan",
-		TxnKeysMax:      1024,
-		TxnDeadline:     5 * time.Second,
-		MoveBytesPerSec: -1,
-		Engine:          engine.DefaultConfig(),
-		Server:          server.DefaultConfig(),
-		Transport:       transport.DefaultConfig(),
-		Raft:            coordinator.DefaultConfig(),
+		RESPAddr:          DefaultRESPAddr,
+		RPCAddr:           DefaultRPCAddr,
+		GossipAddr:        DefaultGossipAddr,
+		HTTPAddr:          DefaultHTTPAddr,
+		JoinTimeout:       30 * time.Second,
+		Weight:            1,
+		Sync:              "always",
+		VotersMax:         coordinator.DefaultVoters,
+		GossipProfile:     "lan",
+		TxnKeysMax:        1024,
+		TxnDeadline:       5 * time.Second,
+		MoveBytesPerSec:   -1,
+		SnapshotRetention: 5,
+		Engine:            engine.DefaultConfig(),
+		Server:            server.DefaultConfig(),
+		Transport:         transport.DefaultConfig(),
+		Raft:              coordinator.DefaultConfig(),
 	}
 }
 
@@ -185,6 +191,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MoveConcurrency < 0 || c.MoveConcurrency > coordinator.MaxMoveConcurrency {
 		bad("move-concurrency %d must be in [0, %d] (0: keep the cluster's)", c.MoveConcurrency, coordinator.MaxMoveConcurrency)
+	}
+	if c.SnapshotRetention < 1 || c.SnapshotRetention > coordinator.MaxSnapshots {
+		bad("snapshot-retention %d must be in [1, %d]", c.SnapshotRetention, coordinator.MaxSnapshots)
 	}
 	if c.TxnKeysMax < 1 || c.TxnKeysMax > 1<<20 {
 		bad("txn-keys-max %d must be in [1, %d]", c.TxnKeysMax, 1<<20)

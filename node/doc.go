@@ -62,6 +62,18 @@
 // run on the leader. While the cluster holds data both answer 409 with
 // coordinator.ErrHasData's message (buckets cannot move yet).
 //
+// # Global snapshots
+//
+// POST /v1/snapshots (any node; run on the leader) takes a consistent
+// cluster-wide snapshot: every node holds new 2PC commit decisions and
+// Prepares for a moment (a lease), the leader waits until decisions sent
+// before are applied everywhere, every owner checkpoints its engine into
+// DataDir/snapshots/<id>, decisions resume, and the leader commits the
+// manifest to Raft and applies the retention (Config.SnapshotRetention).
+// GET /v1/snapshots and /v1/snapshots/{id} list them; ExportSnapshot and
+// RestoreSnapshot copy a snapshot out and put a part back into a stopped
+// node (gsnapshot.go, snaprestore.go).
+//
 // # Caveats
 //
 //   - MSET and DEL across owners are not atomic: each owner commits its

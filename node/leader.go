@@ -25,6 +25,8 @@ const (
 	opIndex = "index"
 	// opLimits sets the migration limits (Limits).
 	opLimits = "limits"
+	// opSnapshot takes a global snapshot (gsnapshot.go).
+	opSnapshot = "snapshot"
 )
 
 // leaderHopsMax bounds how often a leader operation is passed on from node
@@ -43,6 +45,8 @@ type leaderOp struct {
 type leaderResult struct {
 	Epoch uint64
 	Index uint64
+	// Snapshot is the ID of the snapshot opSnapshot took.
+	Snapshot string
 }
 
 // leaderDo runs op on the Raft leader: here if this node leads, else over
@@ -156,6 +160,9 @@ func (n *Node) applyLocal(ctx context.Context, op leaderOp) (leaderResult, error
 			return leaderResult{}, rerr
 		}
 		return leaderResult{Epoch: s.Epoch(), Index: s.Index()}, nil
+	case opSnapshot:
+		id, err := n.takeSnapshot(ctx)
+		return leaderResult{Epoch: n.coord.Current().Epoch(), Snapshot: id}, err
 	case opMarkData:
 		res, err = n.coord.Apply(ctx, coordinator.MarkHasData{})
 	default:

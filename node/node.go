@@ -72,6 +72,7 @@ type Node struct {
 	failpoints map[string]int // fault tests: name → hits left (Config.Failpoints)
 	fpMu       sync.Mutex
 	markSem    chan struct{} // one MarkHasData in flight
+	snapMu     sync.Mutex    // one global snapshot taken at a time (leader)
 
 	done      chan struct{}
 	wg        sync.WaitGroup
@@ -222,6 +223,7 @@ func (n *Node) start(ctx context.Context) error {
 		return fmt.Errorf("node: restoring transaction records: %w", err)
 	}
 	transport.Register(r, methodLeaderOp, n.handleLeaderOp)
+	n.registerSnapshots(r)
 	rpc.Serve(r.Handle)
 
 	// Gossip.
@@ -407,6 +409,7 @@ func (n *Node) watchLoop() {
 	for {
 		s, ch := n.coord.Watch()
 		n.refreshPeers(s)
+		n.snapshotReconcile(s)
 		select {
 		case <-ch:
 		case <-n.done:

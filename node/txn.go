@@ -101,6 +101,9 @@ type txns struct {
 	seq         atomic.Uint64
 	sends       chan struct{}
 	m           *txnMetrics
+	// gate holds commit decisions and Prepares while a global snapshot is
+	// taken (gsnapshot.go).
+	gate snapGate
 }
 
 type txnMetrics struct {
@@ -494,6 +497,9 @@ func (t *txns) deliver(ctx context.Context, m twophase.Message) {
 		if m.Prepare == nil {
 			return
 		}
+		if !t.gate.enterPrepare(ctx) {
+			return // lost: the coordinator's deadline aborts it
+		}
 		t.prepare(ctx, m)
 	default:
 		t.mu.Lock()
@@ -597,6 +603,9 @@ func isPersist(e twophase.Effect) bool {
 func (t *txns) send(m twophase.Message) {
 	switch {
 	case m.Type == twophase.MsgDecide && m.Status == twophase.StatusCommitted:
+		if t.gate.holdDecide(m) {
+			return // sent when the snapshot pause ends
+		}
 		t.n.failpoint("coord-before-decide")
 	case m.Type == twophase.MsgCommit:
 		t.n.failpoint("coord-before-commit")

@@ -58,7 +58,7 @@ func newRootCmd() *cobra.Command {
 			return applyEnv(cmd.Flags())
 		},
 	}
-	root.AddCommand(newServeCmd(), newStatusCmd(), newDrainCmd(), newReweightCmd(), newLimitsCmd())
+	root.AddCommand(newServeCmd(), newStatusCmd(), newDrainCmd(), newReweightCmd(), newLimitsCmd(), newSnapshotCmd(), newRestoreCmd())
 	return root
 }
 
@@ -124,6 +124,7 @@ func newServeCmd() *cobra.Command {
 	f.DurationVar(&cfg.TxnDeadline, "txn-deadline", cfg.TxnDeadline, "transaction deadline; past it EXEC reports abort, or an unknown outcome once commit was requested")
 	f.IntVar(&cfg.MoveConcurrency, "move-concurrency", 0, "set the cluster's bucket moves at once (0: keep; changeable with dbx-node limits)")
 	f.Int64Var(&cfg.MoveBytesPerSec, "move-rate", -1, "set the cluster's bytes/s per bucket move (0: unlimited, -1: keep)")
+	f.IntVar(&cfg.SnapshotRetention, "snapshot-retention", cfg.SnapshotRetention, "global snapshots the cluster keeps (applied by the leader after each take)")
 	f.StringVar(&cfg.Failpoints, "failpoints", "", "fault tests only: name[:n],... kill this process at the n-th hit")
 	_ = f.MarkHidden("failpoints")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
