@@ -97,7 +97,7 @@ func readRestored(t *testing.T, m coordinator.SnapshotManifest, stores map[strin
 // that each conserves the bank total and holds every single-key write
 // acknowledged before its take began.
 func TestGlobalSnapshotBank(t *testing.T) {
-	c := startCluster(t, 3)
+	c := startClusterWith(t, 3, func(cfg *node.Config) { cfg.SnapshotRetention = 10 })
 	ctx := context.Background()
 	var clients []*redis.Client
 	for _, n := range c.nodes {
@@ -121,15 +121,15 @@ func TestGlobalSnapshotBank(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		bank = runBank(ctx, clients, accounts, total, 6, 6*time.Second)
+		bank = runBank(ctx, clients, accounts, total, 6, 9*time.Second)
 	}()
-	const snaps = 4
+	const snaps = 10
 	ids := make([]string, snaps)
 	acked := make([][]string, snaps) // single-key writes acknowledged before take i began
 	var all []string
 	var tookMs []int64
 	for i := range snaps {
-		time.Sleep(1000 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond)
 		for j := range 30 {
 			k := fmt.Sprintf("marker-%d-%d", i, j)
 			if err := clients[j%3].Set(ctx, k, k, 0).Err(); err != nil {

@@ -94,6 +94,10 @@ type Config struct {
 	// and commits a new one, the oldest beyond it are dropped and their
 	// checkpoints released on every node.
 	SnapshotRetention int
+	// SnapshotOrphanAge is how long a checkpoint no committed manifest
+	// lists is kept before it is released (a take that failed, or whose
+	// leader died, leaves one). Default 2 min.
+	SnapshotOrphanAge time.Duration
 	// GossipProfile selects memberlist's timing: "lan" (default) or
 	// "local" (loopback/tests: faster failure detection).
 	GossipProfile string
@@ -127,6 +131,7 @@ func DefaultConfig() Config {
 		TxnDeadline:       5 * time.Second,
 		MoveBytesPerSec:   -1,
 		SnapshotRetention: 5,
+		SnapshotOrphanAge: 2 * time.Minute,
 		Engine:            engine.DefaultConfig(),
 		Server:            server.DefaultConfig(),
 		Transport:         transport.DefaultConfig(),
@@ -194,6 +199,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SnapshotRetention < 1 || c.SnapshotRetention > coordinator.MaxSnapshots {
 		bad("snapshot-retention %d must be in [1, %d]", c.SnapshotRetention, coordinator.MaxSnapshots)
+	}
+	if c.SnapshotOrphanAge < time.Second {
+		bad("snapshot-orphan-age %s must be at least 1s", c.SnapshotOrphanAge)
 	}
 	if c.TxnKeysMax < 1 || c.TxnKeysMax > 1<<20 {
 		bad("txn-keys-max %d must be in [1, %d]", c.TxnKeysMax, 1<<20)

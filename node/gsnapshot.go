@@ -532,6 +532,7 @@ func (n *Node) takeSnapshot(ctx context.Context) (string, error) {
 		parts[i].Ranges = coordinator.Ranges(t.BucketsOf(parts[i].Node))
 	}
 	man := coordinator.SnapshotManifest{ID: id, Buckets: router.NumBuckets, Epoch: t.Epoch(), CreatedMs: start.UnixMilli(), Parts: parts}
+	n.failpoint("snap-leader-before-commit")
 	if _, err := n.coord.Apply(ctx, coordinator.AddSnapshot{Manifest: man}); err != nil {
 		if !errors.Is(err, coordinator.ErrUnknownOutcome) {
 			release()
@@ -702,6 +703,20 @@ func (n *Node) snapshotReconcile(s *coordinator.State) {
 		// Committed once (its file exists), dropped since.
 		_ = n.releaseSnapshot(id)
 		_ = os.Remove(filepath.Join(n.cfg.DataDir, "snapshot-manifests", f.Name()))
+	}
+	// Checkpoints of takes that never committed (the take failed on
+	// another node, or its leader died mid-way): no manifest lists them
+	// once Config.SnapshotOrphanAge has passed (a take lasts seconds; a committed one
+	// is listed here within the log's lag).
+	dirs, _ := os.ReadDir(filepath.Join(n.cfg.DataDir, "snapshots"))
+	for _, d := range dirs {
+		if !d.IsDir() || listed[d.Name()] {
+			continue
+		}
+		if info, err := d.Info(); err == nil && time.Since(info.ModTime()) > n.cfg.SnapshotOrphanAge {
+			n.log.Warn("snapshot: releasing the checkpoint of a take that never committed", "snapshot", d.Name())
+			_ = n.releaseSnapshot(d.Name())
+		}
 	}
 }
 

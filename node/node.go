@@ -412,6 +412,7 @@ func (n *Node) watchLoop() {
 		n.snapshotReconcile(s)
 		select {
 		case <-ch:
+		case <-time.After(30 * time.Second): // orphaned checkpoints age out without state changes
 		case <-n.done:
 			return
 		}

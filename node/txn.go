@@ -707,7 +707,7 @@ func parseFailpoints(spec string) map[string]int {
 
 // failpointNames are the places a fault test can kill a node at.
 var failpointNames = []string{"coord-before-decide", "coord-before-commit", "holder-after-decide-write", "part-after-prepare", "part-before-apply",
-	"mig-target-copy", "mig-source-fence"}
+	"mig-target-copy", "mig-source-fence", "snap-leader-before-commit"}
 
 // failpoint kills the process with SIGKILL at the configured hit of name.
 func (n *Node) failpoint(name string) {

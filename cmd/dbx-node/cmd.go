@@ -127,6 +127,7 @@ func newServeCmd() *cobra.Command {
 	f.IntVar(&cfg.SnapshotRetention, "snapshot-retention", cfg.SnapshotRetention, "global snapshots the cluster keeps (applied by the leader after each take)")
 	f.StringVar(&cfg.Failpoints, "failpoints", "", "fault tests only: name[:n],... kill this process at the n-th hit")
 	_ = f.MarkHidden("failpoints")
+	f.DurationVar(&cfg.SnapshotOrphanAge, "snapshot-orphan-age", cfg.SnapshotOrphanAge, "release a snapshot checkpoint no committed manifest lists after this long")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	return cmd
