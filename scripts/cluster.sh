@@ -86,6 +86,12 @@ if command -v redis-cli >/dev/null 2>&1; then
 	got=$(redis-cli -c -p 6379 GET key:1)
 	echo "  redis-cli -c (cluster mode) GET key:1 -> $got"
 	[ "$got" = "value-1" ] || { echo "  MISMATCH: want value-1" >&2; fail=1; }
+	# One transaction over keys of several owners (atomic: two-phase commit).
+	got=$(printf 'MULTI\nSET key:0 tx-0\nSET key:1 tx-1\nSET key:2 tx-2\nEXEC\n' | redis-cli -p 6380 | tr '\n' ' ')
+	echo "  MULTI; SET key:0 key:1 key:2; EXEC on port 6380 (one atomic transaction across owners) -> $got"
+	got=$(redis-cli -p 6381 MGET key:0 key:1 key:2 | tr '\n' ' ')
+	echo "  MGET key:0 key:1 key:2 on port 6381 -> $got"
+	[ "$got" = "tx-0 tx-1 tx-2 " ] || { echo "  MISMATCH: want tx-0 tx-1 tx-2" >&2; fail=1; }
 else
 	echo "redis-cli not found (apt-get install redis-tools): skipping the key smoke test"
 fi
