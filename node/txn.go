@@ -6,8 +6,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -90,6 +92,9 @@ type txns struct {
 	part    *twophase.Participant
 	now     twophase.Tick
 	waiters map[twophase.TxID]chan twophase.ReplyClient
+
+	// recMu orders the record writes of one transaction (persist).
+	recMu [256]sync.Mutex
 
 	hmu      sync.Mutex
 	held     map[string]twophase.TxID
@@ -263,13 +268,37 @@ func (t *txns) persist(effs []twophase.Effect) (committed []twophase.PrepareReco
 	var b engine.Batch
 	var prepared, aborted []twophase.TxID
 	decided := false
+	// Writes of one transaction's records must land in the order the state
+	// machine made them, but runs of effects are performed by different
+	// goroutines (a slow Prepared write can race the Tick's abort of the
+	// same transaction). Each write holds its transactions' stripes and
+	// skips a record the state machine has already moved past: the newer
+	// one is, or will be, written instead.
+	ids := make([]twophase.TxID, 0, len(effs))
 	for _, e := range effs {
 		switch e := e.(type) {
 		case twophase.PersistRecord:
+			ids = append(ids, e.Rec.Txn)
+		case twophase.PersistPrepare:
+			ids = append(ids, e.Rec.Txn)
+		}
+	}
+	unlock := t.lockRecords(ids)
+	t.mu.Lock()
+	for _, e := range effs {
+		switch e := e.(type) {
+		case twophase.PersistRecord:
+			if t.part.Record(e.Rec.Txn) != e.Rec.Status {
+				continue // stale
+			}
 			b.Set(txnBucket, recKey('r', e.Rec.Txn), mustMsgpack(e.Rec))
 			decided = decided || e.Rec.Status == twophase.StatusCommitted
 		case twophase.PersistPrepare:
-			switch rec := e.Rec; rec.State {
+			rec := e.Rec
+			if rec.State != twophase.StateCommitted && t.part.State(rec.Txn) != rec.State {
+				continue // stale
+			}
+			switch rec.State {
 			case twophase.StatePrepared:
 				prepared = append(prepared, rec.Txn)
 				b.Set(txnBucket, recKey('p', rec.Txn), mustMsgpack(rec))
@@ -281,8 +310,11 @@ func (t *txns) persist(effs []twophase.Effect) (committed []twophase.PrepareReco
 			}
 		}
 	}
+	t.mu.Unlock()
 	if b.Len() > 0 {
-		if err := t.st.Write(context.Background(), &b); err != nil {
+		err := t.st.Write(context.Background(), &b)
+		unlock()
+		if err != nil {
 			t.log.Error("transaction records not written", "err", err, "prepared", len(prepared), "aborted", len(aborted))
 			for _, id := range prepared {
 				t.mu.Lock()
@@ -295,6 +327,8 @@ func (t *txns) persist(effs []twophase.Effect) (committed []twophase.PrepareReco
 			// contradicts. A restart replays the decision from the records.
 			return committed
 		}
+	} else {
+		unlock()
 	}
 	if decided {
 		t.n.failpoint("holder-after-decide-write")
@@ -310,6 +344,26 @@ func (t *txns) persist(effs []twophase.Effect) (committed []twophase.PrepareReco
 		t.unhold(id)
 	}
 	return committed
+}
+
+// lockRecords takes the record stripes of ids in ascending order.
+func (t *txns) lockRecords(ids []twophase.TxID) func() {
+	idx := make([]int, 0, len(ids))
+	for _, id := range ids {
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(id))
+		idx = append(idx, int(h.Sum32()%uint32(len(t.recMu))))
+	}
+	slices.Sort(idx)
+	idx = slices.Compact(idx)
+	for _, i := range idx {
+		t.recMu[i].Lock()
+	}
+	return func() {
+		for _, i := range idx {
+			t.recMu[i].Unlock()
+		}
+	}
 }
 
 // applyCommitted applies committed transactions' intents, then marks them
