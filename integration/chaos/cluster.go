@@ -48,6 +48,8 @@ type ClusterConfig struct {
 type Node struct {
 	ID, IP, Container, Volume string
 	Index                     int
+	// gen counts the fresh data dirs the node was given (Rejoin).
+	gen int
 }
 
 func (n *Node) respAddr() string   { return net.JoinHostPort(n.IP, strconv.Itoa(respPort)) }
@@ -63,6 +65,8 @@ type Cluster struct {
 	Nodes   []*Node
 
 	logMu sync.Mutex // serializes appends to LogDir files
+
+	filled bool // fillData ran
 }
 
 // ClusterInfo is the part of GET /v1/cluster the harness reads.
@@ -71,11 +75,22 @@ type ClusterInfo struct {
 	Leader string `json:"leader"`
 	Self   string `json:"self"`
 	Nodes  []struct {
-		ID       string `json:"id"`
-		State    string `json:"state"`
-		Buckets  int    `json:"buckets"`
-		RespAddr string `json:"resp_addr"`
+		ID       string  `json:"id"`
+		Weight   float64 `json:"weight"`
+		State    string  `json:"state"`
+		Buckets  int     `json:"buckets"`
+		RespAddr string  `json:"resp_addr"`
 	} `json:"nodes"`
+	Migration struct {
+		Active      bool  `json:"active"`
+		Pending     int   `json:"pending"`
+		Moving      int   `json:"moving"`
+		Done        int   `json:"done"`
+		Total       int   `json:"total"`
+		Bytes       int64 `json:"bytes"`
+		Concurrency int   `json:"concurrency"`
+		BytesPerSec int64 `json:"bytes_per_sec"`
+	} `json:"migration"`
 }
 
 // BuildImage builds a static dbx-node (CGO_ENABLED=0) from the module at
@@ -205,8 +220,9 @@ func hostUses(subnet string) bool {
 }
 
 // runNode creates and starts n's container, joining the gossip addresses
-// of join (none: bootstrap, or a restart that waits to be found).
-func (c *Cluster) runNode(ctx context.Context, n *Node, join []*Node) error {
+// of join (none: bootstrap, or a restart that waits to be found); extra
+// flags (e.g. --weight) go last.
+func (c *Cluster) runNode(ctx context.Context, n *Node, join []*Node, extra ...string) error {
 	args := []string{"run", "-d", "--name", n.Container, "--hostname", n.ID,
 		"--network", c.Network, "--ip", n.IP, "--label", LabelKey + "=" + c.cfg.Run,
 		"-v", n.Volume + ":/data", "--stop-timeout", "10",
@@ -221,6 +237,7 @@ func (c *Cluster) runNode(ctx context.Context, n *Node, join []*Node) error {
 		}
 		args = append(args, "--join", strings.Join(addrs, ","))
 	}
+	args = append(args, extra...)
 	_, err := c.d.run(ctx, args...)
 	return err
 }
@@ -417,10 +434,19 @@ func (c *Cluster) Converged(ctx context.Context) (ClusterInfo, error) {
 		if errs[i] != nil {
 			return ci, errs[i]
 		}
-		if ci.Leader == "" || len(ci.Nodes) != len(c.Nodes) {
-			return ci, fmt.Errorf("%s: leader %q, %d members", n.ID, ci.Leader, len(ci.Nodes))
+		members := 0
+		for _, m := range ci.Nodes {
+			if !c.gone(m.ID, m.State) {
+				members++
+			}
+		}
+		if ci.Leader == "" || members != len(c.Nodes) {
+			return ci, fmt.Errorf("%s: leader %q, %d members", n.ID, ci.Leader, members)
 		}
 		for _, m := range ci.Nodes {
+			if c.gone(m.ID, m.State) {
+				continue
+			}
 			if m.State != "active" || m.Buckets == 0 {
 				return ci, fmt.Errorf("%s sees %s %s with %d buckets", n.ID, m.ID, m.State, m.Buckets)
 			}
@@ -431,6 +457,13 @@ func (c *Cluster) Converged(ctx context.Context) (ClusterInfo, error) {
 		}
 	}
 	return infos[0], nil
+}
+
+// gone reports whether a member of /v1/cluster is one the run drained
+// away: state left and no longer one of c.Nodes (a drained member stays in
+// the metadata as left until it joins again).
+func (c *Cluster) gone(id, state string) bool {
+	return state == "left" && c.byID(id) == nil
 }
 
 // WaitConverged polls Converged until it holds or d passes; it returns the

@@ -19,10 +19,16 @@ type Nemesis struct {
 	// (nil: it can). Checked once per run; a nemesis that cannot run is
 	// skipped and the reason printed.
 	Missing func(ctx context.Context, c *Cluster) error
+	// Prepare, if set, runs once before the workloads start (e.g. loads
+	// data the nemesis needs); an error ends the run.
+	Prepare func(ctx context.Context, c *Cluster) error
 	Inject  func(ctx context.Context, c *Cluster, rnd *rand.Rand) (*Fault, error)
 	// Hold overrides the run's hold time (pause must outlast the gossip
 	// suspicion timeout).
 	Hold time.Duration
+	// HealTimeout bounds Heal (default 2 minutes): rebalance heals wait
+	// for migrations.
+	HealTimeout time.Duration
 }
 
 // Fault is an injected fault.
@@ -42,10 +48,18 @@ type Fault struct {
 // failed and must be re-admitted. The report says whether it was.
 const PauseHold = 20 * time.Second
 
-// Nemeses returns every nemesis the harness knows, in a fixed order. The
-// rebalance issue adds join, drain and reweight here (placement changes
-// under the set workload); the checkers need no change for them.
+// Nemeses returns every nemesis the harness knows, in a fixed order: the
+// faults (FaultNemeses), then the rebalance ones (RebalanceNemeses: join,
+// reweight, drain, kill-migration-target, kill-migration-source); the
+// checkers need no change for them.
 func Nemeses() []Nemesis {
+	return append(FaultNemeses(), RebalanceNemeses()...)
+}
+
+// FaultNemeses returns the network, process and pause faults: the default
+// list. The rebalance nemeses join it with -chaos.rebalance
+// (DefaultNemeses); see RebalanceNemeses for why they are not in it yet.
+func FaultNemeses() []Nemesis {
 	netMissing := func(ctx context.Context, c *Cluster) error { return c.netToolsMissing(ctx, c.Nodes[0], false) }
 	return []Nemesis{
 		{Name: "partition-halves", Missing: netMissing, Inject: partitionHalves},
@@ -69,12 +83,21 @@ func Nemeses() []Nemesis {
 	}
 }
 
-// SelectNemeses returns the nemeses named in names (all when empty, none
-// for "none").
-func SelectNemeses(names []string) ([]Nemesis, error) {
+// DefaultNemeses is the list a run uses when none are named: the faults,
+// plus the rebalance nemeses when rebalance is set.
+func DefaultNemeses(rebalance bool) []Nemesis {
+	if rebalance {
+		return Nemeses()
+	}
+	return FaultNemeses()
+}
+
+// SelectNemeses returns the nemeses named in names (any of Nemeses), or
+// DefaultNemeses(rebalance) when names is empty, none for "none".
+func SelectNemeses(names []string, rebalance bool) ([]Nemesis, error) {
 	all := Nemeses()
 	if len(names) == 0 {
-		return all, nil
+		return DefaultNemeses(rebalance), nil
 	}
 	if len(names) == 1 && names[0] == "none" {
 		return nil, nil

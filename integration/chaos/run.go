@@ -43,8 +43,8 @@ type RunConfig struct {
 	RecoveryTimeout time.Duration
 	// CheckTimeout bounds porcupine.
 	CheckTimeout time.Duration
-	// Nemeses to run (Nemeses() for all); Workloads to run (all three when
-	// empty).
+	// Nemeses to run (DefaultNemeses, or any of Nemeses); Workloads to
+	// run (all three when empty).
 	Nemeses   []Nemesis
 	Workloads []string
 	// Pace is the think time of workload clients between operations.
@@ -68,7 +68,7 @@ func DefaultRunConfig() RunConfig {
 		Quiet:           2 * time.Second,
 		RecoveryTimeout: 60 * time.Second,
 		CheckTimeout:    2 * time.Minute,
-		Nemeses:         Nemeses(),
+		Nemeses:         DefaultNemeses(false),
 		Workloads:       []string{WorkloadRegister, WorkloadBank, WorkloadSet},
 		Pace:            50 * time.Millisecond,
 	}
@@ -112,7 +112,12 @@ const (
 	bankInitial            = 100
 	maxOpsPerClient        = 1_000_000
 	finalReadTimeout       = 30 * time.Second
-	settleAfterFaults      = 3 * time.Second
+	// brokenReadTimeout replaces finalReadTimeout once a fault has failed
+	// (e.g. the cluster did not recover): reads of a dead node's keys
+	// would each wait the full bound and outlast the test's timeout,
+	// which skips its cleanup.
+	brokenReadTimeout = 2 * time.Second
+	settleAfterFaults = 3 * time.Second
 )
 
 // Run starts a cluster, runs the workloads under the faults, checks the
@@ -178,6 +183,14 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 			}
 		}
 		nemeses = append(nemeses, nm)
+	}
+
+	for _, nm := range nemeses {
+		if nm.Prepare != nil {
+			if err := nm.Prepare(ctx, c); err != nil {
+				return rep, fmt.Errorf("nemesis %s: prepare: %w", nm.Name, err)
+			}
+		}
 	}
 
 	// Workloads. On every return they are stopped and waited for before the
@@ -281,6 +294,11 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	stopWorkloads()
 	wg.Wait()
 	logf("workloads stopped after %s of faults; final reads", rep.FaultPhase.Round(time.Second))
+	readTimeout := finalReadTimeout
+	if broken {
+		readTimeout = brokenReadTimeout
+		logf("a fault failed: final reads bounded by %s each", readTimeout)
+	}
 
 	// Final reads and checks.
 	if reg != nil {
@@ -293,7 +311,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 		}
 	}
 	if bank != nil {
-		bank.FinalRead(ctx, probes, finalReadTimeout)
+		bank.FinalRead(ctx, probes, readTimeout)
 		rep.BankReads, rep.BankTransfers, rep.BankCounts, rep.BankTotal = bank.Reads(), bank.Transfers(), bank.Counts(), bank.Total()
 		res := CheckBank(bank.Total(), len(bank.Accounts), rep.BankReads)
 		rep.BankResult = &res
@@ -302,7 +320,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 		}
 	}
 	if set != nil {
-		final := set.Final(ctx, probes, finalReadTimeout)
+		final := set.Final(ctx, probes, readTimeout)
 		rep.SetAttempts, rep.SetFinal = set.Attempts(), &final
 		res := CheckSet(rep.SetAttempts, final)
 		rep.SetResult = &res
@@ -333,7 +351,11 @@ func runFault(ctx context.Context, c *Cluster, nm Nemesis, cfg RunConfig, rnd *r
 		sleepCtx(ctx, hold)
 	}
 	if f != nil && f.Heal != nil {
-		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		healTimeout := 2 * time.Minute
+		if nm.HealTimeout > 0 {
+			healTimeout = nm.HealTimeout
+		}
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healTimeout)
 		if herr := f.Heal(hctx); herr != nil {
 			fr.Err = joinNonEmpty(fr.Err, "heal: "+herr.Error())
 		}
