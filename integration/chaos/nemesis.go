@@ -56,9 +56,9 @@ func Nemeses() []Nemesis {
 	return append(FaultNemeses(), RebalanceNemeses()...)
 }
 
-// FaultNemeses returns the network, process and pause faults: the default
-// list. The rebalance nemeses join it with -chaos.rebalance
-// (DefaultNemeses); see RebalanceNemeses for why they are not in it yet.
+// FaultNemeses returns the network, process and pause faults. The default
+// list adds the rebalance nemeses unless -chaos.rebalance=false
+// (DefaultNemeses).
 func FaultNemeses() []Nemesis {
 	netMissing := func(ctx context.Context, c *Cluster) error { return c.netToolsMissing(ctx, c.Nodes[0], false) }
 	return []Nemesis{

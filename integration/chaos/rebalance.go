@@ -63,23 +63,16 @@ const (
 	killAfterMove = time.Second
 )
 
-// RebalanceNemeses returns the membership-change nemeses (part of Nemeses;
-// in the default list only with -chaos.rebalance). Each loads the filler
+// RebalanceNemeses returns the membership-change nemeses (part of Nemeses
+// and of the default list unless -chaos.rebalance=false). Each loads the filler
 // data before the workloads start (once per run), so every move carries
 // data.
 //
-// They are not in the default list yet because they make a node bug show:
-// in one of the make chaos-short runs with them (seed 89082) the node
-// killed as a migration target could not start again — "restoring
-// transaction records: twophase: inconsistent persisted records: key
-// "acct1" held by both n4.3bc6f260.750 and n5.6080045a.678" — two
-// prepared records holding one bank key. Both coordinators had been
-// SIGKILLed earlier in the run (n4 as a migration source, n5 in
-// kill-minority) and buckets had moved off that node and back (reweight);
-// a likely cause, not verified, is a prepare record that outlives its
-// bucket's move away and back while its transaction is in doubt. The run
-// then cannot recover. Until the node is fixed, CI (make chaos-short)
-// keeps to the faults that pass.
+// In one of their first runs (seed 89082) the node killed as a migration
+// target could not start again ("inconsistent persisted records: key
+// acct1 held by both ..."): a slow Prepared record write landed after the
+// same transaction's abort. Fixed in node/txn.go (record writes of one
+// transaction are ordered); they have been in the default list since.
 func RebalanceNemeses() []Nemesis {
 	fill := func(ctx context.Context, c *Cluster) error { return c.fillData(ctx, c.Nodes[0]) }
 	return []Nemesis{
