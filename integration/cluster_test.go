@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/dbx-kv/dbx/node"
 	"github.com/dbx-kv/dbx/router"
@@ -138,7 +139,7 @@ func waitConverged(t *testing.T, nodes []*node.Node, placed int) {
 }
 
 func client(t *testing.T, n *node.Node) *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: n.RESPAddr(), MaxRetries: -1, DialTimeout: time.Second})
+	c := redis.NewClient(&redis.Options{MaintNotificationsConfig: noMaint(), Addr: n.RESPAddr(), MaxRetries: -1, DialTimeout: time.Second})
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -451,4 +452,13 @@ func testOutput(t *testing.T) io.Writer {
 		g.mu.Unlock()
 	})
 	return g
+}
+
+// noMaint turns off go-redis's maintenance-notifications handshake. dbx
+// does not speak it; in auto mode go-redis then rewrites the client's
+// options on a new connection while Watch clones them — a data race
+// inside go-redis (v9.17) that -race reports when a node restarts under a
+// WATCH workload.
+func noMaint() *maintnotifications.Config {
+	return &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 }

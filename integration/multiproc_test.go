@@ -446,7 +446,7 @@ func TestMultiProcessKillRestart(t *testing.T) {
 	ctx := context.Background()
 	clients := map[string]*redis.Client{}
 	for _, p := range c.procs {
-		rc := redis.NewClient(&redis.Options{Addr: p.resp, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second})
+		rc := redis.NewClient(&redis.Options{MaintNotificationsConfig: noMaint(), Addr: p.resp, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second})
 		t.Cleanup(func() { rc.Close() })
 		clients[p.id] = rc
 	}
@@ -511,7 +511,7 @@ func TestMultiProcessKillRestart(t *testing.T) {
 		healthyAfter := time.Since(restarted)
 		// Connections to the killed process are dead: a fresh client.
 		clients[victim.id].Close()
-		clients[victim.id] = redis.NewClient(&redis.Options{Addr: victim.resp, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second})
+		clients[victim.id] = redis.NewClient(&redis.Options{MaintNotificationsConfig: noMaint(), Addr: victim.resp, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second})
 		c.waitActive(t, 30*time.Second, c.procs)
 		activeAfter := time.Since(restarted)
 		waitFor(t, 15*time.Second, victim.id+"'s keys readable", func() error {

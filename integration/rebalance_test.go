@@ -43,7 +43,7 @@ func startSetWorkload(t *testing.T, addrs func() []string, clients int) *setWork
 				default:
 				}
 				as := addrs()
-				cl := redis.NewClient(&redis.Options{Addr: as[(c+i)%len(as)], MaxRetries: -1, PoolSize: 1, ReadTimeout: 5 * time.Second})
+				cl := redis.NewClient(&redis.Options{MaintNotificationsConfig: noMaint(), Addr: as[(c+i)%len(as)], MaxRetries: -1, PoolSize: 1, ReadTimeout: 5 * time.Second})
 				for j := 0; j < 50; j++ {
 					k := fmt.Sprintf("set:%d:%d:%d", c, i, j)
 					w.attempted.Store(k, k)
@@ -97,7 +97,7 @@ func checkPlacementOfData(t *testing.T, nodes []*node.Node, tab *router.Table, w
 	ctx := context.Background()
 	found := map[string]string{}
 	for _, n := range nodes {
-		cl := redis.NewClient(&redis.Options{Addr: n.RESPAddr()})
+		cl := redis.NewClient(&redis.Options{MaintNotificationsConfig: noMaint(), Addr: n.RESPAddr()})
 		iter := cl.Scan(ctx, 0, "set:*", 1000).Iterator()
 		misplaced := 0
 		for iter.Next(ctx) {

@@ -40,7 +40,7 @@ func rebalanceKill(t *testing.T, victimID, failpoint string) {
 	})
 	ctx := context.Background()
 	n1 := c.byID("n1")
-	rc := redis.NewClient(&redis.Options{Addr: n1.resp})
+	rc := redis.NewClient(&redis.Options{MaintNotificationsConfig: noMaint(), Addr: n1.resp})
 	defer rc.Close()
 	before := owners(ctx, t, rc)
 
@@ -126,7 +126,7 @@ func rebalanceKill(t *testing.T, victimID, failpoint string) {
 	// Every node's own data: owned by it, nothing lost or invented.
 	found := map[string]string{}
 	for _, p := range c.procs {
-		cl := redis.NewClient(&redis.Options{Addr: p.resp})
+		cl := redis.NewClient(&redis.Options{MaintNotificationsConfig: noMaint(), Addr: p.resp})
 		iter := cl.Scan(ctx, 0, "set:*", 1000).Iterator()
 		for iter.Next(ctx) {
 			k := iter.Val()

@@ -72,7 +72,7 @@ func TestRequirePassAndAdminToken(t *testing.T) {
 	waitConverged(t, []*node.Node{n1, n2}, 2)
 
 	ctx := context.Background()
-	anon := redis.NewClient(&redis.Options{Addr: n1.RESPAddr(), MaxRetries: -1})
+	anon := redis.NewClient(&redis.Options{MaintNotificationsConfig: noMaint(), Addr: n1.RESPAddr(), MaxRetries: -1})
 	defer anon.Close()
 	if err := anon.Set(ctx, "x", "y", 0).Err(); err == nil || !strings.HasPrefix(err.Error(), "NOAUTH") {
 		t.Fatalf("SET without AUTH: %v, want NOAUTH", err)
@@ -80,7 +80,7 @@ func TestRequirePassAndAdminToken(t *testing.T) {
 	if err := anon.Ping(ctx).Err(); err != nil {
 		t.Fatalf("PING without AUTH must work: %v", err)
 	}
-	authed := redis.NewClient(&redis.Options{Addr: n1.RESPAddr(), Password: "s3cret"})
+	authed := redis.NewClient(&redis.Options{MaintNotificationsConfig: noMaint(), Addr: n1.RESPAddr(), Password: "s3cret"})
 	defer authed.Close()
 	key := keyOwnedBy(t, n1.Table(), "p2", "pw")
 	if err := authed.Set(ctx, key, "v", 0).Err(); err != nil {
@@ -89,7 +89,7 @@ func TestRequirePassAndAdminToken(t *testing.T) {
 	if v, err := authed.Get(ctx, key).Result(); err != nil || v != "v" {
 		t.Fatalf("GET = %q, %v", v, err)
 	}
-	wrong := redis.NewClient(&redis.Options{Addr: n1.RESPAddr(), Password: "nope", MaxRetries: -1})
+	wrong := redis.NewClient(&redis.Options{MaintNotificationsConfig: noMaint(), Addr: n1.RESPAddr(), Password: "nope", MaxRetries: -1})
 	defer wrong.Close()
 	if err := wrong.Ping(ctx).Err(); err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
 		t.Fatalf("wrong password: %v, want WRONGPASS", err)

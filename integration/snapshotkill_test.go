@@ -35,7 +35,7 @@ func TestSnapshotLeaderKilledMidTake(t *testing.T) {
 	ctx := context.Background()
 	var clients []*redis.Client
 	for _, p := range c.procs[1:] { // n1 is about to die
-		cl := redis.NewClient(&redis.Options{Addr: p.resp, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: 8 * time.Second})
+		cl := redis.NewClient(&redis.Options{MaintNotificationsConfig: noMaint(), Addr: p.resp, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: 8 * time.Second})
 		t.Cleanup(func() { cl.Close() })
 		clients = append(clients, cl)
 	}

@@ -31,7 +31,7 @@ func TestSnapshotRestoreProcesses(t *testing.T) {
 	}
 	var clients []*redis.Client
 	for _, p := range c.procs {
-		cl := redis.NewClient(&redis.Options{Addr: p.resp, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: 8 * time.Second, PoolSize: 8})
+		cl := redis.NewClient(&redis.Options{MaintNotificationsConfig: noMaint(), Addr: p.resp, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: 8 * time.Second, PoolSize: 8})
 		t.Cleanup(func() { cl.Close() })
 		clients = append(clients, cl)
 	}

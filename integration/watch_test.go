@@ -23,7 +23,7 @@ import (
 func TestWatchIncrementsSyncAlways(t *testing.T) {
 	c := startClusterWith(t, 1, func(cfg *node.Config) { cfg.Sync = "always" })
 	ctx := context.Background()
-	rdb := redis.NewClient(&redis.Options{Addr: c.nodes[0].RESPAddr(), PoolSize: 8})
+	rdb := redis.NewClient(&redis.Options{MaintNotificationsConfig: noMaint(), Addr: c.nodes[0].RESPAddr(), PoolSize: 8})
 	defer rdb.Close()
 	var wg sync.WaitGroup
 	var watched, incrs atomic.Int64
