@@ -221,3 +221,17 @@ func TestCheckSet(t *testing.T) {
 		})
 	}
 }
+
+// The snapshot verdict fails on a broken total and on having nothing to
+// check (a run where no take succeeded proves nothing).
+func TestSnapshotResultVerdict(t *testing.T) {
+	if (SnapshotResult{Taken: 3, Checked: 2}).OK() != true {
+		t.Fatal("two conserved snapshots: not OK")
+	}
+	if (SnapshotResult{Taken: 3, Checked: 2, Bad: []string{"s1: bank total 998, want 1000"}}).OK() {
+		t.Fatal("a broken total passed")
+	}
+	if (SnapshotResult{Taken: 0, Refused: 5}).OK() {
+		t.Fatal("no snapshot checked passed")
+	}
+}

@@ -1,11 +1,13 @@
 // Package chaos runs dbx clusters in Docker, injects faults and checks what
 // the clients saw against models. It owns the harness: the cluster of
 // containers (cluster.go), the faults (nemesis.go, netfault.go), the
-// workloads that record histories (register.go, bank.go, set.go), the
-// checkers (pure functions over those histories, unit-tested with
+// workloads that record histories (register.go, bank.go, set.go), global
+// snapshots taken during the bank and restored at the end (snapshot.go,
+// through the admin API and the operator's export/restore code in node/),
+// the checkers (pure functions over those histories, unit-tested with
 // hand-made bad histories) and the report. It must not reach into the
-// node: everything goes through the docker CLI, RESP and the admin API, as
-// an operator's tools would.
+// running nodes: everything goes through the docker CLI, RESP and the
+// admin API, as an operator's tools would.
 //
 // # Running
 //

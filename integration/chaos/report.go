@@ -64,6 +64,7 @@ type Report struct {
 	BankTransfers  []BankTransfer
 	BankCounts     BankCounts
 	BankResult     *BankResult
+	SnapshotResult *SnapshotResult
 	SetAttempts    []SetAttempt
 	SetFinal       *SetFinal
 	SetResult      *SetResult
@@ -146,6 +147,9 @@ func (r *Report) String() string {
 		p("  bank: %s\n", r.BankResult)
 	case !r.Multi:
 		p("  bank: skipped (%s)\n", shortWhy(r.MultiWhy))
+	}
+	if r.SnapshotResult != nil {
+		p("  snapshot: %s\n", r.SnapshotResult)
 	}
 	if r.SetResult != nil {
 		p("  set: %s\n", r.SetResult)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -215,9 +216,10 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 		})
 	}
 	var (
-		reg  *Register
-		bank *Bank
-		set  *Set
+		reg   *Register
+		bank  *Bank
+		set   *Set
+		snaps *Snapshots
 	)
 	if cfg.has(WorkloadRegister) {
 		// Enough generations of keys for the longest run this can be.
@@ -252,6 +254,13 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 		for _, n := range c.Nodes {
 			startClient(n, bank.RunReads)
 		}
+	}
+	if bank != nil {
+		// Global snapshots during the bank, restored and summed at the end.
+		snaps = &Snapshots{}
+		rnd := rand.New(rand.NewPCG(cfg.Seed, 999))
+		nodes := slices.Clone(c.Nodes)
+		wg.Go(func() { snaps.Run(stop, nodes, rnd) })
 	}
 	if cfg.has(WorkloadSet) {
 		set = &Set{Prefix: "set", Pace: cfg.Pace, MaxOps: maxOpsPerClient, clock: clk, prog: prog}
@@ -317,6 +326,24 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 		rep.BankResult = &res
 		if !res.OK() {
 			rep.Failures = append(rep.Failures, "bank: "+res.String())
+		}
+	}
+	if snaps != nil {
+		dir, err := os.MkdirTemp("", "dbx-chaos-snap-")
+		if err == nil {
+			var fresh []string
+			for _, n := range c.Nodes {
+				if n.gen > 0 {
+					fresh = append(fresh, n.ID)
+				}
+			}
+			res := snaps.Check(ctx, c.Nodes[0].httpAddr(), bank.Accounts, bank.Total(), dir, fresh)
+			os.RemoveAll(dir)
+			rep.SnapshotResult = &res
+			logf("snapshot: %s", res)
+			if !res.OK() {
+				rep.Failures = append(rep.Failures, "snapshot: "+res.String())
+			}
 		}
 	}
 	if set != nil {
