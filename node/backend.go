@@ -120,7 +120,12 @@ func (b *backend) checkOwned(keys ...[]byte) error {
 // ensureHasData makes sure MarkHasData is committed before this node
 // stores its first key, so no placement change can move a bucket that holds
 // data (the coordinator refuses those once it is committed).
-func (b *backend) ensureHasData(ctx context.Context) error {
+//
+// keys are the keys about to be written: the first write checked their
+// owner under a table that a placement committed just before MarkHasData
+// may have replaced (such a change moves no data), so once the mark is
+// known here their ownership is checked again (ErrNotOwner: route again).
+func (b *backend) ensureHasData(ctx context.Context, keys ...[]byte) error {
 	n := b.n
 	if n.hasData.Load() {
 		return nil
@@ -131,16 +136,27 @@ func (b *backend) ensureHasData(ctx context.Context) error {
 		return ctx.Err()
 	}
 	defer func() { <-n.markSem }()
-	if n.hasData.Load() || n.coord.Current().HasData() {
-		n.hasData.Store(true)
-		return nil
-	}
-	if _, err := n.leaderDo(ctx, leaderOp{Op: opMarkData}, nil); err != nil {
-		return fmt.Errorf("%w: recording that the cluster holds data: %v", server.ErrClusterDown, err)
+	if !n.hasData.Load() && !n.coord.Current().HasData() {
+		r, err := n.leaderDo(ctx, leaderOp{Op: opMarkData}, nil)
+		if err != nil {
+			return fmt.Errorf("%w: recording that the cluster holds data: %v", server.ErrClusterDown, err)
+		}
+		// Apply everything up to the mark here before judging ownership.
+		for {
+			s, ch := n.coord.Watch()
+			if s.Index() >= r.Index && s.HasData() {
+				break
+			}
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		n.log.Info("cluster marked as holding data: placement changes now move buckets")
 	}
 	n.hasData.Store(true)
-	n.log.Info("cluster marked as holding data: placement is frozen until the rebalancer exists")
-	return nil
+	return b.checkOwned(keys...)
 }
 
 // forward runs call against key's owner: locally, or remotely. While the
@@ -156,9 +172,15 @@ func forward[T any](ctx context.Context, b *backend, key []byte, local func() (T
 		}
 		if addr == "" {
 			v, err := local()
-			if errors.Is(err, errFenced) {
+			switch {
+			case errors.Is(err, errFenced):
 				if werr := b.n.mig.waitUnfenced(ctx, key); werr != nil {
 					return zero, fmt.Errorf("%w: %v", server.ErrTryAgain, werr)
+				}
+				continue
+			case errors.Is(err, ErrNotOwner): // the table changed under the call: route again
+				if werr := b.movedBackoff(ctx, attempt); werr != nil {
+					return zero, fmt.Errorf("%w: %v", server.ErrTryAgain, err)
 				}
 				continue
 			}
@@ -286,7 +308,7 @@ func (b *backend) Set(ctx context.Context, key, value []byte, opt server.SetOpti
 }
 
 func (b *backend) localSet(ctx context.Context, req *setReq) (setResp, error) {
-	if err := b.ensureHasData(ctx); err != nil {
+	if err := b.ensureHasData(ctx, req.Key); err != nil {
 		return setResp{}, err
 	}
 	r, err := b.local.Set(ctx, req.Key, req.Value, server.SetOptions{ExpireAtMs: req.ExpireAtMs, KeepTTL: req.KeepTTL, NX: req.NX, XX: req.XX, Get: req.Get})
@@ -308,7 +330,7 @@ func (b *backend) IncrBy(ctx context.Context, key []byte, delta int64) (int64, e
 }
 
 func (b *backend) localIncr(ctx context.Context, req *incrReq) (int64, error) {
-	if err := b.ensureHasData(ctx); err != nil {
+	if err := b.ensureHasData(ctx, req.Key); err != nil {
 		return 0, err
 	}
 	return b.local.IncrBy(ctx, req.Key, req.Delta)
@@ -639,7 +661,7 @@ func (b *backend) localMSet(ctx context.Context, req *msetReq) (*emptyResp, erro
 	if err := b.checkOwned(keys...); err != nil {
 		return nil, err
 	}
-	if err := b.ensureHasData(ctx); err != nil {
+	if err := b.ensureHasData(ctx, keys...); err != nil {
 		return nil, err
 	}
 	return &emptyResp{}, b.local.MSet(ctx, kvs...)

@@ -168,5 +168,5 @@ func (n *Node) applyLocal(ctx context.Context, op leaderOp) (leaderResult, error
 	default:
 		return leaderResult{}, fmt.Errorf("%w: unknown leader operation %q", coordinator.ErrBadCommand, op.Op)
 	}
-	return leaderResult{Epoch: res.Epoch}, err
+	return leaderResult{Epoch: res.Epoch, Index: res.Index}, err
 }
