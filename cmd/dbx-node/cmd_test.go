@@ -42,26 +42,7 @@ func TestEnvName(t *testing.T) {
 }
 
 func TestStatusReweightDrain(t *testing.T) {
-	cfg := node.DefaultConfig()
-	cfg.ID, cfg.DataDir = "s1", t.TempDir()
-	cfg.RESPAddr, cfg.RPCAddr, cfg.GossipAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.AdminToken, cfg.Sync, cfg.GossipProfile = "secret", "none", "local"
-	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	n, err := node.Start(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	run := func(args ...string) (string, error) {
-		root := newRootCmd()
-		var out bytes.Buffer
-		root.SetOut(&out)
-		root.SetArgs(args)
-		err := root.Execute()
-		return out.String(), err
-	}
+	n, _ := startAdminNode(t)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		out, err := run("status", "--http", n.HTTPAddr(), "--token", "secret")
@@ -82,4 +63,34 @@ func TestStatusReweightDrain(t *testing.T) {
 	if _, err := run("drain", "nobody", "--http", n.HTTPAddr(), "--token", "secret"); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Errorf("drain of unknown node: %v, want 404", err)
 	}
+}
+
+// startAdminNode starts a one-node cluster "s1" with admin token "secret"
+// on loopback ports until the test ends; it returns the node and its data
+// dir.
+func startAdminNode(t *testing.T) (*node.Node, string) {
+	t.Helper()
+	cfg := node.DefaultConfig()
+	cfg.ID, cfg.DataDir = "s1", t.TempDir()
+	cfg.RESPAddr, cfg.RPCAddr, cfg.GossipAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.AdminToken, cfg.Sync, cfg.GossipProfile = "secret", "none", "local"
+	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n, err := node.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n, cfg.DataDir
+}
+
+// run executes the CLI with args and returns its standard output.
+func run(args ...string) (string, error) {
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), err
 }

@@ -1,41 +1,18 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"log/slog"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/dbx-kv/dbx/node"
 )
 
 // TestSnapshotCommands runs take, list, show, export and restore against a
 // one-node cluster with an admin token.
 func TestSnapshotCommands(t *testing.T) {
-	cfg := node.DefaultConfig()
-	cfg.ID, cfg.DataDir = "s1", t.TempDir()
-	cfg.RESPAddr, cfg.RPCAddr, cfg.GossipAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.AdminToken, cfg.Sync, cfg.GossipProfile = "secret", "none", "local"
-	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	n, err := node.Start(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	run := func(args ...string) (string, error) {
-		root := newRootCmd()
-		var out bytes.Buffer
-		root.SetOut(&out)
-		root.SetArgs(args)
-		err := root.Execute()
-		return out.String(), err
-	}
+	n, dataDir := startAdminNode(t)
+	var err error
 	auth := []string{"--http", n.HTTPAddr(), "--token", "secret"}
 	var out string
 	deadline := time.Now().Add(10 * time.Second)
@@ -67,14 +44,14 @@ func TestSnapshotCommands(t *testing.T) {
 		t.Fatalf("export: %q, %v", out, err)
 	}
 	// The running node's engine is locked: restore refuses.
-	if _, err := run("restore", "--snapshot", dir, "--data-dir", cfg.DataDir, "--id", "s1"); err == nil || !strings.Contains(err.Error(), "in use") {
+	if _, err := run("restore", "--snapshot", dir, "--data-dir", dataDir, "--id", "s1"); err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("restore of a running node: %v, want a refusal", err)
 	}
 	n.Close()
-	if out, err := run("restore", "--snapshot", dir, "--data-dir", cfg.DataDir, "--id", "s1"); err != nil || !strings.Contains(out, "restored") {
+	if out, err := run("restore", "--snapshot", dir, "--data-dir", dataDir, "--id", "s1"); err != nil || !strings.Contains(out, "restored") {
 		t.Fatalf("restore: %q, %v", out, err)
 	}
-	if out, err := run("restore", "--snapshot", id[1], "--data-dir", cfg.DataDir, "--id", "s2"); err == nil || !strings.Contains(err.Error(), "no part for node s2") {
+	if out, err := run("restore", "--snapshot", id[1], "--data-dir", dataDir, "--id", "s2"); err == nil || !strings.Contains(err.Error(), "no part for node s2") {
 		t.Fatalf("restore of a node not in the snapshot: %q, %v", out, err)
 	}
 }
