@@ -139,7 +139,9 @@ func waitConverged(t *testing.T, nodes []*node.Node, placed int) {
 }
 
 func client(t *testing.T, n *node.Node) *redis.Client {
-	c := redis.NewClient(&redis.Options{MaintNotificationsConfig: noMaint(), Addr: n.RESPAddr(), MaxRetries: -1, DialTimeout: time.Second})
+	// ReadTimeout above the server's transaction timeout (6 s): an EXEC
+	// retrying under contention answers within it.
+	c := redis.NewClient(&redis.Options{MaintNotificationsConfig: noMaint(), Addr: n.RESPAddr(), MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: 10 * time.Second})
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -367,12 +369,17 @@ func TestCluster(t *testing.T) {
 			return fmt.Errorf("no leader among %d nodes", len(rest))
 		})
 		t.Logf("new leader after %s", time.Since(stopped))
-		for _, n := range rest {
-			cj, err := getCluster(n.HTTPAddr())
-			if err != nil || cj.Leader == "" || cj.Leader == oldID {
-				t.Fatalf("/v1/cluster on %s: %+v, %v", n.ID(), cj, err)
+		// Every live node learns the new leader (a follower hears of it
+		// with the leader's first heartbeat, a moment after the election).
+		waitFor(t, 5*time.Second, "every node reports the new leader", func() error {
+			for _, n := range rest {
+				cj, err := getCluster(n.HTTPAddr())
+				if err != nil || cj.Leader == "" || cj.Leader == oldID {
+					return fmt.Errorf("/v1/cluster on %s: leader %q, %v", n.ID(), cj.Leader, err)
+				}
 			}
-		}
+			return nil
+		})
 		// The stopped node's keys fail within the request bound (2 s).
 		start := time.Now()
 		err := client(t, rest[0]).Get(ctx, oldKey).Err()
