@@ -55,16 +55,19 @@ func (f *FSM) Watch() (*State, <-chan struct{}) {
 
 func (f *FSM) publish(next *State) {
 	prev := f.cur.Load()
-	f.mu.Lock()
-	f.cur.Store(next)
-	close(f.changed)
-	f.changed = make(chan struct{})
-	f.mu.Unlock()
+	// The router gets the table before anyone can see the state: a source
+	// that lifts its fence when it sees a move's switch wakes writes that
+	// route again at once, and they must route by the new table.
 	if t := next.Table(); f.holder != nil && t != nil && t != prev.Table() {
 		if err := f.holder.Store(t); err != nil {
 			f.log.Warn("coordinator: placement not published to the router", "epoch", t.Epoch(), "err", err)
 		}
 	}
+	f.mu.Lock()
+	f.cur.Store(next)
+	close(f.changed)
+	f.changed = make(chan struct{})
+	f.mu.Unlock()
 	if f.notify != nil {
 		f.notify()
 	}

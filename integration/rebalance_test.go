@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -25,12 +26,16 @@ type setWorkload struct {
 	errs             atomic.Int64
 	firstErrs        sync.Map
 	n                atomic.Int64
+	batches          [16]atomic.Int64 // per client: batches started (each with addrs() read afresh)
 	stop             chan struct{}
 	wg               sync.WaitGroup
 }
 
 func startSetWorkload(t *testing.T, addrs func() []string, clients int) *setWorkload {
 	w := &setWorkload{stop: make(chan struct{})}
+	if clients > len(w.batches) {
+		t.Fatalf("at most %d clients", len(w.batches))
+	}
 	for c := 0; c < clients; c++ {
 		w.wg.Add(1)
 		go func() {
@@ -42,6 +47,7 @@ func startSetWorkload(t *testing.T, addrs func() []string, clients int) *setWork
 					return
 				default:
 				}
+				w.batches[c].Add(1)
 				as := addrs()
 				cl := redis.NewClient(&redis.Options{MaintNotificationsConfig: noMaint(), Addr: as[(c+i)%len(as)], MaxRetries: -1, PoolSize: 1, ReadTimeout: 5 * time.Second})
 				for j := 0; j < 50; j++ {
@@ -62,6 +68,55 @@ func startSetWorkload(t *testing.T, addrs func() []string, clients int) *setWork
 		}()
 	}
 	return w
+}
+
+// waitNewBatches waits until every client has started a new batch (so
+// none uses an address removed before the call).
+func (w *setWorkload) waitNewBatches(t *testing.T) {
+	t.Helper()
+	var seen [len(w.batches)]int64
+	for i := range seen {
+		seen[i] = w.batches[i].Load()
+	}
+	waitFor(t, 30*time.Second, "every client on a new batch", func() error {
+		for i := range seen {
+			if seen[i] > 0 && w.batches[i].Load() == seen[i] {
+				return fmt.Errorf("client %d still on batch %d", i, seen[i])
+			}
+		}
+		return nil
+	})
+}
+
+// hammer writes up to count unique keys prefix:<i> to addr from one
+// client, as fast as it answers, recording them in w (attempted, acked)
+// and its own errors in the returned workload (halt it to wait).
+func (w *setWorkload) hammer(addr, prefix string, count int) *setWorkload {
+	h := &setWorkload{stop: make(chan struct{})}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		cl := redis.NewClient(&redis.Options{MaintNotificationsConfig: noMaint(), Addr: addr, MaxRetries: -1, PoolSize: 1, ReadTimeout: 5 * time.Second})
+		defer cl.Close()
+		for i := 0; i < count; i++ {
+			select {
+			case <-h.stop:
+				return
+			default:
+			}
+			k := fmt.Sprintf("%s:%d", prefix, i)
+			w.attempted.Store(k, k)
+			if err := cl.Set(context.Background(), k, k, 0).Err(); err != nil {
+				if h.errs.Add(1) <= 5 {
+					h.firstErrs.Store(k, err.Error())
+				}
+				continue
+			}
+			w.acked.Store(k, k)
+			h.n.Add(1)
+		}
+	}()
+	return h
 }
 
 func (w *setWorkload) halt() {
@@ -273,6 +328,40 @@ func TestRebalanceOnline(t *testing.T) {
 		}
 		return nil
 	})
+
+	// The drained node comes back with an empty data dir under the same ID
+	// (a replaced disk). Joining, it replays the metadata log, whose old
+	// tables give it buckets it no longer owns: until it has caught up it
+	// must neither take writes for them (acknowledged, then lost) nor judge
+	// what to delete by them. A client writes to it from the moment it
+	// is started.
+	addrMu.Lock()
+	addrs = slices.DeleteFunc(addrs, func(a string) bool { return a == victim.RESPAddr() })
+	addrMu.Unlock()
+	w.waitNewBatches(t) // no client writes through the victim any more
+	vi := slices.Index(c.nodes, victim)
+	if err := victim.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.nodes[vi] = nil
+	var back *node.Node
+	var early *setWorkload
+	change("rejoin "+victim.ID()+" with an empty data dir", func() {
+		back = startNode(t, nodeConfig(t, victim.ID(), t.TempDir(), []string{leader().GossipAddr()}))
+		c.nodes[vi] = back
+		early = w.hammer(back.RESPAddr(), "set:rejoin", 2000)
+	})
+	addrMu.Lock()
+	addrs = append(addrs, back.RESPAddr())
+	addrMu.Unlock()
+	early.halt()
+	t.Logf("writes to %s from its start: %d acknowledged, %d failed", back.ID(), early.n.Load(), early.errs.Load())
+	if n := early.errs.Load(); n != 0 {
+		var msgs []string
+		early.firstErrs.Range(func(k, v any) bool { msgs = append(msgs, fmt.Sprintf("%s: %s", k, v)); return true })
+		t.Errorf("%d errors writing to the rejoined node, e.g. %v", n, msgs)
+	}
+
 	w.halt()
 	if n := w.errs.Load(); n != 0 {
 		var msgs []string

@@ -81,6 +81,9 @@ var _ server.Backend = (*backend)(nil)
 func (b *backend) table() (*router.Table, error) {
 	t := b.n.holder.Load()
 	if t == nil {
+		if b.n.catchingUp.Load() { // joined, the metadata not here yet: wait
+			return nil, fmt.Errorf("%w: no placement here yet", errFenced)
+		}
 		return nil, fmt.Errorf("%w: no placement yet", server.ErrClusterDown)
 	}
 	return t, nil
@@ -167,6 +170,12 @@ func forward[T any](ctx context.Context, b *backend, key []byte, local func() (T
 	var zero T
 	for attempt := 0; ; attempt++ {
 		id, addr, err := b.ownerAddr(key)
+		if errors.Is(err, errFenced) {
+			if werr := b.n.mig.waitUnfenced(ctx, key); werr != nil {
+				return zero, fmt.Errorf("%w: %v", server.ErrTryAgain, werr)
+			}
+			continue
+		}
 		if err != nil {
 			return zero, err
 		}

@@ -166,6 +166,13 @@ func (g *gossip) NotifyUpdate(*memberlist.Node) { g.kick() }
 // this node's gossip view (never seen) before the leader declares it failed.
 const absentGrace = 15 * time.Second
 
+// goneGrace is how long a member must have been gone from gossip before
+// the leader declares it failed. Gossip flaps briefly when a node comes
+// back under the name of one that left (the old leave and the new alive
+// race through the members: "conflicting address", a refuted death); a
+// failed mark then would replan the placement twice for nothing.
+const goneGrace = 2 * time.Second
+
 // reconcileLoop, on the leader, turns gossip's view into member states:
 // members gossip reports gone become failed, failed members it reports
 // alive become active again. It runs on membership events and every second.
@@ -201,8 +208,10 @@ func (n *Node) reconcile() {
 			n.log.Warn("re-announcing addresses failed", "err", err)
 		}
 	}
-	if m, ok := s.Member(n.cfg.ID); ok && m.State == coordinator.StateLeft && !n.leftGossip.Load() {
+	if m, ok := s.Member(n.cfg.ID); ok && m.State == coordinator.StateLeft && !n.leftGossip.Load() && n.synced.Load() {
 		// Drained and out of the Raft configuration: leave gossip too.
+		// (Not while catching up: a node back under a drained member's ID
+		// replays the old "left" before its own join.)
 		n.leftGossip.Store(true)
 		n.gossip.setState("left")
 		if err := n.ml.Leave(time.Second); err != nil {
@@ -219,8 +228,8 @@ func (n *Node) reconcile() {
 	}
 	n.gossip.mu.Lock()
 	gone := make(map[string]bool, len(n.gossip.gone))
-	for k := range n.gossip.gone {
-		gone[k] = true
+	for k, at := range n.gossip.gone {
+		gone[k] = time.Since(at) >= goneGrace
 	}
 	started := n.gossip.start
 	n.gossip.mu.Unlock()

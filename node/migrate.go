@@ -66,9 +66,11 @@ type (
 		ExpireAt int64
 		Deleted  bool
 	}
+	// Index (in begin and pull) is the log index of the move's start.
 	migBeginReq struct {
 		Token   string
 		Buckets []uint16
+		Index   uint64
 	}
 	// migScanReq asks for the next page of the move's snapshot, in
 	// (bucket, key) order across all its buckets, after (Bucket, After)
@@ -94,6 +96,7 @@ type (
 		Token, From, FromAddr string
 		Buckets               []uint16
 		BytesPerSec           int64
+		Index                 uint64
 	}
 	migPullResp struct{ Bytes, Keys int64 }
 )
@@ -218,18 +221,9 @@ func (m *migrator) handleBegin(ctx context.Context, req *migBeginReq) (*emptyRes
 	n := m.n
 	// The leader committed StartMove before asking the target; wait until
 	// this node has applied it too.
-	var mv coordinator.Move
-	for {
-		s, ch := n.coord.Watch()
-		if v, ok := s.Move(req.Token); ok {
-			mv = v
-			break
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil, fmt.Errorf("move %s unknown here: %w", req.Token, ctx.Err())
-		}
+	mv, err := m.awaitMove(ctx, req.Token, req.Index)
+	if err != nil {
+		return nil, err
 	}
 	if mv.From != n.cfg.ID || !slices.Equal(mv.Buckets, req.Buckets) {
 		return nil, fmt.Errorf("%w: move %s is %s→%s, not from this node", coordinator.ErrBadMove, req.Token, mv.From, mv.To)
@@ -272,6 +266,26 @@ func (m *migrator) handleBegin(ctx context.Context, req *migBeginReq) (*emptyRes
 	m.mu.Unlock()
 	go m.watchOut(om)
 	return &emptyResp{}, nil
+}
+
+// awaitMove waits until this node has applied the start of move token
+// (log index index; 0 if unknown) and returns the move; it fails if the
+// move has ended by then (cancelled, or switched), or when ctx ends.
+func (m *migrator) awaitMove(ctx context.Context, token string, index uint64) (coordinator.Move, error) {
+	for {
+		s, ch := m.n.coord.Watch()
+		if mv, ok := s.Move(token); ok {
+			return mv, nil
+		}
+		if index > 0 && s.Index() >= index {
+			return coordinator.Move{}, fmt.Errorf("%w: move %s has already ended", coordinator.ErrUnknownMove, token)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return coordinator.Move{}, fmt.Errorf("move %s unknown here: %w", token, ctx.Err())
+		}
+	}
 }
 
 func (m *migrator) outOf(token string) (*outMove, error) {
@@ -551,6 +565,17 @@ func (m *migrator) handlePull(ctx context.Context, req *migPullReq) (*migPullRes
 	ctx, cancel := context.WithTimeout(ctx, migPullTimeout)
 	defer cancel()
 	n := m.n
+	// Wait until this node has applied the move's start, as the source
+	// does: from then until its switch or cancellation is applied here the
+	// move protects the buckets from cleanup (which judges by the applied
+	// state; incoming covers only the pull itself).
+	mv, err := m.awaitMove(ctx, req.Token, req.Index)
+	if err != nil {
+		return nil, err
+	}
+	if mv.To != n.cfg.ID || !slices.Equal(mv.Buckets, req.Buckets) {
+		return nil, fmt.Errorf("%w: move %s is %s→%s, not to this node", coordinator.ErrBadMove, req.Token, mv.From, mv.To)
+	}
 	m.mu.Lock()
 	for _, b := range req.Buckets {
 		m.incoming[b] = req.Token
@@ -569,7 +594,7 @@ func (m *migrator) handlePull(ctx context.Context, req *migPullReq) (*migPullRes
 	if err := n.store.DeleteBuckets(ctx, req.Buckets); err != nil {
 		return nil, err
 	}
-	if _, err := transport.Call[migBeginReq, emptyResp](ctx, n.rpc, req.FromAddr, methodMigBegin, &migBeginReq{Token: req.Token, Buckets: req.Buckets}); err != nil {
+	if _, err := transport.Call[migBeginReq, emptyResp](ctx, n.rpc, req.FromAddr, methodMigBegin, &migBeginReq{Token: req.Token, Buckets: req.Buckets, Index: req.Index}); err != nil {
 		return nil, fmt.Errorf("begin at %s: %w", req.From, err)
 	}
 	abort := func() {
@@ -759,7 +784,8 @@ func (m *migrator) lead(s *coordinator.State) {
 		var tb [8]byte
 		_, _ = rand.Read(tb[:])
 		tok := hex.EncodeToString(tb[:])
-		if _, err := n.coord.Apply(ctx, coordinator.StartMove{Token: tok, From: from, To: to, Buckets: chunk}); err != nil {
+		res, err := n.coord.Apply(ctx, coordinator.StartMove{Token: tok, From: from, To: to, Buckets: chunk})
+		if err != nil {
 			n.log.Warn("starting a move", "from", from, "to", to, "buckets", len(chunk), "err", err)
 			return
 		}
@@ -767,7 +793,7 @@ func (m *migrator) lead(s *coordinator.State) {
 		m.running[tok] = true
 		m.mu.Unlock()
 		running++
-		go m.runMove(tok, from, to, chunk, lim.BytesPerSec)
+		go m.runMove(tok, from, to, chunk, lim.BytesPerSec, res.Index)
 	}
 }
 
@@ -778,7 +804,7 @@ func (m *migrator) alive(s *coordinator.State, id string) bool {
 
 // runMove has the target pull the buckets, then commits the switch, or the
 // cancellation if anything failed.
-func (m *migrator) runMove(tok, from, to string, buckets []uint16, rate int64) {
+func (m *migrator) runMove(tok, from, to string, buckets []uint16, rate int64, index uint64) {
 	n := m.n
 	defer func() {
 		m.mu.Lock()
@@ -797,7 +823,7 @@ func (m *migrator) runMove(tok, from, to string, buckets []uint16, rate int64) {
 	if ok1 && ok2 {
 		ctx, cancel := context.WithTimeout(context.Background(), migPullTimeout)
 		res, err = transport.Call[migPullReq, migPullResp](ctx, n.rpc, dst.RPCAddr, methodMigPull,
-			&migPullReq{Token: tok, From: from, FromAddr: src.RPCAddr, Buckets: buckets, BytesPerSec: rate})
+			&migPullReq{Token: tok, From: from, FromAddr: src.RPCAddr, Buckets: buckets, BytesPerSec: rate, Index: index})
 		cancel()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -933,12 +959,32 @@ func (l *rateLimiter) wait(ctx context.Context, n int) error {
 // node catches up after a restart or while their bucket is fenced for a
 // move (errFenced: the caller waits and routes again), nor while a
 // prepared transaction holds them.
+//
+// It also checks, for writes under the key's stripe lock, that this node
+// owns every key in the applied metadata: ownership was judged before
+// (routing, the forwarded call's check) by a table that a move's switch
+// may have replaced since — e.g. a write that waited on the fence and was
+// woken when it lifted. The order matters: the fence is lifted only after
+// the switch is applied, so a write that finds its bucket unfenced here
+// also finds the new owner in the table read after it. A write that
+// passes holds its stripe lock until applied, and a source's fence waits
+// for every stripe lock (Barrier) before its last delta: the switch cannot
+// overtake it.
 func (n *Node) guard(ctx context.Context, keys ...[]byte) error {
 	if n.catchingUp.Load() {
-		return fmt.Errorf("%w: node restarted and is catching up with the cluster's metadata", errFenced)
+		return fmt.Errorf("%w: node is catching up with the cluster's metadata", errFenced)
 	}
 	if err := n.mig.fencedErr(keys...); err != nil {
 		return err
+	}
+	t := n.coord.Current().Table()
+	if t == nil {
+		return fmt.Errorf("%w: no placement yet", server.ErrClusterDown)
+	}
+	for _, k := range keys {
+		if o := t.Owner(k); o != n.cfg.ID {
+			return fmt.Errorf("%w: bucket %d belongs to %s at epoch %d", ErrNotOwner, router.Bucket(k), o, t.Epoch())
+		}
 	}
 	return n.txns.guard(ctx, keys...)
 }

@@ -109,11 +109,16 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	_, raftStateErr := os.Stat(filepath.Join(cfg.DataDir, "raft"))
 	hadRaftState := raftStateErr == nil
-	// A restarted node replays the metadata log from old states: nothing
-	// may act on them (serve keys, delete buckets it seems not to own)
-	// until it has caught up with the leader.
-	n.catchingUp.Store(hadRaftState)
-	n.synced.Store(!hadRaftState)
+	// A restarted node replays the metadata log from old states, and so
+	// does a new node joining a cluster (from the leader's snapshot or the
+	// log's start): nothing may act on them (serve keys, delete buckets it
+	// seems not to own) until it has caught up with the leader. A joining
+	// node can hold an old member's ID (a drained node back with an empty
+	// disk): the old tables then give it buckets it does not own.
+	// Only a node bootstrapping a new cluster starts in step.
+	mustCatchUp := hadRaftState || len(cfg.Join) > 0
+	n.catchingUp.Store(mustCatchUp)
+	n.synced.Store(!mustCatchUp)
 
 	// Storage.
 	ecfg := cfg.Engine
@@ -291,6 +296,10 @@ func (n *Node) start(ctx context.Context) error {
 		if err := n.join(jctx); err != nil {
 			return err
 		}
+		if !hadRaftState {
+			// Now a member: the leader's log end includes the join.
+			n.goFunc(n.catchUp)
+		}
 	}
 	n.admin.SetReady(true)
 	n.gossip.setState("serving")
@@ -441,12 +450,15 @@ func (n *Node) refreshPeers(s *coordinator.State) {
 }
 
 func (n *Node) peer(id string) (coordinator.Member, bool) {
-	p := n.peers.Load()
-	if p == nil {
-		return coordinator.Member{}, false
+	if p := n.peers.Load(); p != nil {
+		if m, ok := (*p)[id]; ok {
+			return m, true
+		}
 	}
-	m, ok := (*p)[id]
-	return m, ok
+	// The map is rebuilt after each new state is published, and the
+	// router's table before it: a table can name a member the map does
+	// not have yet.
+	return n.coord.Current().Member(id)
 }
 
 // ClusterInfo is the body of GET /v1/cluster: the metadata as this node has
