@@ -971,6 +971,19 @@ func (l *rateLimiter) wait(ctx context.Context, n int) error {
 // for every stripe lock (Barrier) before its last delta: the switch cannot
 // overtake it.
 func (n *Node) guard(ctx context.Context, keys ...[]byte) error {
+	if err := n.servable(keys...); err != nil {
+		return err
+	}
+	return n.txns.guard(ctx, keys...)
+}
+
+// servable is the guard without the wait for prepared transactions; reads
+// check it again after reading (EngineBackend.SetRecheck). A read whose
+// bucket is still unfenced and owned here after the read cannot have
+// missed a write at a new owner: the fence goes up before the last delta,
+// hence before any switch, and comes down only once the switch is applied
+// here, so the table read after it names the new owner.
+func (n *Node) servable(keys ...[]byte) error {
 	if n.catchingUp.Load() {
 		return fmt.Errorf("%w: node is catching up with the cluster's metadata", errFenced)
 	}
@@ -986,7 +999,7 @@ func (n *Node) guard(ctx context.Context, keys ...[]byte) error {
 			return fmt.Errorf("%w: bucket %d belongs to %s at epoch %d", ErrNotOwner, router.Bucket(k), o, t.Epoch())
 		}
 	}
-	return n.txns.guard(ctx, keys...)
+	return nil
 }
 
 // catchUp waits until this restarted node has applied the metadata log as

@@ -219,6 +219,7 @@ func (n *Node) start(ctx context.Context) error {
 	n.mig = newMigrator(n)
 	n.mig.register(r)
 	n.local.SetGuard(n.guard)
+	n.local.SetRecheck(n.servable)
 	n.local.SetOnApplied(n.mig.onApplied)
 	n.txns.register(r)
 	// In-doubt transactions take their keys' locks before any key is served.

@@ -221,3 +221,43 @@ func TestEngineBackendServer(t *testing.T) {
 		cmd(`["0", ["p"]]`, "SCAN", "0"),
 	})
 }
+
+// TestEngineBackendRechecksAfterRead: every read runs the recheck after
+// reading and fails with its error, so a read that began just before its
+// key left the node is not answered with what the node held.
+func TestEngineBackendRechecksAfterRead(t *testing.T) {
+	clk := newClock()
+	e := NewEngineBackend(openEngine(t, clk), clk.Now)
+	ctx := context.Background()
+	k := []byte("k")
+	if _, err := e.Set(ctx, k, []byte("v"), SetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	moved := errors.New("moved away")
+	var gone bool
+	e.SetGuard(func(context.Context, ...[]byte) error { return nil }) // the check before passes
+	e.SetRecheck(func(...[]byte) error {
+		if gone {
+			return moved
+		}
+		return nil
+	})
+	reads := map[string]func() error{
+		"GET":        func() error { _, _, err := e.Get(ctx, k); return err },
+		"MGET":       func() error { _, err := e.MGet(ctx, k); return err },
+		"EXISTS":     func() error { _, err := e.Exists(ctx, k); return err },
+		"EXPIRETIME": func() error { _, err := e.ExpireTime(ctx, k); return err },
+		"versions":   func() error { _, err := e.Versions(ctx, [][]byte{k}); return err },
+		"items":      func() error { _, _, err := e.Items(ctx, [][]byte{k}); return err },
+	}
+	for name, read := range reads {
+		gone = false
+		if err := read(); err != nil && !errors.Is(err, ErrNotFound) {
+			t.Fatalf("%s while owned: %v", name, err)
+		}
+		gone = true
+		if err := read(); !errors.Is(err, moved) {
+			t.Fatalf("%s after the key left: %v, want the recheck's error", name, err)
+		}
+	}
+}

@@ -39,6 +39,7 @@ type EngineBackend struct {
 	locks     [lockStripes]chan struct{}
 	view      atomic.Pointer[ClusterView]
 	guard     KeyGuard
+	recheck   func(keys ...[]byte) error
 	onApplied func(bucket uint16, key []byte)
 }
 
@@ -71,6 +72,21 @@ type KeyGuard func(ctx context.Context, keys ...[]byte) error
 
 // SetGuard installs g. Call it before the backend serves anything.
 func (e *EngineBackend) SetGuard(g KeyGuard) { e.guard = g }
+
+// SetRecheck installs f, which reads call again after reading (without
+// a lock): the guard before the read may have passed just before the
+// key's bucket switched owner, and the value read is then only good if f
+// still passes — the node checks that the bucket is neither fenced nor
+// owned elsewhere now. Call it before the backend serves anything.
+func (e *EngineBackend) SetRecheck(f func(keys ...[]byte) error) { e.recheck = f }
+
+// checkAfterRead is the read's second check (SetRecheck).
+func (e *EngineBackend) checkAfterRead(keys ...[]byte) error {
+	if e.recheck == nil {
+		return nil
+	}
+	return e.recheck(keys...)
+}
 
 func (e *EngineBackend) check(ctx context.Context, keys ...[]byte) error {
 	if e.guard == nil {
@@ -200,6 +216,9 @@ func (e *EngineBackend) Get(ctx context.Context, key []byte) ([]byte, int64, err
 	if err != nil {
 		return nil, 0, err
 	}
+	if err := e.checkAfterRead(key); err != nil {
+		return nil, 0, err
+	}
 	if !ok {
 		return nil, 0, ErrNotFound
 	}
@@ -293,6 +312,9 @@ func (e *EngineBackend) Exists(ctx context.Context, keys ...[]byte) (int, error)
 			n++
 		}
 	}
+	if err := e.checkAfterRead(keys...); err != nil {
+		return 0, err
+	}
 	return n, nil
 }
 
@@ -322,6 +344,9 @@ func (e *EngineBackend) MGet(ctx context.Context, keys ...[]byte) ([][]byte, err
 			v = []byte{}
 		}
 		out[i] = v
+	}
+	if err := e.checkAfterRead(keys...); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -430,6 +455,9 @@ func (e *EngineBackend) ExpireTime(ctx context.Context, key []byte) (int64, erro
 	if err != nil {
 		return 0, err
 	}
+	if err := e.checkAfterRead(key); err != nil {
+		return 0, err
+	}
 	if !ok {
 		return 0, ErrNotFound
 	}
@@ -520,6 +548,9 @@ func (e *EngineBackend) Versions(ctx context.Context, keys [][]byte) ([]uint64, 
 			out[i] = it.Seq
 		}
 	}
+	if err := e.checkAfterRead(keys...); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 
@@ -540,6 +571,9 @@ func (e *EngineBackend) Items(ctx context.Context, keys [][]byte) ([]TxItem, []u
 			items[i] = TxItem{Value: it.Value, ExpireAtMs: it.ExpireAt, Found: true}
 			vers[i] = it.Seq
 		}
+	}
+	if err := e.checkAfterRead(keys...); err != nil {
+		return nil, nil, err
 	}
 	return items, vers, nil
 }
