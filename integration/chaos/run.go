@@ -257,7 +257,12 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 	}
 	if bank != nil {
 		// Global snapshots during the bank, restored and summed at the end.
-		snaps = &Snapshots{}
+		snapDir, err := os.MkdirTemp("", "dbx-chaos-snap-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(snapDir)
+		snaps = &Snapshots{Dir: snapDir}
 		rnd := rand.New(rand.NewPCG(cfg.Seed, 999))
 		nodes := slices.Clone(c.Nodes)
 		wg.Go(func() { snaps.Run(stop, nodes, rnd) })
@@ -329,21 +334,17 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 		}
 	}
 	if snaps != nil {
-		dir, err := os.MkdirTemp("", "dbx-chaos-snap-")
-		if err == nil {
-			var fresh []string
-			for _, n := range c.Nodes {
-				if n.gen > 0 {
-					fresh = append(fresh, n.ID)
-				}
+		var fresh []string
+		for _, n := range c.Nodes {
+			if n.gen > 0 {
+				fresh = append(fresh, n.ID)
 			}
-			res := snaps.Check(ctx, c.Nodes[0].httpAddr(), bank.Accounts, bank.Total(), dir, fresh)
-			os.RemoveAll(dir)
-			rep.SnapshotResult = &res
-			logf("snapshot: %s", res)
-			if !res.OK() {
-				rep.Failures = append(rep.Failures, "snapshot: "+res.String())
-			}
+		}
+		res := snaps.Check(ctx, c.Nodes[0].httpAddr(), bank.Accounts, bank.Total(), fresh)
+		rep.SnapshotResult = &res
+		logf("snapshot: %s", res)
+		if !res.OK() {
+			rep.Failures = append(rep.Failures, "snapshot: "+res.String())
 		}
 	}
 	if set != nil {

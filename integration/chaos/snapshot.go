@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dbx-kv/dbx/coordinator"
 	"github.com/dbx-kv/dbx/engine"
 	"github.com/dbx-kv/dbx/node"
 	"github.com/dbx-kv/dbx/router"
@@ -29,10 +31,19 @@ const SnapshotEvery = 15 * time.Second
 // a take refused during a fault (a node down, a migration) is counted, not
 // an error. CheckSnapshots then restores every snapshot still listed into
 // fresh engines and sums the bank accounts.
+//
+// Each snapshot is exported (copied to the host, under Dir) as soon as it
+// is taken, while its parts are still on the nodes' disks: a later fault
+// can wipe a node (the drain nemesis brings one back with an empty data
+// dir) and retention drops old snapshots. One whose export fails then is
+// exported at the end if it is still listed.
 type Snapshots struct {
-	mu      sync.Mutex
-	taken   []string
-	refused int
+	Dir string // exports go to Dir/<id>/export
+
+	mu       sync.Mutex
+	taken    []string
+	refused  int
+	exported map[string]coordinator.SnapshotManifest
 }
 
 // Run takes snapshots until stop ends (bounded: 1000 attempts).
@@ -60,8 +71,23 @@ func (s *Snapshots) Run(stop context.Context, nodes []*Node, rnd *rand.Rand) {
 			continue
 		}
 		s.count(v.ID)
+		ctx, cancel := context.WithTimeout(stop, 60*time.Second)
+		m, err := node.ExportSnapshot(ctx, node.ExportOptions{Admin: n.httpAddr(), ID: v.ID, Dir: s.exportDir(v.ID)})
+		cancel()
+		if err == nil {
+			s.mu.Lock()
+			if s.exported == nil {
+				s.exported = map[string]coordinator.SnapshotManifest{}
+			}
+			s.exported[v.ID] = m
+			s.mu.Unlock()
+		} else {
+			_ = os.RemoveAll(filepath.Join(s.Dir, v.ID))
+		}
 	}
 }
+
+func (s *Snapshots) exportDir(id string) string { return filepath.Join(s.Dir, id, "export") }
 
 func (s *Snapshots) count(id string) {
 	s.mu.Lock()
@@ -80,6 +106,7 @@ func (s *Snapshots) count(id string) {
 // violation (export the snapshots you want to keep); a wrong total is.
 type SnapshotResult struct {
 	Taken, Refused, Checked int
+	Early                   int // exported as soon as taken
 	Unavailable             []string
 	Bad                     []string
 }
@@ -89,7 +116,7 @@ type SnapshotResult struct {
 func (r SnapshotResult) OK() bool { return len(r.Bad) == 0 && r.Checked > 0 }
 
 func (r SnapshotResult) String() string {
-	s := fmt.Sprintf("%d taken (%d refused during faults), %d restored and checked", r.Taken, r.Refused, r.Checked)
+	s := fmt.Sprintf("%d taken (%d refused during faults, %d exported when taken), %d restored and checked", r.Taken, r.Refused, r.Early, r.Checked)
 	if len(r.Unavailable) > 0 {
 		s += fmt.Sprintf(", %d not restorable (a part's node lost its disk), first: %s", len(r.Unavailable), r.Unavailable[0])
 	}
@@ -102,19 +129,20 @@ func (r SnapshotResult) String() string {
 	return s + ", every bank total conserved"
 }
 
-// Check exports every snapshot taken that is still listed (retention keeps
-// the last few) through admin, restores each node's part into a fresh data
-// dir under dir, opens the engines and sums the accounts: each must total
-// total.
+// Check restores every snapshot taken — from its export made when it was
+// taken, or else exported now through admin if it is still listed
+// (retention keeps the last few) — each node's part into a fresh data dir,
+// opens the engines and sums the accounts: each must total total.
 //
 // freshDisk are the nodes brought back with an empty data dir during the
 // run: a snapshot that cannot be exported because a part on one of them
 // is gone is "unavailable"; any other export or restore failure is a
 // violation.
-func (s *Snapshots) Check(ctx context.Context, admin string, accounts []string, total int64, dir string, freshDisk []string) SnapshotResult {
+func (s *Snapshots) Check(ctx context.Context, admin string, accounts []string, total int64, freshDisk []string) SnapshotResult {
 	s.mu.Lock()
-	res := SnapshotResult{Taken: len(s.taken), Refused: s.refused}
+	res := SnapshotResult{Taken: len(s.taken), Refused: s.refused, Early: len(s.exported)}
 	taken := slices.Clone(s.taken)
+	exported := maps.Clone(s.exported)
 	s.mu.Unlock()
 	listed := map[string]bool{}
 	if resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + admin + "/v1/snapshots"); err == nil {
@@ -128,10 +156,20 @@ func (s *Snapshots) Check(ctx context.Context, admin string, accounts []string, 
 		}
 	}
 	for _, id := range taken {
-		if !listed[id] {
-			continue // dropped by retention
+		m, early := exported[id]
+		var err error
+		if !early {
+			if !listed[id] {
+				continue // dropped by retention, never exported
+			}
+			if m, err = node.ExportSnapshot(ctx, node.ExportOptions{Admin: admin, ID: id, Dir: s.exportDir(id)}); err != nil {
+				err = fmt.Errorf("export: %w", err)
+			}
 		}
-		sum, err := restoreAndSum(ctx, admin, id, accounts, filepath.Join(dir, id))
+		var sum int64
+		if err == nil {
+			sum, err = restoreAndSum(m, s.exportDir(id), accounts, filepath.Join(s.Dir, id))
+		}
 		lostDisk := err != nil && slices.ContainsFunc(freshDisk, func(n string) bool { return strings.Contains(err.Error(), "node "+n+" ") })
 		switch {
 		case lostDisk:
@@ -148,13 +186,10 @@ func (s *Snapshots) Check(ctx context.Context, admin string, accounts []string, 
 	return res
 }
 
-func restoreAndSum(ctx context.Context, admin, id string, accounts []string, dir string) (int64, error) {
+// restoreAndSum restores every part of the snapshot exported to exp (its
+// manifest m) under dir and sums the accounts; it removes dir.
+func restoreAndSum(m coordinator.SnapshotManifest, exp string, accounts []string, dir string) (int64, error) {
 	defer os.RemoveAll(dir)
-	exp := filepath.Join(dir, "export")
-	m, err := node.ExportSnapshot(ctx, node.ExportOptions{Admin: admin, ID: id, Dir: exp})
-	if err != nil {
-		return 0, fmt.Errorf("export: %w", err)
-	}
 	stores := map[string]*engine.Store{}
 	defer func() {
 		for _, st := range stores {
