@@ -17,7 +17,9 @@
 # Env: DATA_MB (1024), VALUE (1000), LIGHT_CLIENTS (4), LIGHT_SECS (10),
 # BASE_PORT (17379: n1's RESP, RPC, gossip, HTTP; n2 at +10), OUT (logs,
 # JSON; default a new temporary directory), RATE (bytes/s per move, 0 =
-# unthrottled), CONC (moves at once, 2).
+# unthrottled), CONC (moves at once, 2), PROFILE (seconds of CPU profile
+# taken from both nodes at the start of the migration, 0 = none; files
+# n1.pprof and n2.pprof in OUT, read with go tool pprof).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -28,6 +30,7 @@ LIGHT_SECS=${LIGHT_SECS:-10}
 BASE_PORT=${BASE_PORT:-17379}
 RATE=${RATE:-0}
 CONC=${CONC:-2}
+PROFILE=${PROFILE:-0}
 OUT=${OUT:-$(mktemp -d /tmp/dbx-bench-migrate.XXXXXX)}
 mkdir -p "$OUT"
 for tool in go curl python3; do
@@ -107,6 +110,11 @@ LIGHT_PID=$!
 PIDS+=($LIGHT_PID)
 t0=$(date +%s.%N)
 node n2 $((BASE_PORT + 10)) --join 127.0.0.1:$((BASE_PORT + 2)) --weight 100
+if [ "$PROFILE" -gt 0 ]; then
+	for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$((BASE_PORT + 13))/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+	curl -fsS -o "$OUT/n1.pprof" "http://127.0.0.1:$((BASE_PORT + 3))/debug/pprof/profile?seconds=$PROFILE" &
+	curl -fsS -o "$OUT/n2.pprof" "http://127.0.0.1:$((BASE_PORT + 13))/debug/pprof/profile?seconds=$PROFILE" &
+fi
 for _ in $(seq 1 3000); do
 	ci=$(cluster 2>/dev/null || true)
 	if [ -n "$ci" ] && [ "$(echo "$ci" | field "int(len(d['nodes'])==2 and not d['migration']['active'] and d['migration']['done']>0)")" = 1 ]; then

@@ -67,6 +67,10 @@ type Cluster struct {
 	logMu sync.Mutex // serializes appends to LogDir files
 
 	filled bool // fillData ran
+	// wiped lists the nodes whose data volume the run removed (a drained
+	// node back on an empty disk, the joined node removed at its heal):
+	// their snapshot parts are gone.
+	wiped []string
 }
 
 // ClusterInfo is the part of GET /v1/cluster the harness reads.

@@ -237,6 +237,7 @@ func (c *Cluster) freshVolume(ctx context.Context, n *Node) error {
 		return err
 	}
 	if old != "" {
+		c.wiped = append(c.wiped, n.ID)
 		_, _ = c.d.run(ctx, "volume", "rm", "-f", old)
 	}
 	return nil
@@ -335,6 +336,7 @@ func joinNode(ctx context.Context, c *Cluster, _ *rand.Rand) (*Fault, error) {
 	f.Heal = func(ctx context.Context) error {
 		defer func() {
 			_ = c.remove(ctx, n)
+			c.wiped = append(c.wiped, n.ID)
 			_, _ = c.d.run(ctx, "volume", "rm", "-f", n.Volume)
 			c.Nodes = old
 		}()

@@ -262,7 +262,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 			return nil, err
 		}
 		defer os.RemoveAll(snapDir)
-		snaps = &Snapshots{Dir: snapDir}
+		snaps = &Snapshots{Dir: snapDir, Logf: logf}
 		rnd := rand.New(rand.NewPCG(cfg.Seed, 999))
 		nodes := slices.Clone(c.Nodes)
 		wg.Go(func() { snaps.Run(stop, nodes, rnd) })
@@ -334,13 +334,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Report, error) {
 		}
 	}
 	if snaps != nil {
-		var fresh []string
-		for _, n := range c.Nodes {
-			if n.gen > 0 {
-				fresh = append(fresh, n.ID)
-			}
-		}
-		res := snaps.Check(ctx, c.Nodes[0].httpAddr(), bank.Accounts, bank.Total(), fresh)
+		res := snaps.Check(ctx, c.Nodes[0].httpAddr(), bank.Accounts, bank.Total(), c.wiped)
 		rep.SnapshotResult = &res
 		logf("snapshot: %s", res)
 		if !res.OK() {

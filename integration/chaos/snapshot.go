@@ -38,7 +38,8 @@ const SnapshotEvery = 15 * time.Second
 // dir) and retention drops old snapshots. One whose export fails then is
 // exported at the end if it is still listed.
 type Snapshots struct {
-	Dir string // exports go to Dir/<id>/export
+	Dir  string // exports go to Dir/<id>/export
+	Logf func(format string, args ...any)
 
 	mu       sync.Mutex
 	taken    []string
@@ -83,6 +84,7 @@ func (s *Snapshots) Run(stop context.Context, nodes []*Node, rnd *rand.Rand) {
 			s.mu.Unlock()
 		} else {
 			_ = os.RemoveAll(filepath.Join(s.Dir, v.ID))
+			s.Logf("snapshot %s: export when taken failed (tried again at the end): %v", v.ID, err)
 		}
 	}
 }
@@ -134,10 +136,9 @@ func (r SnapshotResult) String() string {
 // (retention keeps the last few) — each node's part into a fresh data dir,
 // opens the engines and sums the accounts: each must total total.
 //
-// freshDisk are the nodes brought back with an empty data dir during the
-// run: a snapshot that cannot be exported because a part on one of them
-// is gone is "unavailable"; any other export or restore failure is a
-// violation.
+// freshDisk are the nodes whose data volume the run removed: a snapshot
+// that cannot be exported because a part on one of them is gone is
+// "unavailable"; any other export or restore failure is a violation.
 func (s *Snapshots) Check(ctx context.Context, admin string, accounts []string, total int64, freshDisk []string) SnapshotResult {
 	s.mu.Lock()
 	res := SnapshotResult{Taken: len(s.taken), Refused: s.refused, Early: len(s.exported)}
