@@ -37,6 +37,9 @@ const (
 	migChunkBuckets = 256
 	// migPageBytes bounds one snapshot page or delta answer.
 	migPageBytes = 1 << 20
+	// migScanAhead is how many snapshot pages a target fetches ahead of
+	// the one it applies.
+	migScanAhead = 2
 	// migDirtyMax bounds the keys a source remembers as changed during one
 	// move; past it the move fails and is retried from scratch.
 	migDirtyMax = 1 << 20
@@ -106,6 +109,14 @@ type outMove struct {
 	token    string
 	buckets  map[uint16]bool
 	snap     *engine.Snapshot
+	// The snapshot scan's iterator, kept between pages (a wide iterator
+	// reads ahead in large chunks: opening one per page re-read and
+	// re-allocated that for every file), positioned at the entry after
+	// (lastBucket, lastKey), the end of the page served last. Under scanMu.
+	scanMu     sync.Mutex
+	it         *engine.Iter
+	lastBucket uint16
+	lastKey    []byte
 	dirty    map[string]uint16 // changed keys → bucket
 	overflow bool
 	fenced   bool
@@ -124,7 +135,8 @@ type migrator struct {
 	fenced   map[uint16]bool
 	fenceCh  chan struct{} // closed and replaced when a fence goes
 	incoming map[uint16]string
-	running  map[string]bool // leader: moves this node runs
+	pulled   map[string][]uint16 // moves into this node that have written here, until they end (dropCancelled)
+	running  map[string]bool     // leader: moves this node runs
 	nout     atomic.Int64
 	nfenced  atomic.Int64
 	copied   atomic.Int64 // leader: bytes copied by running moves so far
@@ -136,7 +148,7 @@ type migrator struct {
 
 func newMigrator(n *Node) *migrator {
 	return &migrator{n: n, out: map[string]*outMove{}, byBucket: map[uint16]*outMove{}, fenced: map[uint16]bool{},
-		fenceCh: make(chan struct{}), incoming: map[uint16]string{}, running: map[string]bool{}, kick: make(chan struct{}, 1)}
+		fenceCh: make(chan struct{}), incoming: map[uint16]string{}, pulled: map[string][]uint16{}, running: map[string]bool{}, kick: make(chan struct{}, 1)}
 }
 
 func (m *migrator) register(r *transport.Router) {
@@ -261,9 +273,18 @@ func (m *migrator) handleBegin(ctx context.Context, req *migBeginReq) (*emptyRes
 		m.endOut(om, false)
 		return nil, err
 	}
+	om.scanMu.Lock()
 	m.mu.Lock()
-	om.snap = sn
+	live := m.out[req.Token] == om
 	m.mu.Unlock()
+	if live {
+		om.snap = sn
+	}
+	om.scanMu.Unlock()
+	if !live { // aborted meanwhile (endOut found no snapshot to close)
+		sn.Close()
+		return nil, fmt.Errorf("%w: move %s ended while it started", coordinator.ErrUnknownMove, req.Token)
+	}
 	go m.watchOut(om)
 	return &emptyResp{}, nil
 }
@@ -303,26 +324,39 @@ func (m *migrator) handleScan(ctx context.Context, req *migScanReq) (*migScanRes
 	if err != nil {
 		return nil, err
 	}
-	if om.snap == nil {
-		return nil, fmt.Errorf("%w: move %s has no snapshot", coordinator.ErrBadMove, req.Token)
-	}
 	buckets := make([]uint16, 0, len(om.buckets))
 	for b := range om.buckets {
 		buckets = append(buckets, b)
 	}
 	slices.Sort(buckets)
 	maxBytes := min(max(req.MaxBytes, 4096), migPageBytes)
-	it := om.snap.NewIter(buckets[0], buckets[len(buckets)-1])
-	defer it.Close()
-	if req.Started {
-		it.SeekGE(req.Bucket, req.After)
-		if it.Valid() && it.Bucket() == req.Bucket && bytes.Equal(it.Key(), req.After) {
-			it.Next()
+	om.scanMu.Lock()
+	defer om.scanMu.Unlock()
+	if om.snap == nil {
+		return nil, fmt.Errorf("%w: move %s has no snapshot here (not begun, or ended)", coordinator.ErrUnknownMove, req.Token)
+	}
+	it := om.it
+	continues := it != nil && req.Started && req.Bucket == om.lastBucket && bytes.Equal(req.After, om.lastKey)
+	if !continues { // the first page, or a page asked again (a retry)
+		if it == nil {
+			it = om.snap.NewIter(buckets[0], buckets[len(buckets)-1])
+			om.it = it
 		}
-	} else {
-		it.First()
+		if req.Started {
+			it.SeekGE(req.Bucket, req.After)
+			if it.Valid() && it.Bucket() == req.Bucket && bytes.Equal(it.Key(), req.After) {
+				it.Next()
+			}
+		} else {
+			it.First()
+		}
 	}
 	resp := &migScanResp{}
+	defer func() {
+		if n := len(resp.Entries); n > 0 {
+			om.lastBucket, om.lastKey = resp.Entries[n-1].Bucket, resp.Entries[n-1].Key
+		}
+	}()
 	size := 0
 	for it.Valid() {
 		b := it.Bucket()
@@ -483,9 +517,14 @@ func (m *migrator) endOut(om *outMove, switched bool) {
 	}
 	m.nout.Store(int64(len(m.byBucket)))
 	m.unfenceLocked(om)
-	sn := om.snap
-	om.snap = nil
 	m.mu.Unlock()
+	om.scanMu.Lock() // a page being served finishes first
+	sn, it := om.snap, om.it
+	om.snap, om.it = nil, nil
+	om.scanMu.Unlock()
+	if it != nil {
+		it.Close()
+	}
 	if sn != nil {
 		sn.Close()
 	}
@@ -580,6 +619,7 @@ func (m *migrator) handlePull(ctx context.Context, req *migPullReq) (*migPullRes
 	for _, b := range req.Buckets {
 		m.incoming[b] = req.Token
 	}
+	m.pulled[req.Token] = req.Buckets
 	m.mu.Unlock()
 	defer func() {
 		m.mu.Lock()
@@ -657,24 +697,52 @@ func (m *migrator) handlePull(ctx context.Context, req *migPullReq) (*migPullRes
 	// The snapshot, page by page: applied without waiting for each page's
 	// sync (waits collected; all are durable before the fence's answer is
 	// confirmed, below).
-	var bk uint16
-	var after []byte
-	started := false
-	for page := 0; ; page++ {
-		r, err := transport.Call[migScanReq, migScanResp](ctx, n.rpc, req.FromAddr, methodMigScan, &migScanReq{Token: req.Token, Bucket: bk, After: after, Started: started, MaxBytes: migPageBytes})
-		if err != nil {
-			abort()
-			return nil, fmt.Errorf("copy from %s: %w", req.From, err)
+	// The next page is fetched while this one is applied: a fetcher runs
+	// migScanAhead pages ahead at most (a bounded channel), so the copy is
+	// not one round trip plus one apply per page.
+	type page struct {
+		r   *migScanResp
+		err error
+	}
+	fctx, stopFetch := context.WithCancel(ctx)
+	pages := make(chan page, migScanAhead)
+	fetched := make(chan struct{})
+	go func() {
+		defer close(fetched)
+		defer close(pages)
+		var bk uint16
+		var after []byte
+		started := false
+		for {
+			r, err := transport.Call[migScanReq, migScanResp](fctx, n.rpc, req.FromAddr, methodMigScan, &migScanReq{Token: req.Token, Bucket: bk, After: after, Started: started, MaxBytes: migPageBytes})
+			select {
+			case pages <- page{r, err}:
+			case <-fctx.Done():
+				return
+			}
+			if err != nil || r.Done || len(r.Entries) == 0 {
+				return
+			}
+			last := r.Entries[len(r.Entries)-1]
+			bk, after, started = last.Bucket, last.Key, true
 		}
-		if err := applyAsync(r.Entries); err != nil {
-			abort()
-			return nil, err
+	}()
+	copyErr := func() error {
+		for p := range pages {
+			if p.err != nil {
+				return fmt.Errorf("copy from %s: %w", req.From, p.err)
+			}
+			if err := applyAsync(p.r.Entries); err != nil {
+				return err
+			}
 		}
-		if r.Done || len(r.Entries) == 0 {
-			break
-		}
-		last := r.Entries[len(r.Entries)-1]
-		bk, after, started = last.Bucket, last.Key, true
+		return nil
+	}()
+	stopFetch()
+	<-fetched
+	if copyErr != nil {
+		abort()
+		return nil, copyErr
 	}
 	for round := 0; round < migTailRounds; round++ {
 		r, err := transport.Call[migDeltaReq, migDeltaResp](ctx, n.rpc, req.FromAddr, methodMigDelta, &migDeltaReq{Token: req.Token})
@@ -711,6 +779,13 @@ func (m *migrator) handlePull(ctx context.Context, req *migPullReq) (*migPullRes
 // loop runs on every node: as leader it starts and finishes moves; on any
 // node it cleans buckets it holds but does not own. (Moves from this node
 // it does not know about are fenced once, after a restart: catchUp.)
+//
+// Cleanup is cheap where the node knows what it left: a source deletes
+// what it handed over (endOut), a target what a cancelled move had copied
+// (dropCancelled). The full scan for anything else (a node that crashed
+// before deleting) runs once the node is synced after its start, and
+// again whenever a placement change has finished — never during a
+// migration, where it would compete with the moves on every switch.
 func (m *migrator) loop() {
 	n := m.n
 	var lastClean time.Time
@@ -721,7 +796,9 @@ func (m *migrator) loop() {
 		if d := s.Table(); d != nil && d.Digest() != lastDigest {
 			lastDigest, cleanDue = d.Digest(), true
 		}
-		if cleanDue && n.synced.Load() && time.Since(lastClean) > 2*time.Second {
+		m.dropCancelled(s)
+		if cleanDue && n.synced.Load() && (lastClean.IsZero() || s.Target() == nil && len(s.Moves()) == 0) &&
+			time.Since(lastClean) > 2*time.Second {
 			lastClean, cleanDue = time.Now(), false
 			m.cleanup(s)
 		}
@@ -846,9 +923,43 @@ func (m *migrator) runMove(tok, from, to string, buckets []uint16, rate int64, i
 
 // ---- cleanup ----
 
+// dropCancelled deletes what pulls into this node copied for moves that
+// have ended without giving it the buckets (cancelled), once the applied
+// state says so.
+func (m *migrator) dropCancelled(s *coordinator.State) {
+	t := s.Table()
+	if t == nil {
+		return
+	}
+	m.mu.Lock()
+	var drop []uint16
+	for tok, buckets := range m.pulled {
+		if _, live := s.Move(tok); live {
+			continue
+		}
+		delete(m.pulled, tok)
+		for _, b := range buckets {
+			if t.OwnerOfBucket(b) != m.n.cfg.ID {
+				drop = append(drop, b)
+			}
+		}
+	}
+	m.mu.Unlock()
+	if len(drop) == 0 {
+		return
+	}
+	set := map[uint16]bool{}
+	for _, b := range drop {
+		set[b] = true
+	}
+	m.deleteBuckets(set)
+	m.n.log.Info("deleted the data of cancelled moves into this node", "buckets", len(drop))
+}
+
 // cleanup deletes local data of buckets this node neither owns nor is
 // receiving (left by a cancelled or interrupted move, or by a source that
-// restarted before deleting what it handed over).
+// restarted before deleting what it handed over). It seeks only through
+// the runs of such buckets, one seek per run and per bucket with data.
 func (m *migrator) cleanup(s *coordinator.State) {
 	n := m.n
 	t := s.Table()
@@ -864,20 +975,28 @@ func (m *migrator) cleanup(s *coordinator.State) {
 			}
 		}
 	}
+	foreign := func(b uint16) bool { return t.OwnerOfBucket(b) != self && !receiving[b] }
 	it, err := n.store.NewIter(0, router.NumBuckets-1)
 	if err != nil {
 		return
 	}
 	var stale []uint16
-	for it.First(); it.Valid(); {
-		b := it.Bucket()
-		if t.OwnerOfBucket(b) != self && !receiving[b] {
-			stale = append(stale, b)
+	for b := 0; b < router.NumBuckets; {
+		if !foreign(uint16(b)) {
+			b++
+			continue
 		}
-		if b == router.NumBuckets-1 {
+		it.SeekGE(uint16(b), nil)
+		if !it.Valid() {
 			break
 		}
-		it.SeekGE(b+1, nil)
+		got := int(it.Bucket())
+		if got == b {
+			stale = append(stale, uint16(b))
+			b++
+			continue
+		}
+		b = got // the next bucket with data: foreign or not, judged next
 	}
 	it.Close()
 	if len(stale) == 0 {
