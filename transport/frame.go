@@ -126,6 +126,7 @@ func encodeFrame(f *frame, limit int) (*bytes.Buffer, error) {
 		return nil, fmt.Errorf("%w: %s frame with %d bytes of payload exceeds the limit of %d bytes", ErrFrameTooLarge, f.kind, n, limit)
 	}
 	buf := getBuf()
+	buf.Grow(frameHeaderBytes + len(f.body) + len(f.method) + len(f.code) + len(f.msg) + 32) // one allocation, not a doubling chain
 	buf.Write([]byte{0, 0, 0, 0})
 	enc := msgpack.GetEncoder()
 	enc.Reset(buf)
