@@ -56,6 +56,9 @@ const (
 	// migFenceTimeout: a source fenced this long without the switch or the
 	// cancellation committed proposes the cancellation itself.
 	migFenceTimeout = 10 * time.Second
+	// migAwaitTimeout bounds how long a source or target waits to apply a
+	// move's start (its metadata lagging the leader's).
+	migAwaitTimeout = 30 * time.Second
 	// migPullTimeout bounds one move (copy included).
 	migPullTimeout = 30 * time.Minute
 )
@@ -296,6 +299,8 @@ func (m *migrator) handleBegin(ctx context.Context, req *migBeginReq) (*emptyRes
 // (log index index; 0 if unknown) and returns the move; it fails if the
 // move has ended by then (cancelled, or switched), or when ctx ends.
 func (m *migrator) awaitMove(ctx context.Context, token string, index uint64) (coordinator.Move, error) {
+	ctx, cancel := context.WithTimeout(ctx, migAwaitTimeout)
+	defer cancel()
 	for {
 		s, ch := m.n.coord.Watch()
 		if mv, ok := s.Move(token); ok {
