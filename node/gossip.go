@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -36,12 +37,16 @@ type gossip struct {
 	mu    sync.Mutex
 	state string               // our announced state
 	gone  map[string]time.Time // members seen leaving or dying, by name
-	poke  chan struct{}        // capacity 1: "membership changed"
+	// rpc is every live member's announced RPC address, by name, kept from
+	// the events: memberlist's Members() hands out its own node structs,
+	// whose Meta it rewrites under its lock (reading it races).
+	rpc   map[string]string
+	poke  chan struct{} // capacity 1: "membership changed"
 	start time.Time
 }
 
 func startGossip(n *Node) (*gossip, error) {
-	g := &gossip{n: n, state: "starting", gone: map[string]time.Time{}, poke: make(chan struct{}, 1), start: time.Now()}
+	g := &gossip{n: n, state: "starting", gone: map[string]time.Time{}, rpc: map[string]string{}, poke: make(chan struct{}, 1), start: time.Now()}
 	var mc *memberlist.Config
 	if n.cfg.GossipProfile == "local" {
 		mc = memberlist.DefaultLocalConfig()
@@ -104,17 +109,25 @@ func (g *gossip) kick() {
 
 // peerRPCAddrs returns the RPC addresses other live members announce.
 func (g *gossip) peerRPCAddrs() []string {
-	var out []string
-	for _, m := range g.ml.Members() {
-		if m.Name == g.n.cfg.ID {
-			continue
-		}
-		var meta gossipMeta
-		if json.Unmarshal(m.Meta, &meta) == nil && meta.RPC != "" {
-			out = append(out, meta.RPC)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]string, 0, len(g.rpc))
+	for name, addr := range g.rpc {
+		if name != g.n.cfg.ID {
+			out = append(out, addr)
 		}
 	}
+	slices.Sort(out)
 	return out
+}
+
+// noteMetaLocked records m's announced RPC address (called from the events,
+// under memberlist's lock, where m may be read); g.mu is held.
+func (g *gossip) noteMetaLocked(m *memberlist.Node) {
+	var meta gossipMeta
+	if json.Unmarshal(m.Meta, &meta) == nil && meta.RPC != "" {
+		g.rpc[m.Name] = meta.RPC
+	}
 }
 
 // NodeMeta implements memberlist.Delegate.
@@ -146,6 +159,7 @@ func (g *gossip) MergeRemoteState([]byte, bool) {}
 func (g *gossip) NotifyJoin(m *memberlist.Node) {
 	g.mu.Lock()
 	delete(g.gone, m.Name)
+	g.noteMetaLocked(m)
 	g.mu.Unlock()
 	g.kick()
 }
@@ -155,12 +169,18 @@ func (g *gossip) NotifyJoin(m *memberlist.Node) {
 func (g *gossip) NotifyLeave(m *memberlist.Node) {
 	g.mu.Lock()
 	g.gone[m.Name] = time.Now()
+	delete(g.rpc, m.Name)
 	g.mu.Unlock()
 	g.kick()
 }
 
 // NotifyUpdate implements memberlist.EventDelegate.
-func (g *gossip) NotifyUpdate(*memberlist.Node) { g.kick() }
+func (g *gossip) NotifyUpdate(m *memberlist.Node) {
+	g.mu.Lock()
+	g.noteMetaLocked(m)
+	g.mu.Unlock()
+	g.kick()
+}
 
 // absentGrace is how long a member the coordinator knows may be missing from
 // this node's gossip view (never seen) before the leader declares it failed.

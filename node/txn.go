@@ -531,7 +531,9 @@ func (t *txns) guard(ctx context.Context, keys ...[]byte) error {
 			timer.Reset(txnResolveAfter)
 		case <-ctx.Done():
 			timer.Stop()
-			return server.RedisError("TRYAGAIN key is held by transaction " + string(holder) + ", which is not resolved yet")
+			// ErrTryAgain (not a RedisError) so that the reply stays
+			// TRYAGAIN when this runs for a forwarded call on another node.
+			return fmt.Errorf("%w: key is held by transaction %s, which is not resolved yet: %v", server.ErrTryAgain, holder, ctx.Err())
 		}
 	}
 }

@@ -75,28 +75,9 @@ ports=($REDIS_PORT $ETCD_PORT $((ETCD_PORT + 1)))
 for base in $ONE_BASE $CL_BASE $((CL_BASE + 10)) $((CL_BASE + 20)); do
 	ports+=($base $((base + 1)) $((base + 2)) $((base + 3)))
 done
-for p in "${ports[@]}"; do
-	if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then
-		echo "bench-compare: port $p is in use (set BASE_PORT)" >&2
-		exit 1
-	fi
-done
-
-WORK=$(mktemp -d /tmp/dbx-bench-compare-work.XXXXXX)
-PIDS=()
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		if kill -0 "$pid" 2>/dev/null; then
-			kill -TERM "$pid" 2>/dev/null || true
-			for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-			kill -KILL "$pid" 2>/dev/null || true
-		fi
-	done
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. scripts/lib.sh
+lib_init bench-compare
+ports_free "${ports[@]}"
 
 echo "building dbx-node, dbx-bench, etcdbench"
 go build -o "$WORK/dbx-node" ./cmd/dbx-node

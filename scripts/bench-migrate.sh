@@ -36,28 +36,9 @@ mkdir -p "$OUT"
 for tool in go curl python3; do
 	command -v "$tool" >/dev/null 2>&1 || { echo "bench-migrate: $tool not found" >&2; exit 1; }
 done
-WORK=$(mktemp -d /tmp/dbx-bench-migrate-work.XXXXXX)
-PIDS=()
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		if kill -0 "$pid" 2>/dev/null; then
-			kill -TERM "$pid" 2>/dev/null || true
-			for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-			kill -KILL "$pid" 2>/dev/null || true
-		fi
-	done
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-for p in $(seq "$BASE_PORT" $((BASE_PORT + 13))); do
-	if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then
-		echo "bench-migrate: port $p is in use (set BASE_PORT)" >&2
-		exit 1
-	fi
-done
+. scripts/lib.sh
+lib_init bench-migrate
+ports_free $(seq "$BASE_PORT" $((BASE_PORT + 13)))
 
 echo "building dbx-node and dbx-bench"
 go build -o "$WORK/dbx-node" ./cmd/dbx-node

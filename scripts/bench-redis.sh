@@ -39,29 +39,9 @@ done
 REDIS_PORT=$BASE_PORT
 DBX_PORT=$((BASE_PORT + 1))
 DBX_HTTP=127.0.0.1:$((BASE_PORT + 4))
-WORK=$(mktemp -d /tmp/dbx-bench-redis-work.XXXXXX)
-PIDS=()
-
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		if kill -0 "$pid" 2>/dev/null; then
-			kill -TERM "$pid" 2>/dev/null || true
-			for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-			kill -KILL "$pid" 2>/dev/null || true
-		fi
-	done
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-for p in $REDIS_PORT $DBX_PORT $((BASE_PORT + 2)) $((BASE_PORT + 3)) $((BASE_PORT + 4)); do
-	if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then
-		echo "bench-redis: port $p is in use (set BASE_PORT)" >&2
-		exit 1
-	fi
-done
+. scripts/lib.sh
+lib_init bench-redis
+ports_free $REDIS_PORT $DBX_PORT $((BASE_PORT + 2)) $((BASE_PORT + 3)) $((BASE_PORT + 4))
 
 echo "building dbx-node"
 go build -o "$WORK/dbx-node" ./cmd/dbx-node
