@@ -397,6 +397,8 @@ func (m *migrator) handleScan(ctx context.Context, req *migScanReq) (*migScanRes
 		it.Next()
 	}
 	if err := it.Error(); err != nil {
+		it.Close() // the next page (a retry) opens a fresh one
+		om.it, resp.Entries = nil, nil
 		return nil, err
 	}
 	resp.Done = true
