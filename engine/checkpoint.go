@@ -79,7 +79,7 @@ func (s *Store) writeCheckpoint(ctx context.Context, sn *Snapshot, info *Checkpo
 				info.Files = append(info.Files, rel(f.Num))
 				info.Bytes += f.Size
 				out[j] = &fileMeta{Num: f.Num, Size: f.Size, Smallest: f.Smallest, Largest: f.Largest, MinSeq: f.MinSeq,
-					MaxSeq: f.MaxSeq, Entries: f.Entries, Dead: f.Dead, DeadSeq: f.DeadSeq, Expiring: f.Expiring}
+					MaxSeq: f.MaxSeq, Entries: f.Entries, Dead: f.Dead, DeadSeq: f.DeadSeq, Expiring: f.Expiring, Ingested: f.Ingested}
 			}
 			return out, nil
 		}

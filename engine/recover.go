@@ -313,7 +313,7 @@ func (s *Store) openShard(i int, recs []*shardRecovery) (*shard, error) {
 			return nil, fmt.Errorf("engine: flush replayed wal of shard %d: %w", i, err)
 		}
 		old := sh.cur
-		sh.cur = newVersion(append(out, old.l0...), old.l1, old.dels)
+		sh.cur = newVersion(l0Insert(old.l0, out...), old.l1, old.dels)
 		old.unref()
 		sh.installReadStateLocked(sh.mem)
 	}

@@ -47,6 +47,9 @@ type writeReq struct {
 	del    *rangeDel // DeleteBucketRange (seq filled by the worker)
 	x      *xpart    // part of a cross-shard batch
 	rotate bool      // Flush: freeze the active memtable
+	// fn, if set, runs on the worker between groups (ingestions); its
+	// error is the request's.
+	fn func() error
 	// applied, if set, is closed once the request is in the memtable (in
 	// sequence order, not yet durable or visible): see Store.WriteApplied.
 	applied chan struct{}
@@ -170,6 +173,10 @@ func (sh *shard) run() {
 			for {
 				select {
 				case r := <-sh.mailbox:
+					if r.fn != nil {
+						sh.runFn(r)
+						continue
+					}
 					sh.commitGroup(append(group[:0], r))
 				default:
 					sh.syncIfDirty()
@@ -178,12 +185,21 @@ func (sh *shard) run() {
 				}
 			}
 		}
+		if first.fn != nil {
+			sh.runFn(first)
+			continue
+		}
 		group = append(group[:0], first)
 		size := first.size
+		var fn *writeReq
 	gather:
 		for first.x == nil && len(group) < cap(group) && size < sh.s.cfg.GroupBytesMax {
 			select {
 			case r := <-sh.mailbox:
+				if r.fn != nil {
+					fn = r // after the group, in mailbox order
+					break gather
+				}
 				group = append(group, r)
 				size += r.size
 				if r.x != nil {
@@ -194,7 +210,20 @@ func (sh *shard) run() {
 			}
 		}
 		sh.commitGroup(group)
+		if fn != nil {
+			sh.runFn(fn)
+		}
 	}
+}
+
+// runFn runs a function request on the worker.
+func (sh *shard) runFn(r *writeReq) {
+	if sh.broken != nil {
+		r.err = sh.broken
+	} else if err := r.fn(); err != nil {
+		r.err = err
+	}
+	close(r.done)
 }
 
 func (sh *shard) syncIfDirty() {
@@ -512,7 +541,7 @@ func (sh *shard) flushMemtable(m *memtable) error {
 	sh.mu.Lock()
 	l0 := sh.cur.l0
 	if meta != nil {
-		l0 = append([]*fileMeta{meta}, sh.cur.l0...)
+		l0 = l0Insert(sh.cur.l0, meta)
 	}
 	nv := newVersion(l0, sh.cur.l1, sh.cur.dels)
 	next := sh.rs.mem // the read state's memtable is the active one (installed under mu)
@@ -565,7 +594,7 @@ func (sh *shard) manifestLocked(v *version, flushed, logNum uint64) *manifest {
 		out := make([]*fileMeta, len(fs))
 		for i, f := range fs {
 			c := &fileMeta{Num: f.Num, Size: f.Size, Smallest: f.Smallest, Largest: f.Largest,
-				MinSeq: f.MinSeq, MaxSeq: f.MaxSeq, Entries: f.Entries, Dead: f.Dead, DeadSeq: f.DeadSeq, Expiring: f.Expiring}
+				MinSeq: f.MinSeq, MaxSeq: f.MaxSeq, Entries: f.Entries, Dead: f.Dead, DeadSeq: f.DeadSeq, Expiring: f.Expiring, Ingested: f.Ingested}
 			out[i] = c
 		}
 		return out

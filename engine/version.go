@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync/atomic"
 )
@@ -29,6 +30,11 @@ type fileMeta struct {
 	DeadSeq uint64 `json:"dead_seq"` // range-tombstone seq the Dead count reflects
 	// Expiring counts entries written with an expiry; files with any are rescanned by maintenance.
 	Expiring uint64 `json:"expiring"`
+	// Ingested marks a file an Ingestion wrote: every entry has the one
+	// sequence number MinSeq = MaxSeq, which no other entry has, and no
+	// file in front of it holds a key of its buckets (see Ingestion). Its
+	// sequence number may fall inside the range of a level-0 neighbour.
+	Ingested bool `json:"ingested,omitempty"`
 
 	refs  atomic.Int32
 	shard *shard
@@ -173,14 +179,38 @@ func parseFileName(name string) (uint64, string, bool) {
 	return n, ext[1:], true
 }
 
+// l0Insert returns l0 with fs (newer than one another in order) inserted
+// where their newest sequence number falls: level 0 is ordered by MaxSeq,
+// newest first. A flush lands in front (its entries are the newest) unless
+// an ingested file holds a newer sequence number than all of them.
+func l0Insert(l0 []*fileMeta, fs ...*fileMeta) []*fileMeta {
+	if len(fs) == 0 {
+		return slices.Clone(l0)
+	}
+	at := slices.IndexFunc(l0, func(f *fileMeta) bool { return f.MaxSeq < fs[len(fs)-1].MaxSeq })
+	if at < 0 {
+		at = len(l0)
+	}
+	return slices.Concat(l0[:at], fs, l0[at:])
+}
+
 // checkLevels panics if level 0 is not newest-first or level 1 is not
 // sorted and disjoint (on under -tags invariants and -race).
 func checkLevels(l0, l1 []*fileMeta) {
-	for i := 1; i < len(l0); i++ {
-		if l0[i-1].MinSeq <= l0[i].MaxSeq {
+	var prev *fileMeta // the last file not ingested
+	for i, f := range l0 {
+		if i > 0 && l0[i-1].MaxSeq <= f.MaxSeq {
 			panic(fmt.Sprintf("engine: level 0 out of order: file %d seqs [%d,%d] before file %d seqs [%d,%d]",
-				l0[i-1].Num, l0[i-1].MinSeq, l0[i-1].MaxSeq, l0[i].Num, l0[i].MinSeq, l0[i].MaxSeq))
+				l0[i-1].Num, l0[i-1].MinSeq, l0[i-1].MaxSeq, f.Num, f.MinSeq, f.MaxSeq))
 		}
+		if f.Ingested {
+			continue
+		}
+		if prev != nil && prev.MinSeq <= f.MaxSeq {
+			panic(fmt.Sprintf("engine: level 0 seq ranges overlap: file %d seqs [%d,%d] before file %d seqs [%d,%d]",
+				prev.Num, prev.MinSeq, prev.MaxSeq, f.Num, f.MinSeq, f.MaxSeq))
+		}
+		prev = f
 	}
 	for i := 1; i < len(l1); i++ {
 		if bytes.Compare(l1[i-1].Largest, l1[i].Smallest) >= 0 {

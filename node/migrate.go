@@ -672,8 +672,10 @@ func (m *migrator) handlePull(ctx context.Context, req *migPullReq) (*migPullRes
 			_ = w()
 		}
 	}()
-	// applyAsync writes a page (one engine batch per shard, so no page takes
-	// the store-wide cross-shard path) and keeps the durability waits.
+	// applyAsync writes changes (one engine batch per shard, so none takes
+	// the store-wide cross-shard path) without waiting for their sync: the
+	// waits are collected, and all are durable before the fence's answer is
+	// confirmed, below.
 	applyAsync := func(es []migEntry) error {
 		if len(es) == 0 {
 			return nil
@@ -716,9 +718,7 @@ func (m *migrator) handlePull(ctx context.Context, req *migPullReq) (*migPullRes
 		waits = nil
 		return err
 	}
-	// The snapshot, page by page: applied without waiting for each page's
-	// sync (waits collected; all are durable before the fence's answer is
-	// confirmed, below).
+	// The snapshot, page by page.
 	// The next page is fetched while this one is applied: a fetcher runs
 	// migScanAhead pages ahead at most (a bounded channel), so the copy is
 	// not one round trip plus one apply per page.
@@ -749,20 +749,42 @@ func (m *migrator) handlePull(ctx context.Context, req *migPullReq) (*migPullRes
 			bk, after, started = last.Bucket, last.Key, true
 		}
 	}()
+	// The snapshot goes straight into segment files (an engine ingestion:
+	// no WAL, no memtable), added to the store when complete; the changes
+	// since are ordinary writes after it.
+	ing, err := n.store.NewIngestion(ctx, req.Buckets)
+	if err != nil {
+		stopFetch()
+		<-fetched
+		abort()
+		return nil, err
+	}
 	copyErr := func() error {
 		for p := range pages {
 			if p.err != nil {
 				return fmt.Errorf("copy from %s: %w", req.From, p.err)
 			}
-			if err := applyAsync(p.r.Entries); err != nil {
+			size := 0
+			for _, e := range p.r.Entries {
+				if err := ing.Add(e.Bucket, e.Key, e.Value, e.ExpireAt); err != nil {
+					return err
+				}
+				size += len(e.Key) + len(e.Value)
+			}
+			n.failpoint("mig-target-copy")
+			res.Bytes += int64(size)
+			res.Keys += int64(len(p.r.Entries))
+			m.copied.Add(int64(size))
+			if err := lim.wait(ctx, size); err != nil {
 				return err
 			}
 		}
-		return nil
+		return ing.Commit(ctx)
 	}()
 	stopFetch()
 	<-fetched
 	if copyErr != nil {
+		ing.Abort()
 		abort()
 		return nil, copyErr
 	}
