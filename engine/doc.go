@@ -23,8 +23,11 @@
 // A Store has N shards (Config.Shards, fixed at creation); bucket b belongs
 // to shard b mod N. Each shard owns a WAL, an active memtable, a queue of
 // frozen memtables waiting for flush, and its segment files in two levels:
-// level 0 (flushed memtables, overlapping, newest first) and level 1
-// (sorted, disjoint). A read consults the memtables, at most
+// level 0 (flushed memtables and ingested files, overlapping, ordered by
+// newest sequence number) and level 1 (sorted, disjoint). An Ingestion
+// (ingest.go) writes sorted entries of some buckets straight into level-0
+// files, bypassing the WAL and the memtables, under one reserved sequence
+// number per shard: a migration's bulk copy. A read consults the memtables, at most
 // L0StopWrites level-0 files and one level-1 file; bloom filters skip most
 // files. One worker goroutine per shard serializes writes: it gathers a
 // commit group from its bounded mailbox, appends it to the WAL, fsyncs once

@@ -79,11 +79,11 @@ func run(ctx context.Context, cfg *Config, t Target, place *placement, progress 
 		r.rec.takePhaseCounts()
 	}
 	if !ended(ctx) {
+		start := time.Now() // before the deadline is set: Elapsed covers Duration
 		mctx, cancel := ctx, context.CancelFunc(func() {})
 		if cfg.Duration > 0 {
 			mctx, cancel = context.WithTimeout(ctx, cfg.Duration)
 		}
-		start := time.Now()
 		r.runPhase(mctx, "run", &phase{record: true, limit: cfg.Requests})
 		res.Elapsed = time.Since(start)
 		cancel()

@@ -109,7 +109,9 @@ func TestRunDurationWarmupProgress(t *testing.T) {
 	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("run took %s for 100ms warmup + 300ms", took)
 	}
-	if res.Ops == 0 || res.Latency.Count != res.Ops || res.Elapsed < 300*time.Millisecond {
+	// A client's socket deadline (taken from the run's) may end its last
+	// operation a moment before the run's timer fires.
+	if res.Ops == 0 || res.Latency.Count != res.Ops || res.Elapsed < 290*time.Millisecond {
 		t.Errorf("ops %d histogram %d elapsed %s", res.Ops, res.Latency.Count, res.Elapsed)
 	}
 	out := progress.String()
