@@ -50,21 +50,21 @@ type ingShard struct {
 }
 
 // NewIngestion prepares an ingestion into buckets.
+// (The store's close lock is taken per step, never held across a request
+// to a shard's worker: submit takes it itself.)
 func (s *Store) NewIngestion(ctx context.Context, buckets []uint16) (*Ingestion, error) {
-	if err := s.enter(); err != nil {
-		return nil, err
-	}
-	defer s.leave()
 	in := &Ingestion{s: s, buckets: map[uint16]bool{}, shards: map[int]*ingShard{}}
 	for _, b := range buckets {
 		in.buckets[b] = true
 	}
-	for _, sh := range s.shards {
-		if sh.memHasBuckets(in.buckets) { // left by an earlier attempt, deleted since
-			if err := s.Flush(ctx); err != nil {
-				return nil, fmt.Errorf("engine: ingestion: flush: %w", err)
-			}
-			break
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	dirty := slices.ContainsFunc(s.shards, func(sh *shard) bool { return sh.memHasBuckets(in.buckets) })
+	s.leave()
+	if dirty { // entries left by an earlier attempt, deleted since
+		if err := s.Flush(ctx); err != nil {
+			return nil, fmt.Errorf("engine: ingestion: flush: %w", err)
 		}
 	}
 	for b := range in.buckets {
@@ -170,11 +170,6 @@ func (in *Ingestion) Commit(ctx context.Context) error {
 	if in.done {
 		return errors.New("engine: ingestion already committed or aborted")
 	}
-	if err := in.s.enter(); err != nil {
-		in.Abort()
-		return err
-	}
-	defer in.s.leave()
 	for _, is := range in.shards {
 		if is.w != nil {
 			if err := is.finish(); err != nil {
