@@ -824,12 +824,33 @@ func (n *Node) registerSnapshotAdmin() {
 	n.admin.Handle("GET /v1/snapshots/{id}/files/{name...}", http.HandlerFunc(n.serveSnapshotFile))
 }
 
+// snapshotManifestWait bounds how long a file request waits for this node
+// to apply the snapshot's manifest.
+const snapshotManifestWait = 5 * time.Second
+
 // serveSnapshotFile streams a file of this node's part, checking it
 // against the manifest as it goes: on a mismatch the response is cut off,
 // so the client never takes a corrupt file for a good one.
 func (n *Node) serveSnapshotFile(w http.ResponseWriter, r *http.Request) {
 	id, name := r.PathValue("id"), r.PathValue("name")
+	// The exporter read the manifest from another node, maybe the leader
+	// right after the take: this node may not have applied it yet. Wait a
+	// little (bounded) rather than deny a part it has.
+	ctx, cancel := context.WithTimeout(r.Context(), snapshotManifestWait)
+	defer cancel()
 	m, ok := n.coord.Current().Snapshot(id)
+	for !ok {
+		s, ch := n.coord.Watch()
+		if m, ok = s.Snapshot(id); ok {
+			break
+		}
+		select {
+		case <-ch:
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
 	p, okp := m.Part(n.cfg.ID)
 	if !ok || !okp {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("node %s has no part of snapshot %s", n.cfg.ID, id)})
