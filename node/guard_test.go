@@ -80,3 +80,56 @@ func TestLocalBackendRefusesKeysNotOwned(t *testing.T) {
 		t.Fatalf("n2 has %q, %v", v, err)
 	}
 }
+
+// TestWatchVersionsCarryTheOwner: a WATCH version is tagged with the
+// key's owner; EXEC with a version taken at another owner (the bucket
+// moved in between) answers TRYAGAIN — not "a watched key changed", which
+// a move alone does not mean — while a version of the same owner is
+// compared as before.
+func TestWatchVersionsCarryTheOwner(t *testing.T) {
+	n1 := testNode(t, "n1", nil)
+	n2 := testNode(t, "n2", []string{n1.GossipAddr()})
+	ctx := context.Background()
+	var key []byte
+	deadline := time.Now().Add(15 * time.Second)
+	for key == nil {
+		tab := n1.Coordinator().Current().Table()
+		if tab != nil && len(tab.Nodes()) == 2 && !n2.catchingUp.Load() && n2.Coordinator().Current().Digest() == n1.Coordinator().Current().Digest() {
+			for i := 0; key == nil; i++ {
+				if k := []byte(fmt.Sprintf("w%d", i)); tab.Owner(k) == "n2" {
+					key = k
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no two-node placement within 15 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := n1.backend.Set(ctx, key, []byte("v1"), server.SetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	vers, err := n1.backend.Versions(ctx, [][]byte{key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if byte(vers[0]) != ownerTag("n2") {
+		t.Fatalf("version %x not tagged with its owner n2", vers[0])
+	}
+	exec := func(v uint64) error {
+		req := &server.TxRequest{Keys: [][]byte{key}, Reads: [][]byte{key}, Watch: []server.WatchedKey{{Key: key, Version: v}}}
+		return n1.backend.Exec(ctx, req, func(map[string]server.TxItem) ([]server.TxWrite, error) {
+			return []server.TxWrite{{Key: key, Value: []byte("v2")}}, nil
+		})
+	}
+	if err := exec(watchVersion("n1", vers[0]>>8)); !errors.Is(err, server.ErrTryAgain) {
+		t.Fatalf("EXEC with a version from another owner: %v, want TRYAGAIN", err)
+	}
+	if err := exec(vers[0]); err != nil {
+		t.Fatalf("EXEC with the owner's current version: %v", err)
+	}
+	if err := exec(vers[0]); !errors.Is(err, server.ErrWatchFailed) {
+		t.Fatalf("EXEC after the key changed: %v, want ErrWatchFailed", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
 	"time"
 
@@ -17,15 +18,17 @@ const txnAttemptsMax = 64
 
 var _ server.TxBackend = (*backend)(nil)
 
-// Versions implements server.TxBackend: each key's version from its owner.
+// Versions implements server.TxBackend: each key's version from its owner,
+// tagged with the owner (watchVersion): versions are the owner engine's
+// sequence numbers, meaningless on another node.
 func (b *backend) Versions(ctx context.Context, keys [][]byte) ([]uint64, error) {
-	groups, err := b.split(keys)
-	if err != nil {
-		return nil, err
-	}
 	var vers map[string]uint64
-	err = b.retryMoved(ctx, func() error {
+	var groups []*group
+	err := b.retryMoved(ctx, func() error {
 		var err error
+		if groups, err = b.split(keys); err != nil {
+			return err
+		}
 		_, vers, err = b.txReadMode(ctx, groups, keys, true)
 		return err
 	})
@@ -33,8 +36,42 @@ func (b *backend) Versions(ctx context.Context, keys [][]byte) ([]uint64, error)
 		return nil, err
 	}
 	out := make([]uint64, len(keys))
-	for i, k := range keys {
-		out[i] = vers[string(k)]
+	for _, g := range groups {
+		for _, i := range g.idx {
+			out[i] = watchVersion(g.id, vers[string(keys[i])])
+		}
+	}
+	return out, nil
+}
+
+// watchVersion tags an owner's version of a key with the owner: a key
+// whose bucket moved between WATCH and EXEC has a version from another
+// engine, which says nothing about whether it changed. EXEC then answers
+// TRYAGAIN (as Redis Cluster does for a key that moved) instead of
+// claiming a watched key changed. (Two nodes whose tags collide — 1 in 256
+// — compare raw versions, as before the tag.)
+func watchVersion(owner string, v uint64) uint64 { return v<<8 | uint64(ownerTag(owner)) }
+
+func ownerTag(id string) byte { return byte(crc32.ChecksumIEEE([]byte(id))) }
+
+// untagWatch checks that every watched key still has the owner it was
+// watched at and returns the watch list with raw versions.
+func untagWatch(groups []*group, keys [][]byte, watch []server.WatchedKey) ([]server.WatchedKey, error) {
+	if len(watch) == 0 {
+		return nil, nil
+	}
+	owner := make(map[string]string, len(keys))
+	for _, g := range groups {
+		for _, i := range g.idx {
+			owner[string(keys[i])] = g.id
+		}
+	}
+	out := make([]server.WatchedKey, len(watch))
+	for i, w := range watch {
+		if byte(w.Version) != ownerTag(owner[string(w.Key)]) {
+			return nil, fmt.Errorf("%w: watched key %q moved to another node since WATCH", server.ErrTryAgain, w.Key)
+		}
+		out[i] = server.WatchedKey{Key: w.Key, Version: w.Version >> 8}
 	}
 	return out, nil
 }
@@ -138,11 +175,16 @@ func (b *backend) Exec(ctx context.Context, req *server.TxRequest, run server.Tx
 			t.m.aborts.WithLabelValues("conflict").Inc()
 			return fmt.Errorf("%w: %d attempts", server.ErrTxnConflict, attempt-1)
 		}
+		watch, err := untagWatch(groups, req.Keys, req.Watch)
+		if err != nil {
+			t.m.aborts.WithLabelValues("watch_moved").Inc()
+			return err
+		}
 		if len(groups) == 1 && groups[0].addr == "" {
 			if err := b.checkOwned(req.Keys...); err != nil {
 				continue // the table changed under us: route again
 			}
-			err := b.local.Exec(ctx, req, run)
+			err := b.local.Exec(ctx, &server.TxRequest{Keys: req.Keys, Reads: req.Reads, Watch: watch}, run)
 			if errors.Is(err, errFenced) {
 				continue
 			}
@@ -165,7 +207,7 @@ func (b *backend) Exec(ctx context.Context, req *server.TxRequest, run server.Tx
 				return err
 			}
 		}
-		for _, w := range req.Watch {
+		for _, w := range watch {
 			if vers[string(w.Key)] != w.Version {
 				t.m.aborts.WithLabelValues("watch").Inc()
 				return server.ErrWatchFailed
