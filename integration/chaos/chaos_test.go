@@ -23,7 +23,7 @@ var (
 	flagDuration = flag.Duration("chaos.duration", 0, "fault phase: rounds of every nemesis start while it lasts (0: one round, the CI mode)")
 	flagSeed     = flag.Uint64("chaos.seed", 0, "seed of the fault schedule and workloads (0: random, printed)")
 	flagNemeses  = flag.String("chaos.nemeses", "", "comma-separated nemeses to run (empty: the default list; none: workloads only): "+nemesisNames())
-	flagRebal    = flag.Bool("chaos.rebalance", false, "include the rebalance nemeses (join, reweight, drain, kill-migration-target, kill-migration-source) in the default list")
+	flagRebal    = flag.Bool("chaos.rebalance", true, "include the rebalance nemeses (join, reweight, drain, kill-migration-target, kill-migration-source) in the default list")
 	flagWorkload = flag.String("chaos.workloads", "", "comma-separated workloads (empty: register,bank,set)")
 	flagHold     = flag.Duration("chaos.hold", 8*time.Second, "how long each fault stays (pause: at least "+PauseHold.String()+")")
 	flagNodes    = flag.Int("chaos.nodes", 5, "cluster size")

@@ -16,8 +16,8 @@
 //	DBX_CHAOS=1 go test ./integration/chaos -run TestChaos -v -count=1 \
 //	    -chaos.duration 10m -chaos.seed 42 -chaos.nemeses partition-halves,pause
 //
-// Other flags: -chaos.rebalance (add the rebalance nemeses below to the
-// default list; not in CI: see README, an open WATCH anomaly), -chaos.hold (how long a fault stays), -chaos.workloads,
+// Other flags: -chaos.rebalance=false (leave the rebalance nemeses below
+// out of the default list), -chaos.hold (how long a fault stays), -chaos.workloads,
 // -chaos.multi off (no WATCH/MULTI/EXEC: register without compare-and-set,
 // no bank), -chaos.nodes, -chaos.results, -chaos.keep (keep the results of
 // a passing run too). -chaos.nemeses none runs the workloads without
@@ -47,7 +47,7 @@
 // key of every owner; those times are the reported recovery times.
 //
 // Membership changes run under the same workloads (rebalance.go; in the
-// default list with -chaos.rebalance, and always by name): join
+// default list unless -chaos.rebalance=false, and always by name): join
 // (a 6th container joins, the run waits until it owns its share; healing
 // drains it again, so later faults see 5 nodes), reweight (a non-leader
 // to weight 2, back to 1 at heal), drain (a non-leader drained until it

@@ -57,7 +57,8 @@ func Nemeses() []Nemesis {
 }
 
 // FaultNemeses returns the network, process and pause faults. The default
-// list adds the rebalance nemeses with -chaos.rebalance (DefaultNemeses).
+// list adds the rebalance nemeses unless -chaos.rebalance=false
+// (DefaultNemeses).
 func FaultNemeses() []Nemesis {
 	netMissing := func(ctx context.Context, c *Cluster) error { return c.netToolsMissing(ctx, c.Nodes[0], false) }
 	return []Nemesis{

@@ -64,7 +64,7 @@ const (
 )
 
 // RebalanceNemeses returns the membership-change nemeses (part of Nemeses
-// and of the default list with -chaos.rebalance). Each loads the filler
+// and of the default list unless -chaos.rebalance=false). Each loads the filler
 // data before the workloads start (once per run), so every move carries
 // data.
 //
