@@ -226,11 +226,7 @@ func (is *ingShard) install() error {
 		f.refs.Store(0)
 	}
 	nv := newVersion(l0Insert(sh.cur.l0, is.out...), sh.cur.l1, sh.cur.dels)
-	logNum := sh.mem.walNum
-	if len(sh.imm) > 0 {
-		logNum = sh.imm[0].walNum
-	}
-	man := sh.manifestLocked(nv, sh.flushedSeq, logNum)
+	man := sh.manifestLocked(nv, sh.flushedSeq, sh.oldestLogLocked())
 	sh.mu.Unlock()
 	if err := sh.s.writeManifest(sh.dir, man); err != nil {
 		nv.unref()
