@@ -85,7 +85,7 @@ func commandTable(m *Metrics) map[string]*command {
 // exec runs one command: lookup, arity, auth and size checks, the handler,
 // metrics. It writes exactly one reply.
 func (s *Server) exec(c *session, args [][]byte) {
-	s.commandsTotal.Add(1)
+	s.stats.commandsTotal.Add(1)
 	c.failed = false
 	if len(args) == 0 {
 		return // redcon never delivers one; nothing to answer
@@ -904,11 +904,19 @@ func cmdInfo(s *Server, ctx context.Context, c *session, args [][]byte) {
 	section("Clients", [][2]string{
 		{"connected_clients", strconv.FormatInt(s.conns.Load(), 10)},
 		{"maxclients", strconv.Itoa(s.cfg.ConnsMax)},
+		{"client_query_buffer_limit", strconv.Itoa(s.limits.RequestBytesMax)},
+		{"dbx_client_input_bytes", strconv.FormatInt(s.budget.Used(), 10)},
+		{"dbx_client_input_bytes_peak", strconv.FormatInt(s.budget.Peak(), 10)},
+		{"dbx_client_input_bytes_max", strconv.FormatInt(s.budget.Max(), 10)},
 	})
 	section("Stats", [][2]string{
-		{"total_connections_received", strconv.FormatInt(s.connsAccepted.Load(), 10)},
-		{"total_commands_processed", strconv.FormatInt(s.commandsTotal.Load(), 10)},
-		{"rejected_connections", strconv.FormatInt(s.connsRefused.Load(), 10)},
+		{"total_connections_received", strconv.FormatInt(s.stats.connsAccepted.Load(), 10)},
+		{"total_commands_processed", strconv.FormatInt(s.stats.commandsTotal.Load(), 10)},
+		{"rejected_connections", strconv.FormatInt(s.stats.connsRefused.Load(), 10)},
+		{"dbx_protocol_errors", strconv.FormatInt(s.stats.protocolErrors.Load(), 10)},
+		{"dbx_rejected_query_buffer", strconv.FormatInt(s.stats.tooLarge.Load(), 10)},
+		{"dbx_rejected_client_input_memory", strconv.FormatInt(s.stats.inputMemory.Load(), 10)},
+		{"dbx_connection_panics", strconv.FormatInt(s.stats.panics.Load(), 10)},
 	})
 	section("Cluster", [][2]string{
 		{"cluster_enabled", "1"},

@@ -4,26 +4,45 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/dbx-kv/dbx/engine"
+	"github.com/dbx-kv/dbx/server/resp"
 )
 
 // Config configures a Server. Start from DefaultConfig.
 type Config struct {
 	// RequirePass, if set, is the password of AUTH (user "default"): until a
-	// connection authenticates only AUTH, HELLO, PING and QUIT run.
+	// connection authenticates only AUTH, HELLO, PING and QUIT run, and its
+	// requests may have at most 10 arguments of at most 16 KiB each (Redis
+	// 7's limits for unauthenticated clients).
 	RequirePass string
-	// KeyBytesMax bounds a key ("-ERR key too large"). Default 64 KiB.
+	// KeyBytesMax bounds a key ("-ERR key too large"). Default and maximum
+	// engine.KeyBytesLimit (65,534 bytes: what the engine can store and
+	// flush with its bucket prefix).
 	KeyBytesMax int
 	// ValueBytesMax bounds every other argument ("-ERR value too large").
-	// Default 16 MiB.
+	// Default 16 MiB; at most engine.ValueBytesLimit.
 	ValueBytesMax int
 	// ArgsMax bounds the arguments of one command, name included
 	// ("-ERR too many arguments"). Default 1,048,576.
 	ArgsMax int
-	// RequestBytesMax bounds the bytes the server buffers for one incomplete
-	// request. Beyond it the client gets "-ERR Protocol error: request too
-	// large" and is disconnected (RESP cannot be resynchronised mid-request).
-	// Must be at least KeyBytesMax+ValueBytesMax+1024. Default 64 MiB.
+	// RequestBytesMax bounds one request as buffered (Redis's
+	// client-query-buffer-limit, --client-query-buffer-bytes-max): a
+	// request that declares or sends more gets "-ERR Protocol error:
+	// request too large ..." and is disconnected (RESP cannot be
+	// resynchronised mid-request). Must be at least
+	// KeyBytesMax+ValueBytesMax+1024. Default 64 MiB.
 	RequestBytesMax int
+	// ClientInputBytesMax bounds the input buffers of all connections
+	// together (--client-input-bytes-max). A connection whose request needs
+	// a bigger buffer than the room left gets "-ERR client input memory
+	// limit reached ..." and is disconnected. Default 1 GiB; at least
+	// RequestBytesMax.
+	ClientInputBytesMax int64
+	// CloseTimeout is how long Close lets connections finish before it
+	// closes their sockets under them (and again before it gives up
+	// waiting). Default 3 s.
+	CloseTimeout time.Duration
 	// ConnsMax bounds open client connections; one more gets "-ERR max
 	// number of clients reached" and is closed. Default 10,000.
 	ConnsMax int
@@ -58,18 +77,20 @@ type Config struct {
 // DefaultConfig returns the defaults documented on each field.
 func DefaultConfig() Config {
 	return Config{
-		KeyBytesMax:     64 << 10,
-		ValueBytesMax:   16 << 20,
-		ArgsMax:         1 << 20,
-		RequestBytesMax: 64 << 20,
-		ConnsMax:        10000,
-		RequestTimeout:  2 * time.Second,
-		TxnTimeout:      6 * time.Second,
-		TxnKeysMax:      1024,
-		TxnCommandsMax:  4096,
-		WriteTimeout:    10 * time.Second,
-		Now:             time.Now,
-		Version:         "7.2.0-dbx",
+		KeyBytesMax:         engine.KeyBytesLimit,
+		ValueBytesMax:       16 << 20,
+		ArgsMax:             1 << 20,
+		RequestBytesMax:     64 << 20,
+		ClientInputBytesMax: 1 << 30,
+		CloseTimeout:        3 * time.Second,
+		ConnsMax:            10000,
+		RequestTimeout:      2 * time.Second,
+		TxnTimeout:          6 * time.Second,
+		TxnKeysMax:          1024,
+		TxnCommandsMax:      4096,
+		WriteTimeout:        10 * time.Second,
+		Now:                 time.Now,
+		Version:             "7.2.0-dbx",
 	}
 }
 
@@ -79,17 +100,23 @@ func (c *Config) Validate() error {
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
 	}
-	if c.KeyBytesMax < 1 {
-		bad("KeyBytesMax (%d) must be at least 1", c.KeyBytesMax)
+	if c.KeyBytesMax < 1 || c.KeyBytesMax > engine.KeyBytesLimit {
+		bad("KeyBytesMax (%d) must be in [1, %d] (engine.KeyBytesLimit)", c.KeyBytesMax, engine.KeyBytesLimit)
 	}
-	if c.ValueBytesMax < 1 {
-		bad("ValueBytesMax (%d) must be at least 1", c.ValueBytesMax)
+	if c.ValueBytesMax < 1 || c.ValueBytesMax > engine.ValueBytesLimit {
+		bad("ValueBytesMax (%d) must be in [1, %d] (engine.ValueBytesLimit)", c.ValueBytesMax, engine.ValueBytesLimit)
 	}
-	if c.ArgsMax < 3 {
-		bad("ArgsMax (%d) must be at least 3", c.ArgsMax)
+	if c.ArgsMax < 3 || c.ArgsMax > 1<<20 {
+		bad("ArgsMax (%d) must be in [3, %d]", c.ArgsMax, 1<<20)
 	}
 	if min := c.KeyBytesMax + c.ValueBytesMax + 1024; c.RequestBytesMax < min {
 		bad("RequestBytesMax (%d) must be at least KeyBytesMax+ValueBytesMax+1024 (%d)", c.RequestBytesMax, min)
+	}
+	if c.ClientInputBytesMax < int64(c.RequestBytesMax) {
+		bad("ClientInputBytesMax (%d) must be at least RequestBytesMax (%d)", c.ClientInputBytesMax, c.RequestBytesMax)
+	}
+	if c.CloseTimeout <= 0 {
+		bad("CloseTimeout (%s) must be positive", c.CloseTimeout)
 	}
 	if c.ConnsMax < 1 {
 		bad("ConnsMax (%d) must be at least 1", c.ConnsMax)
@@ -119,4 +146,17 @@ func (c *Config) Validate() error {
 		bad("Version must be set")
 	}
 	return errors.Join(errs...)
+}
+
+// readerLimits are the RESP reader's limits for c: one argument may be as
+// large as the larger of a key and a value.
+func (c *Config) readerLimits() resp.Limits {
+	l := resp.DefaultLimits()
+	// l.ArgsMax stays Redis's 1,048,576: between ArgsMax and it a request is
+	// read and answered "-ERR too many arguments", the connection kept.
+	l.BulkBytesMax = max(c.KeyBytesMax, c.ValueBytesMax)
+	l.RequestBytesMax = c.RequestBytesMax
+	l.UnauthArgsMax = min(l.UnauthArgsMax, c.ArgsMax)
+	l.UnauthBulkBytesMax = min(l.UnauthBulkBytesMax, l.BulkBytesMax)
+	return l
 }

@@ -40,19 +40,42 @@
 //
 // # Limits and failure behaviour
 //
-//   - Wrong arity, unknown commands, bad options, keys over KeyBytesMax and
-//     arguments over ValueBytesMax get an error reply; the connection stays
-//     usable (pipelined replies keep their order).
-//   - Malformed RESP is detected by redcon, which replies "-ERR Protocol
-//     error: <detail>" (e.g. "invalid bulk length", "expected '$', got
-//     ':'", "unbalanced quotes in request") and closes that connection only
-//     (RESP cannot resynchronise); other connections are not affected.
-//   - redcon buffers a whole request; the server wraps each connection so a
-//     request that grows over RequestBytesMax gets "-ERR Protocol error:
-//     request too large" and the connection is closed.
+//   - Requests are read by server/resp, dbx's own RESP reader (redcon's
+//     trusted declared lengths: one 26-byte request crashed the process,
+//     one of 22 bytes pinned a core). Every declared count and length is
+//     checked before it is used: more than 1,048,576 arguments is "-ERR
+//     Protocol error: invalid multibulk length", an argument over the
+//     larger of KeyBytesMax and ValueBytesMax "-ERR Protocol error: invalid
+//     bulk length (N bytes, the limit is M)", a request over
+//     RequestBytesMax (the query buffer limit) "-ERR Protocol error:
+//     request too large ...". Before AUTH (with RequirePass) a request may
+//     have at most 10 arguments of at most 16 KiB ("unauthenticated
+//     multibulk/bulk length"), as in Redis 7. Each of these closes that
+//     connection only (RESP cannot resynchronise); other malformed input
+//     gets Redis's texts ("expected '$', got ':'", "unbalanced quotes in
+//     request", ...) and the same treatment.
+//   - Input memory: no buffer is sized by a declared length (a connection
+//     holds at most about twice what its current request has sent), and
+//     the input buffers of all connections together are bounded by
+//     ClientInputBytesMax; a connection whose request finds no room gets
+//     "-ERR client input memory limit reached ..." and is closed. INFO
+//     clients and /metrics (dbx_client_input_bytes, _max,
+//     dbx_client_input_rejected_total{reason}) show both.
+//   - Within those bounds, wrong arity, unknown commands, bad options, keys
+//     over KeyBytesMax and more than ArgsMax arguments get an error reply;
+//     the connection stays usable (pipelined replies keep their order).
+//   - A panic while serving a connection closes that connection, is logged
+//     with its stack and counted (dbx_resp_panics_total); the process and
+//     the other connections go on.
 //   - ConnsMax: one connection more gets "-ERR max number of clients
 //     reached" and is closed. WriteTimeout bounds writes to a client that
-//     does not read; IdleTimeout (off by default) closes silent clients.
+//     does not read; replies are flushed at the end of a pipeline and
+//     whenever 64 KiB are pending. IdleTimeout (off by default) closes
+//     silent clients.
+//   - Close is bounded: it cancels backend calls, wakes blocked reads, lets
+//     connections finish for CloseTimeout, then closes their sockets; after
+//     another CloseTimeout it returns an error naming how many are still
+//     stuck (a backend ignoring ctx) rather than wait.
 //   - Every backend call runs under a context with RequestTimeout (default
 //     2 s); a deadline error becomes "-ERR owner unreachable: request timed
 //     out after 2s", an ErrUnreachable error "-ERR owner unreachable: <detail>".
@@ -82,9 +105,9 @@
 //     COUNT to 100,000.
 //   - DBSIZE on EngineBackend counts keys (O(keys)); INFO's keyspace line
 //     calls it too.
-//   - EXPIRE's NX/XX/GT/LT options, MULTI/EXEC/DISCARD/WATCH, RESP3, ACL
-//     users other than "default", and an empty multibulk ("*0", which redcon
-//     rejects as a protocol error) are not supported.
+//   - EXPIRE's NX/XX/GT/LT options, RESP3 and ACL users other than
+//     "default" are not supported. An empty multibulk ("*0") is skipped
+//     without a reply, as in Redis.
 //   - CLUSTER NODES reports a bus port of RESP port + 10000 and no replicas;
 //     clients only use it for display. Node IDs should not contain spaces.
 package server

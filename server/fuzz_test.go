@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tidwall/redcon"
+	"github.com/dbx-kv/dbx/server/resp"
 )
 
 // FuzzCommand feeds random argument vectors through the dispatcher (with
@@ -59,7 +59,7 @@ func FuzzCommand(f *testing.F) {
 		}
 		for _, srv := range []*Server{s, sPw} {
 			var buf bytes.Buffer
-			w := redcon.NewWriter(&buf)
+			w := resp.NewWriter(&buf)
 			sess := &session{id: 1, authed: srv.cfg.RequirePass == "", w: w}
 			srv.exec(sess, args)
 			if err := w.Flush(); err != nil {

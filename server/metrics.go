@@ -1,7 +1,11 @@
 package server
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dbx-kv/dbx/server/resp"
 )
 
 // Metrics are the RESP server's Prometheus collectors. Create them with
@@ -13,6 +17,10 @@ import (
 //	dbx_resp_connections                      gauge
 //	dbx_resp_connections_total                counter (accepted)
 //	dbx_resp_connections_rejected_total       counter (over ConnsMax)
+//	dbx_client_input_bytes                    gauge (input buffers of all clients)
+//	dbx_client_input_bytes_max                gauge (Config.ClientInputBytesMax)
+//	dbx_client_input_rejected_total{reason}   counter (protocol, query_buffer, node_memory)
+//	dbx_resp_panics_total                     counter (connections closed by a panic)
 //
 // cmd is a known command's lower-case name or "unknown", so label
 // cardinality is bounded.
@@ -23,6 +31,9 @@ type Metrics struct {
 	conns       prometheus.Gauge
 	connsTotal  prometheus.Counter
 	connsRefuse prometheus.Counter
+	rejected    *prometheus.CounterVec
+	panics      prometheus.Counter
+	budget      atomic.Pointer[resp.Budget]
 }
 
 // NewMetrics creates the collectors and registers them on reg.
@@ -49,7 +60,23 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "dbx_resp_connections_rejected_total", Help: "RESP client connections refused over ConnsMax.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.commands, m.duration, m.errors, m.conns, m.connsTotal, m.connsRefuse} {
+	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "dbx_client_input_rejected_total",
+		Help: "Client connections closed for their input: malformed (protocol), one request over the query buffer limit, or no room in the node-wide input budget.",
+	}, []string{"reason"})
+	m.panics = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "dbx_resp_panics_total", Help: "RESP connections closed because serving them panicked (logged with a stack).",
+	})
+	used := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "dbx_client_input_bytes", Help: "Bytes of input buffers held by all RESP client connections.",
+	}, func() float64 { return float64(m.budget.Load().Used()) })
+	maxG := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "dbx_client_input_bytes_max", Help: "Bound on dbx_client_input_bytes (--client-input-bytes-max).",
+	}, func() float64 { return float64(m.budget.Load().Max()) })
+	for _, r := range []string{"protocol", "query_buffer", "node_memory"} {
+		m.rejected.WithLabelValues(r)
+	}
+	for _, c := range []prometheus.Collector{m.commands, m.duration, m.errors, m.conns, m.connsTotal, m.connsRefuse, m.rejected, m.panics, used, maxG} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -72,5 +99,11 @@ func (m *Metrics) forCommand(name string) *cmdMetrics {
 		ok:      m.commands.WithLabelValues(name, "ok"),
 		fail:    m.commands.WithLabelValues(name, "error"),
 		latency: m.duration.WithLabelValues(name),
+	}
+}
+
+func (m *Metrics) inputRejected(reason string) {
+	if m != nil {
+		m.rejected.WithLabelValues(reason).Inc()
 	}
 }

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/tidwall/redcon"
+	"github.com/dbx-kv/dbx/server/resp"
 )
 
 // Server is the RESP server of a node. Create it with New, run it with
@@ -20,6 +22,8 @@ type Server struct {
 	cmds map[string]*command
 	// unknownM counts commands not in cmds (nil without Metrics).
 	unknownM *cmdMetrics
+	limits   resp.Limits
+	budget   *resp.Budget // node-wide client input bytes
 
 	ctx    context.Context // canceled by Close: ends in-flight backend calls
 	cancel context.CancelFunc
@@ -27,17 +31,21 @@ type Server struct {
 	mu     sync.Mutex
 	ln     net.Listener
 	closed bool
-	served chan struct{} // closed when Serve's accept loop returned
+	served chan struct{}      // closed when Serve's accept loop returned
+	open   map[*conn]struct{} // live connections, for Close
+	conns  atomic.Int64       // open connections
+	wg     sync.WaitGroup     // one per connection goroutine
+	_      [0]func()          // not comparable
+	ids    atomic.Int64       // client IDs
+	stats  serverStats
 
-	handlers sync.WaitGroup // one per accepted connection until its closed callback
-	conns    atomic.Int64   // open connections
-	clientID atomic.Int64
+	started time.Time
+}
 
-	started        time.Time
-	commandsTotal  atomic.Int64
-	connsAccepted  atomic.Int64
-	connsRefused   atomic.Int64
-	protocolErrors atomic.Int64
+type serverStats struct {
+	commandsTotal, connsAccepted, connsRefused atomic.Int64
+	protocolErrors, tooLarge, inputMemory      atomic.Int64
+	panics, cut                                atomic.Int64
 }
 
 // New returns a Server for backend b. It validates cfg.
@@ -48,10 +56,15 @@ func New(cfg Config, b Backend) (*Server, error) {
 	if b == nil {
 		return nil, fmt.Errorf("%w: nil Backend", ErrInvalidConfig)
 	}
-	s := &Server{cfg: cfg, b: b, started: cfg.Now(), served: make(chan struct{})}
+	s := &Server{cfg: cfg, b: b, started: cfg.Now(), served: make(chan struct{}), open: map[*conn]struct{}{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.cmds = commandTable(cfg.Metrics)
 	s.unknownM = cfg.Metrics.forCommand("unknown")
+	s.limits = cfg.readerLimits()
+	s.budget = resp.NewBudget(cfg.ClientInputBytesMax)
+	if m := cfg.Metrics; m != nil {
+		m.budget.Store(s.budget)
+	}
 	return s, nil
 }
 
@@ -68,19 +81,28 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 		return errors.New("server: Serve called twice")
 	}
-	s.ln = &limitListener{Listener: ln, s: s}
+	s.ln = ln
 	s.mu.Unlock()
 	defer close(s.served)
-
-	rs := redcon.NewServerNetwork(ln.Addr().Network(), ln.Addr().String(), s.handle, s.accept, s.closedConn)
-	rs.SetIdleClose(s.cfg.IdleTimeout)
-	rs.AcceptError = func(err error) {
-		s.logf("server: accept: %v", err)
-		time.Sleep(10 * time.Millisecond) // e.g. EMFILE: do not spin
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			s.logf("server: accept: %v", err)
+			select { // e.g. EMFILE: do not spin
+			case <-s.ctx.Done():
+				return nil
+			case <-time.After(10 * time.Millisecond):
+			}
+			continue
+		}
+		s.accept(nc)
 	}
-	// redcon's serve returns when the listener is closed, after closing
-	// every connection it accepted.
-	return rs.Serve(s.ln)
 }
 
 // Addr is the listening address, or nil before Serve.
@@ -93,8 +115,12 @@ func (s *Server) Addr() net.Addr {
 	return s.ln.Addr()
 }
 
-// Close stops accepting, cancels in-flight backend calls, closes every
-// connection and waits for their goroutines. It is safe to call more than once.
+// Close stops accepting, cancels in-flight backend calls and ends every
+// connection: each finishes the command it runs and writes its replies for
+// up to CloseTimeout, then its socket is closed under it. Close returns once
+// every connection goroutine has ended, or with an error after a second
+// CloseTimeout if some did not (a backend ignoring its context). Safe to
+// call more than once.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -105,16 +131,45 @@ func (s *Server) Close() error {
 	ln := s.ln
 	s.mu.Unlock()
 	s.cancel()
-	if ln == nil {
-		return nil
+	var err error
+	if ln != nil {
+		err = ln.Close()
+		<-s.served // no accept after this, so wg.Wait cannot race an Add
 	}
-	err := ln.Close()
-	<-s.served // no accept after this, so handlers.Wait cannot race an Add
-	s.handlers.Wait()
 	if errors.Is(err, net.ErrClosed) {
 		err = nil
 	}
-	return err
+	// Wake every connection blocked in a read; one running a command ends
+	// after it (its context is canceled).
+	s.mu.Lock()
+	for c := range s.open {
+		c.nc.SetReadDeadline(time.Now())
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	timer := time.NewTimer(s.cfg.CloseTimeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return err
+	case <-timer.C:
+	}
+	s.mu.Lock()
+	n := len(s.open)
+	for c := range s.open {
+		c.nc.Close() // unblocks a write to a client that does not read
+	}
+	s.mu.Unlock()
+	s.stats.cut.Add(int64(n))
+	s.logf("server: closed %d connections that did not finish within %s", n, s.cfg.CloseTimeout)
+	timer.Reset(s.cfg.CloseTimeout)
+	select {
+	case <-done:
+		return err
+	case <-timer.C:
+		return errors.Join(err, fmt.Errorf("server: %d connections still running %s after Close cut them", n, s.cfg.CloseTimeout))
+	}
 }
 
 func (s *Server) logf(format string, args ...any) {
@@ -123,69 +178,155 @@ func (s *Server) logf(format string, args ...any) {
 	}
 }
 
-// accept runs on redcon's accept loop for every new connection.
-func (s *Server) accept(c redcon.Conn) bool {
+// accept registers a new connection and starts its goroutine.
+func (s *Server) accept(nc net.Conn) {
 	if s.conns.Add(1) > int64(s.cfg.ConnsMax) {
 		s.conns.Add(-1)
-		s.connsRefused.Add(1)
+		s.stats.connsRefused.Add(1)
 		if m := s.cfg.Metrics; m != nil {
 			m.connsRefuse.Inc()
 		}
-		c.WriteError("ERR max number of clients reached")
-		return false // redcon flushes and closes
+		nc.SetWriteDeadline(time.Now().Add(time.Second))
+		nc.Write([]byte("-ERR max number of clients reached\r\n"))
+		nc.Close()
+		return
 	}
-	s.connsAccepted.Add(1)
+	s.stats.connsAccepted.Add(1)
 	if m := s.cfg.Metrics; m != nil {
 		m.conns.Inc()
 		m.connsTotal.Inc()
 	}
-	sess := &session{id: s.clientID.Add(1), authed: s.cfg.RequirePass == ""}
-	if nc := c.NetConn(); nc != nil {
-		sess.local = nc.LocalAddr()
-		if lc, ok := nc.(*limitConn); ok {
-			sess.lc = lc
+	c := &conn{s: s, nc: nc}
+	c.sess = &session{id: s.ids.Add(1), authed: s.cfg.RequirePass == "", local: nc.LocalAddr(), remote: nc.RemoteAddr()}
+	c.rd = resp.NewReader(nc, s.limits, s.budget, !c.sess.authed)
+	c.wr = resp.NewWriter(deadlineWriter{nc, s.cfg.WriteTimeout})
+	c.sess.w = c.wr
+	s.mu.Lock()
+	s.open[c] = struct{}{}
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go c.serve()
+}
+
+// conn is one client connection; only its goroutine uses rd, wr and sess.
+type conn struct {
+	s    *Server
+	nc   net.Conn
+	rd   *resp.Reader
+	wr   *resp.Writer
+	sess *session
+}
+
+// replyFlushBytes: replies are written out once this many are buffered,
+// even in the middle of a pipeline, so a pipeline of big replies does not
+// pile up in memory.
+const replyFlushBytes = 64 << 10
+
+// serve runs the connection: read requests, run them in order, write the
+// replies of a pipeline together. A panic anywhere in it closes this
+// connection only; it is logged and counted.
+func (c *conn) serve() {
+	s := c.s
+	defer func() {
+		if p := recover(); p != nil {
+			s.stats.panics.Add(1)
+			if m := s.cfg.Metrics; m != nil {
+				m.panics.Inc()
+			}
+			s.logf("server: panic serving %s (connection closed): %v\n%s", c.nc.RemoteAddr(), p, debug.Stack())
+		}
+		c.nc.Close()
+		c.rd.Release()
+		s.mu.Lock()
+		delete(s.open, c)
+		s.mu.Unlock()
+		s.conns.Add(-1)
+		if m := s.cfg.Metrics; m != nil {
+			m.conns.Dec()
+		}
+		s.wg.Done()
+	}()
+	for {
+		if s.ctx.Err() != nil {
+			c.wr.Flush()
+			return
+		}
+		args, err := c.rd.Next()
+		if err == resp.ErrIncomplete {
+			if c.wr.Flush() != nil {
+				return
+			}
+			if s.cfg.IdleTimeout > 0 {
+				c.nc.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+			}
+			if err = c.rd.Fill(); err == nil {
+				continue
+			}
+		}
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		s.exec(c.sess, args)
+		if c.sess.quit {
+			c.wr.Flush()
+			return
+		}
+		c.rd.SetAuthenticated(c.sess.authed)
+		if c.wr.Buffered() > replyFlushBytes && c.wr.Flush() != nil {
+			return
 		}
 	}
-	c.SetContext(sess)
-	s.handlers.Add(1)
-	return true
 }
 
-// closedConn runs (under redcon's lock) when a connection's goroutine ends.
-func (s *Server) closedConn(c redcon.Conn, err error) {
-	if err != nil && !errors.Is(err, net.ErrClosed) {
-		var ne net.Error
-		if !errors.As(err, &ne) || !ne.Timeout() {
-			s.protocolErrors.Add(1)
-			s.logf("server: connection %s: %v", c.RemoteAddr(), err)
+// fail ends the connection after a read error, telling the client why when
+// the cause is its input.
+func (c *conn) fail(err error) {
+	s := c.s
+	var pe *resp.ProtocolError
+	var ne net.Error
+	msg := ""
+	switch {
+	case errors.As(err, &pe):
+		s.stats.protocolErrors.Add(1)
+		s.cfg.Metrics.inputRejected("protocol")
+		msg = "ERR " + pe.Error()
+	case errors.Is(err, resp.ErrRequestTooLarge):
+		s.stats.tooLarge.Add(1)
+		s.cfg.Metrics.inputRejected("query_buffer")
+		msg = "ERR Protocol error: request too large (over " + fmt.Sprint(s.limits.RequestBytesMax) + " bytes, the client query buffer limit)"
+	case errors.Is(err, resp.ErrInputMemory):
+		s.stats.inputMemory.Add(1)
+		s.cfg.Metrics.inputRejected("node_memory")
+		msg = "ERR client input memory limit reached (" + fmt.Sprint(s.budget.Max()) + " bytes for all clients), try again later"
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), s.ctx.Err() != nil:
+	case errors.As(err, &ne) && ne.Timeout():
+	default:
+		s.logf("server: connection %s: %v", c.nc.RemoteAddr(), err)
+	}
+	c.wr.Flush() // replies of the requests before the bad one
+	if msg != "" {
+		c.wr.WriteError(msg)
+		c.wr.Flush()
+		if s.cfg.Logf != nil && !errors.As(err, &pe) {
+			s.logf("server: closing connection %s: %s", c.nc.RemoteAddr(), msg)
 		}
 	}
-	s.conns.Add(-1)
-	if m := s.cfg.Metrics; m != nil {
-		m.conns.Dec()
-	}
-	s.handlers.Done()
 }
 
-// handle runs one command on the connection's goroutine; redcon flushes the
-// replies of a pipeline after its last command.
-func (s *Server) handle(c redcon.Conn, cmd redcon.Command) {
-	sess, _ := c.Context().(*session)
-	if sess == nil || sess.quit {
-		return // rest of a pipeline after QUIT
-	}
-	if sess.lc != nil {
-		sess.lc.pending = 0 // a whole request arrived: restart the request-size count
-	}
-	sess.w = c
-	s.exec(sess, cmd.Args)
-	sess.w = nil
-	if sess.quit {
-		c.Close()
-	}
+// deadlineWriter puts a deadline on every write to a client.
+type deadlineWriter struct {
+	nc      net.Conn
+	timeout time.Duration
 }
 
-// replyWriter is the part of redcon.Conn (and *redcon.Writer) replies use.
+func (w deadlineWriter) Write(p []byte) (int, error) {
+	w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
+	return w.nc.Write(p)
+}
+
+// replyWriter is what replies are written to (resp.Writer, and the
+// recorder that buffers a transaction's replies).
 type replyWriter interface {
 	WriteString(string)
 	WriteBulk([]byte)
@@ -204,7 +345,7 @@ type session struct {
 	name    string
 	quit    bool
 	local   net.Addr
-	lc      *limitConn
+	remote  net.Addr
 	w       replyWriter
 	failed  bool         // the current command replied with an error
 	nameBuf [32]byte     // lower-cased command name
@@ -232,48 +373,4 @@ func (c *session) WriteRaw(v []byte)        { c.w.WriteRaw(v) }
 func (c *session) WriteError(v string) {
 	c.failed = true
 	c.w.WriteError(v)
-}
-
-// limitListener wraps accepted connections in limitConn.
-type limitListener struct {
-	net.Listener
-	s *Server
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &limitConn{Conn: c, max: l.s.cfg.RequestBytesMax, writeTimeout: l.s.cfg.WriteTimeout}, nil
-}
-
-// errRequestTooLarge ends a connection whose pending request is over
-// Config.RequestBytesMax.
-var errRequestTooLarge = errors.New("server: request too large")
-
-// limitConn bounds what redcon buffers for one request (redcon itself grows
-// its buffer without limit) and puts a deadline on every write. Read and
-// Write run on the connection's goroutine only, as does the reset in handle.
-type limitConn struct {
-	net.Conn
-	max          int
-	pending      int // bytes read since the last complete command
-	writeTimeout time.Duration
-}
-
-func (c *limitConn) Read(p []byte) (int, error) {
-	if c.pending > c.max {
-		c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
-		c.Conn.Write([]byte("-ERR Protocol error: request too large\r\n"))
-		return 0, errRequestTooLarge
-	}
-	n, err := c.Conn.Read(p)
-	c.pending += n
-	return n, err
-}
-
-func (c *limitConn) Write(p []byte) (int, error) {
-	c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
-	return c.Conn.Write(p)
 }
