@@ -15,6 +15,8 @@ type Batch struct {
 	ops  []batchOp
 	data []byte // arena holding every key and value
 	size int    // bytes counted against BatchBytesMax
+	// walBytes is the exact size of the ops in a WAL record (checkBatch).
+	walBytes int
 }
 
 type batchOp struct {
@@ -35,7 +37,8 @@ func (b *Batch) SetWithExpiry(bucket uint16, key, value []byte, expireAtMs int64
 	op.key = b.push(key)
 	op.value = b.push(value)
 	b.ops = append(b.ops, op)
-	b.size += len(key) + len(value) + 16
+	b.size += len(key) + len(value) + batchOpBytes
+	b.walBytes += opWALBytes(base.KindSet, len(key), len(value), expireAtMs != 0)
 }
 
 // Delete removes (bucket, key).
@@ -43,7 +46,8 @@ func (b *Batch) Delete(bucket uint16, key []byte) {
 	op := batchOp{kind: base.KindDelete, bucket: bucket}
 	op.key = b.push(key)
 	b.ops = append(b.ops, op)
-	b.size += len(key) + 16
+	b.size += len(key) + batchOpBytes
+	b.walBytes += opWALBytes(base.KindDelete, len(key), 0, false)
 }
 
 // ForEachKey calls fn with the bucket and key of every operation, in order
@@ -58,7 +62,7 @@ func (b *Batch) ForEachKey(fn func(bucket uint16, key []byte)) {
 func (b *Batch) Len() int { return len(b.ops) }
 
 // Reset empties the batch, keeping its memory.
-func (b *Batch) Reset() { b.ops, b.data, b.size = b.ops[:0], b.data[:0], 0 }
+func (b *Batch) Reset() { b.ops, b.data, b.size, b.walBytes = b.ops[:0], b.data[:0], 0, 0 }
 
 func (b *Batch) push(p []byte) [2]int {
 	start := len(b.data)
@@ -69,36 +73,8 @@ func (b *Batch) push(p []byte) [2]int {
 func (b *Batch) opKey(op *batchOp) []byte   { return b.data[op.key[0]:op.key[1]] }
 func (b *Batch) opValue(op *batchOp) []byte { return b.data[op.value[0]:op.value[1]] }
 
-func (b *Batch) validate(c *Config) error {
-	if len(b.ops) > c.BatchOpsMax {
-		return fmt.Errorf("%w: %d operations (max %d)", ErrBatchTooLarge, len(b.ops), c.BatchOpsMax)
-	}
-	if b.size > c.BatchBytesMax {
-		return fmt.Errorf("%w: %d bytes (max %d)", ErrBatchTooLarge, b.size, c.BatchBytesMax)
-	}
-	for i := range b.ops {
-		op := &b.ops[i]
-		if err := checkKey(c, b.opKey(op)); err != nil {
-			return err
-		}
-		if op.kind == base.KindSet {
-			if n := op.value[1] - op.value[0]; n > c.ValueBytesMax {
-				return fmt.Errorf("%w: %d bytes (max %d)", ErrValueTooLarge, n, c.ValueBytesMax)
-			}
-		}
-	}
-	return nil
-}
-
-func checkKey(c *Config, key []byte) error {
-	if len(key) == 0 {
-		return ErrEmptyKey
-	}
-	if len(key) > c.KeyBytesMax {
-		return fmt.Errorf("%w: %d bytes (max %d)", ErrKeyTooLarge, len(key), c.KeyBytesMax)
-	}
-	return nil
-}
+// validate applies the engine's storage limits (limits.go) to b.
+func (b *Batch) validate(c *Config) error { return checkBatch(c, b) }
 
 // Internal user keys are the 2-byte big-endian bucket followed by the key,
 // so each bucket is one contiguous key range.

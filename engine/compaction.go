@@ -86,6 +86,14 @@ func (s *Store) writeSegments(sh *shard, it internalIter, dels []rangeDel, polic
 		if policy == dropBottom && (k.Kind == base.KindDelete || coveredBy(dels, k.UserKey, k.Seq, base.SeqMax)) {
 			continue
 		}
+		if err := checkStored(k.UserKey, v); err != nil {
+			// Only an entry that bypassed the write checks (old data) can
+			// get here. Retrying would fail forever: drop it, loudly.
+			sh.stats.skipped.Add(1)
+			s.logf("engine: shard %d: dropped an entry no segment can store (bucket %d, seq %d, key %d bytes, stored value %d bytes): %v",
+				sh.id, bucketOf(k.UserKey), k.Seq, len(k.UserKey)-userKeyPrefixLen, len(v), err)
+			continue
+		}
 		if w != nil && splitBytes > 0 && w.EstimatedSize() >= splitBytes {
 			if err := finish(); err != nil {
 				return nil, err

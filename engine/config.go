@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dbx-kv/dbx/engine/vfs"
+	"github.com/dbx-kv/dbx/engine/wal"
 )
 
 // SyncMode says when the WAL is fsynced.
@@ -83,15 +84,29 @@ type Config struct {
 	TableCacheSize int
 	// BlockCacheBytes is the capacity of the shared block cache.
 	BlockCacheBytes int64
-	// KeyBytesMax, ValueBytesMax, BatchBytesMax and BatchOpsMax bound input.
+	// KeyBytesMax and ValueBytesMax bound a key (without its bucket) and a
+	// value; at most KeyBytesLimit and ValueBytesLimit, what the engine can
+	// store. Defaults: KeyBytesLimit (64 KiB less 2 bytes) and 16 MiB.
 	KeyBytesMax   int
 	ValueBytesMax int
+	// BatchBytesMax bounds a batch's keys and values plus 16 bytes per
+	// operation (default and ceiling 64 MiB, one WAL record; a batch whose
+	// WAL encoding would not fit in one record is refused too), BatchOpsMax
+	// its operations.
 	BatchBytesMax int
 	BatchOpsMax   int
 	// Now is the clock used for expiry (default time.Now).
 	Now func() time.Time
-	// Logf, if set, receives background errors (flush/compaction retries).
+	// Logf, if set, receives background errors (flush/compaction retries)
+	// and, at Open, every recovery event (see Store.Recovery).
 	Logf func(format string, args ...any)
+	// ForceRecover lets Open proceed when a WAL that a shard's manifest
+	// lists as live is missing (otherwise an ErrMissingWAL error naming
+	// it): the writes it held are lost, and the loss is reported by
+	// Store.Recovery and the log. It overrides nothing else: damage in the
+	// middle of a WAL, a WAL with a bad header and a missing segment still
+	// refuse Open. Leave it off except to bring a damaged node back.
+	ForceRecover bool
 }
 
 // DefaultConfig returns the defaults documented on each field.
@@ -113,7 +128,7 @@ func DefaultConfig() Config {
 		MaintenanceInterval:   5 * time.Minute,
 		TableCacheSize:        512,
 		BlockCacheBytes:       64 << 20,
-		KeyBytesMax:           64 << 10,
+		KeyBytesMax:           KeyBytesLimit,
 		ValueBytesMax:         16 << 20,
 		BatchBytesMax:         64 << 20,
 		BatchOpsMax:           100_000,
@@ -121,10 +136,7 @@ func DefaultConfig() Config {
 	}
 }
 
-const (
-	shardsMax     = 256
-	keyBytesLimit = 1 << 20 // internal keys are length-prefixed with varints; 1 MiB keeps blocks sane
-)
+const shardsMax = 256
 
 // Validate reports every problem at once, each wrapped in ErrInvalidConfig.
 func (c *Config) Validate() error {
@@ -177,17 +189,19 @@ func (c *Config) Validate() error {
 	if c.BlockCacheBytes < 0 {
 		bad("BlockCacheBytes (%d) must not be negative", c.BlockCacheBytes)
 	}
-	if c.KeyBytesMax < 1 || c.KeyBytesMax > keyBytesLimit {
-		bad("KeyBytesMax (%d) must be in [1, %d]", c.KeyBytesMax, keyBytesLimit)
+	if c.KeyBytesMax < 1 || c.KeyBytesMax > KeyBytesLimit {
+		bad("KeyBytesMax (%d) must be in [1, %d] (KeyBytesLimit: a segment stores keys of at most %d bytes including the %d-byte bucket prefix)",
+			c.KeyBytesMax, KeyBytesLimit, KeyBytesLimit+userKeyPrefixLen, userKeyPrefixLen)
 	}
-	if c.ValueBytesMax < 0 || c.ValueBytesMax > 512<<20 {
-		bad("ValueBytesMax (%d) must be in [0, %d]", c.ValueBytesMax, 512<<20)
+	if c.ValueBytesMax < 0 || c.ValueBytesMax > ValueBytesLimit {
+		bad("ValueBytesMax (%d) must be in [0, %d] (ValueBytesLimit: an entry must fit in one %d-byte wal record)",
+			c.ValueBytesMax, ValueBytesLimit, wal.MaxRecordBytes)
 	}
-	if c.BatchBytesMax < c.KeyBytesMax+c.ValueBytesMax {
-		bad("BatchBytesMax (%d) must hold one maximal entry (KeyBytesMax+ValueBytesMax = %d)", c.BatchBytesMax, c.KeyBytesMax+c.ValueBytesMax)
+	if one := c.KeyBytesMax + c.ValueBytesMax + batchOpBytes; c.BatchBytesMax < one {
+		bad("BatchBytesMax (%d) must hold one maximal entry (KeyBytesMax+ValueBytesMax+%d = %d)", c.BatchBytesMax, batchOpBytes, one)
 	}
-	if c.BatchBytesMax > 1<<30 {
-		bad("BatchBytesMax (%d) must be at most %d", c.BatchBytesMax, 1<<30)
+	if c.BatchBytesMax > batchBytesLimit {
+		bad("BatchBytesMax (%d) must be at most %d (a batch is logged as one wal record)", c.BatchBytesMax, batchBytesLimit)
 	}
 	if c.GroupBytesMax < 1 {
 		bad("GroupBytesMax (%d) must be at least 1", c.GroupBytesMax)

@@ -9,6 +9,15 @@
 // Values may carry an expiry (Batch.SetWithExpiry): an expired value is
 // invisible at once and purged by compaction.
 //
+// What can be stored is decided in one place (limits.go), counting the
+// internal encoding: a key of at most KeyBytesLimit bytes (the segment
+// format's 64 KiB less the bucket prefix) and a value of at most
+// ValueBytesLimit (63 MiB, so that one entry always fits in a 64 MiB WAL
+// record). Config.KeyBytesMax and ValueBytesMax may only lower them, and
+// every write path (Batch, Put, cross-shard batches, ingestion) checks
+// them, so nothing is acknowledged that cannot be flushed; a front end
+// should use the two constants as its ceilings.
+//
 //	s, err := engine.Open(dir, engine.DefaultConfig())
 //	err = s.Put(ctx, bucket, key, value)
 //	v, err := s.Get(bucket, key)             // engine.ErrNotFound if absent
@@ -55,19 +64,49 @@
 // deletes the file. A WAL file is referenced by its memtable until that is
 // flushed, and by other shards' memtables holding parts of cross-shard
 // batches whose commit record it stores. Each shard's MANIFEST (rewritten
-// atomically with a checksum) lists its files; files it does not list are
-// removed on Open. Checkpoints are recorded in the store's CHECKPOINTS list
+// atomically with a checksum) lists its segment files and live WALs;
+// segments it does not list are removed on Open, and the replayed WALs once
+// every shard has flushed what it replayed. Checkpoints are recorded in the store's CHECKPOINTS list
 // until ReleaseCheckpoint.
 //
 // # Durability and recovery
 //
 // With SyncAlways (default) a write returns after its group's fsync. Open
-// replays every live WAL (a torn tail is truncated; damage in the middle is
-// an ErrCorrupt error, never skipped), flushes what it replayed to level 0
-// and starts new WALs. After a WAL write or sync error the shard turns
-// read-only (ErrReadOnly) and keeps serving reads; reopening recovers. All
-// file I/O goes through vfs.FS, so tests run the engine on vfs.MemFS, crash
-// it (keeping only synced data) and inject errors.
+// replays every live WAL, flushes what it replayed to level 0 and starts
+// new WALs. After a WAL write or sync error the shard turns read-only
+// (ErrReadOnly) and keeps serving reads; reopening recovers. All file I/O
+// goes through vfs.FS, so tests run the engine on vfs.MemFS, crash it
+// (keeping only synced data) and inject errors.
+//
+// Open refuses (ErrCorrupt) what it cannot explain as a crash: damage in
+// the middle of a WAL (a bad record followed by an intact one), a WAL with
+// a bad header or magic, a segment the manifest lists that is missing, and
+// a live WAL that is missing (ErrMissingWAL). Each shard's MANIFEST lists
+// its live WALs: a new WAL is recorded there (one manifest write per
+// rotation) before the first write to it can be acknowledged, so the loss
+// of any of them, the newest included, is detected. Config.ForceRecover
+// opens without a missing WAL, reporting the loss; it overrides nothing
+// else. (A manifest written by an older version names only the oldest
+// live WAL, so there a missing newer WAL cannot be detected.)
+//
+// A damaged tail is tolerated, and reported: with SyncAlways a crash during
+// a write that was never acknowledged can leave a partial last record,
+// zeros, or a torn sector, and that is indistinguishable from damage to the
+// last records (or a file cut inside a record). Refusing it would make
+// every crash an outage, so replay stops at the last good record, the tail
+// is cut off, and a RecoveryEvent records the file, the offset, the bytes
+// dropped, the records still recognisable in them (a lower bound; exact
+// only when the tail is whole records failing their checksums) and the
+// reason. Open logs every event (Config.Logf); Store.Recovery returns them
+// with totals, which Stats also carries for monitoring. A cut exactly at a
+// record boundary leaves a well-formed shorter file and cannot be detected
+// from the file alone: replication re-fetches what a node lost; until it
+// has, the report is what an operator sees.
+//
+// A replayed entry that no segment could store (a key over KeyBytesLimit,
+// which older versions accepted) is skipped with a report instead of
+// failing every flush and the next Open; a flush meeting one (only old data
+// can hold one) drops it and logs it rather than retrying forever.
 //
 // # Caveats
 //

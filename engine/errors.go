@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/dbx-kv/dbx/engine/vfs"
 )
@@ -29,6 +30,10 @@ var (
 	ErrLocked = vfs.ErrLocked
 	// ErrCorrupt reports damaged data found on open or read.
 	ErrCorrupt = errors.New("engine: corruption")
+	// ErrMissingWAL means Open found a WAL missing that a shard's manifest
+	// lists as live: acknowledged writes would be lost. It wraps ErrCorrupt.
+	// Config.ForceRecover opens without the WAL.
+	ErrMissingWAL = fmt.Errorf("%w: live wal missing", ErrCorrupt)
 	// ErrInvalidConfig wraps every Config.Validate problem.
 	ErrInvalidConfig = errors.New("engine: invalid config")
 )

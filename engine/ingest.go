@@ -117,11 +117,8 @@ func (in *Ingestion) Add(bucket uint16, key, value []byte, expireAt int64) error
 	if !in.buckets[bucket] {
 		return fmt.Errorf("engine: ingestion: bucket %d is not one of the ingestion's", bucket)
 	}
-	if err := checkKey(&in.s.cfg, key); err != nil {
+	if err := checkEntry(&in.s.cfg, base.KindSet, key, len(value)); err != nil {
 		return err
-	}
-	if len(value) > in.s.cfg.ValueBytesMax {
-		return ErrValueTooLarge
 	}
 	is := in.shards[int(bucket)%len(in.s.shards)]
 	ukey := appendUserKey(nil, bucket, key)

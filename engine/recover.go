@@ -23,10 +23,13 @@ type walRecord struct {
 	participants []int
 	del          rangeDel
 	maxSeq       uint64
+	logNum       uint64 // the WAL holding the record
+	off          int64  // the record's offset in it
 }
 
 type shardRecovery struct {
 	man      *manifest
+	missing  []uint64 // live WALs the manifest lists that are not present
 	wals     []uint64 // every WAL present, ascending
 	live     []walRecord
 	commits  map[uint64]bool // xids committed by records in this shard's WALs
@@ -61,6 +64,9 @@ func (s *Store) recover() error {
 		}
 	}
 	s.fileNum.Store(maxFile)
+	if err := s.checkMissingWALs(recs); err != nil {
+		return err
+	}
 	for i := 0; i < n; i++ {
 		if err := s.replayShard(i, recs[i]); err != nil {
 			return err
@@ -127,6 +133,19 @@ func (s *Store) loadShard(i int) (*shardRecovery, error) {
 		if r.man, err = decodeManifest(filepath.Join(dir, manifestName), data); err != nil {
 			return nil, err
 		}
+		// Every live WAL the manifest lists must be present. A manifest of
+		// an older version lists none, but its LogNum (when set) names a WAL
+		// that existed when it was written and is removed only after a
+		// newer manifest moves LogNum past it.
+		listed := r.man.Logs
+		if listed == nil && r.man.LogNum != 0 {
+			listed = []uint64{r.man.LogNum}
+		}
+		for _, num := range listed {
+			if _, found := slices.BinarySearch(r.wals, num); num >= r.man.LogNum && !found {
+				r.missing = append(r.missing, num)
+			}
+		}
 	}
 	for _, f := range append(append([]*fileMeta(nil), r.man.L0...), r.man.L1...) {
 		if !r.segFiles[f.Num] {
@@ -137,8 +156,39 @@ func (s *Store) loadShard(i int) (*shardRecovery, error) {
 	return r, nil
 }
 
+// checkMissingWALs refuses to open when a shard's manifest lists a live WAL
+// that is missing, unless Config.ForceRecover is set: then each missing WAL
+// is reported and recovery goes on without it.
+func (s *Store) checkMissingWALs(recs []*shardRecovery) error {
+	var names []string
+	for i, r := range recs {
+		for _, num := range r.missing {
+			name := walName(shardDir(s.dir, i), num)
+			if s.cfg.ForceRecover {
+				s.noteRecovery(RecoveryEvent{Kind: RecoveryMissingWAL, Shard: i, File: name, LogNum: num,
+					Reason: "live wal listed in the manifest is missing (opened with ForceRecover): the writes acknowledged in it are lost"})
+				continue
+			}
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s: listed as live in the shard manifest; the writes acknowledged in it are lost. "+
+		"Restore the file, or set Config.ForceRecover to open without it (the loss is then reported by Store.Recovery)",
+		ErrMissingWAL, strings.Join(names, ", "))
+}
+
+// noteRecovery adds e to the recovery report and logs it.
+func (s *Store) noteRecovery(e RecoveryEvent) {
+	s.recovery.add(e)
+	s.logf("engine: recovery: %s", e)
+}
+
 // replayShard reads every WAL of shard i: commit records from all of them,
 // the other records from the live ones (numbered >= the manifest's LogNum).
+// A torn tail is cut off and reported.
 func (s *Store) replayShard(i int, r *shardRecovery) error {
 	dir := shardDir(s.dir, i)
 	for _, num := range r.wals {
@@ -148,11 +198,12 @@ func (s *Store) replayShard(i int, r *shardRecovery) error {
 			return fmt.Errorf("engine: open %s: %w", name, err)
 		}
 		live := num >= r.man.LogNum
-		_, err = wal.Recover(f, num, func(p []byte) error {
+		_, tail, err := wal.RecoverAt(f, num, func(off int64, p []byte) error {
 			rec, err := decodeRecord(p)
 			if err != nil {
 				return err
 			}
+			rec.logNum, rec.off = num, off
 			if rec.typ == recXCommit {
 				r.commits[rec.xid] = true
 				return nil
@@ -168,6 +219,15 @@ func (s *Store) replayShard(i int, r *shardRecovery) error {
 				err = fmt.Errorf("%w: %s: %w", ErrCorrupt, name, err)
 			}
 			return fmt.Errorf("engine: replay %s: %w", name, err)
+		}
+		if tail.Reason != wal.NotTorn {
+			reason := tail.String()
+			if !live {
+				reason += "; an obsolete wal, read only for its cross-shard commit records"
+			}
+			s.noteRecovery(RecoveryEvent{Kind: RecoveryTornTail, Shard: i, File: name, LogNum: num,
+				Offset: tail.Offset, DroppedBytes: tail.Bytes, DroppedRecords: tail.Records,
+				DroppedRecordsExact: tail.Exact(), Reason: reason})
 		}
 	}
 	return nil
@@ -279,9 +339,18 @@ func (s *Store) openShard(i int, recs []*shardRecovery) (*shard, error) {
 			continue
 		}
 		for _, e := range rec.entries {
-			if e.key.Seq > r.man.FlushedSeq {
-				mem.add(e.key, e.value)
+			if e.key.Seq <= r.man.FlushedSeq {
+				continue
 			}
+			if err := checkStored(e.key.UserKey, e.value); err != nil {
+				// Written by an older version that accepted it: it can
+				// never be flushed, so it must not stop the shard opening.
+				s.noteRecovery(RecoveryEvent{Kind: RecoverySkippedEntry, Shard: i, File: walName(dir, rec.logNum),
+					LogNum: rec.logNum, Offset: rec.off, Bucket: bucketOf(e.key.UserKey),
+					KeyBytes: len(e.key.UserKey) - userKeyPrefixLen, ValueBytes: len(e.value), Seq: e.key.Seq, Reason: err.Error()})
+				continue
+			}
+			mem.add(e.key, e.value)
 		}
 	}
 	sh.nextSeq = lastSeq
@@ -303,6 +372,7 @@ func (s *Store) openShard(i int, recs []*shardRecovery) (*shard, error) {
 	sh.walRef.refs.Store(1)
 	sh.mem = newMemtable(num)
 	sh.mem.wal = sh.walRef
+	sh.logs = []uint64{num}
 	sh.rs = &readState{mem: sh.mem, v: sh.cur}
 	sh.cur.ref()
 	sh.rs.refs.Store(1)

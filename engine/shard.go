@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,8 +119,11 @@ type shard struct {
 	imm        []*memtable
 	cur        *version
 	flushedSeq uint64
-	immSpace   *sync.Cond // signalled when a flush frees a slot
-	flushErr   error
+	// logs are the WAL numbers of the memtables not yet flushed, oldest
+	// first: what a manifest lists as live (manifest.Logs).
+	logs     []uint64
+	immSpace *sync.Cond // signalled when a flush frees a slot
+	flushErr error
 
 	flushCh   chan struct{}
 	compactCh chan struct{}
@@ -129,6 +133,7 @@ type shard struct {
 type shardCounters struct {
 	groups, groupWrites, syncs, flushes, compactions, rewrites atomic.Int64
 	stalls, bytesFlushed, bytesCompacted                       atomic.Int64
+	skipped                                                    atomic.Int64 // entries writeSegments dropped as unstorable
 }
 
 // loadReadState pins and returns the current read state.
@@ -467,6 +472,14 @@ func (sh *shard) rotate() error {
 	if err != nil {
 		return err
 	}
+	// The manifest names the new WAL before any write to it can be
+	// acknowledged, so that losing the file is detected at Open.
+	if err := sh.recordLog(num); err != nil {
+		// Keep the (empty) file: the failed manifest write may still have
+		// become durable, and a listed WAL must exist.
+		w.Close()
+		return err
+	}
 	sh.walMu.Lock()
 	sh.wal.Close()
 	sh.wal, sh.walFile = w, f
@@ -484,6 +497,25 @@ func (sh *shard) rotate() error {
 	select {
 	case sh.flushCh <- struct{}{}:
 	default:
+	}
+	return nil
+}
+
+// recordLog adds WAL num to the shard's live logs and writes a manifest
+// listing it (worker, before the WAL takes writes). On error num is
+// dropped from the list again.
+func (sh *shard) recordLog(num uint64) error {
+	sh.manifestMu.Lock()
+	defer sh.manifestMu.Unlock()
+	sh.mu.Lock()
+	sh.logs = append(sh.logs, num)
+	man := sh.manifestLocked(sh.cur, sh.flushedSeq, sh.oldestLogLocked())
+	sh.mu.Unlock()
+	if err := sh.s.writeManifest(sh.dir, man); err != nil {
+		sh.mu.Lock()
+		sh.logs = slices.DeleteFunc(sh.logs, func(n uint64) bool { return n == num })
+		sh.mu.Unlock()
+		return fmt.Errorf("engine: shard %d: record wal %06d in the manifest: %w", sh.id, num, err)
 	}
 	return nil
 }
@@ -559,6 +591,7 @@ func (sh *shard) flushMemtable(m *memtable) error {
 	old := sh.cur
 	sh.cur = nv
 	sh.flushedSeq = flushed
+	sh.logs = slices.DeleteFunc(sh.logs, func(n uint64) bool { return n < next.walNum })
 	sh.imm[0] = nil // let the flushed memtable go (the backing array outlives the slice)
 	sh.imm = sh.imm[1:]
 	sh.flushErr = nil
@@ -599,8 +632,14 @@ func (sh *shard) manifestLocked(v *version, flushed, logNum uint64) *manifest {
 		}
 		return out
 	}
+	var logs []uint64
+	for _, n := range sh.logs {
+		if n >= logNum {
+			logs = append(logs, n)
+		}
+	}
 	return &manifest{
-		Format: manifestFormat, Shard: sh.id, FlushedSeq: flushed, LogNum: logNum,
+		Format: manifestFormat, Shard: sh.id, FlushedSeq: flushed, LogNum: logNum, Logs: logs,
 		LastSeq: max(flushed, sh.visibleSeq.Load()), MaxXID: sh.s.xidSeen(),
 		NextFileNum: sh.s.fileNum.Load() + 1,
 		L0:          clone(v.l0), L1: clone(v.l1), RangeDels: v.dels,

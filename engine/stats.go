@@ -32,6 +32,10 @@ type ShardStats struct {
 	WriteStalls    int64  `json:"write_stalls"`
 	BytesFlushed   int64  `json:"bytes_flushed"`
 	BytesCompacted int64  `json:"bytes_compacted"`
+	// SkippedEntries counts entries a flush or compaction of this shard
+	// dropped since Open because no segment can store them (only data
+	// written by an older version can be such; each is logged).
+	SkippedEntries int64  `json:"skipped_entries"`
 	ReadOnly       string `json:"read_only,omitempty"` // the error that made the shard read-only
 	FlushError     string `json:"flush_error,omitempty"`
 }
@@ -44,11 +48,26 @@ type Stats struct {
 	Keys         uint64       `json:"entries"` // entries in segments (all versions) + memtables
 	TableCache   int          `json:"table_cache_capacity"`
 	TakenAt      time.Time    `json:"taken_at"`
+
+	// Totals of the last Open's recovery (Store.Recovery), for monitoring.
+	// WALTailDroppedBytes and WALTailDroppedRecords are what torn WAL tails
+	// cut off (the records being those known lost, a lower bound);
+	// RecoverySkippedEntries counts the replayed entries dropped because
+	// no segment can store them, plus those a flush dropped since (the
+	// shards' SkippedEntries); RecoveryMissingWALs the live WALs found
+	// missing and accepted with ForceRecover. All stay 0 after a clean
+	// recovery.
+	WALTailDroppedBytes    int64 `json:"wal_tail_dropped_bytes"`
+	WALTailDroppedRecords  int64 `json:"wal_tail_dropped_records"`
+	RecoverySkippedEntries int64 `json:"recovery_skipped_entries"`
+	RecoveryMissingWALs    int64 `json:"recovery_missing_wals"`
 }
 
 // Stats reports per-shard and per-file statistics.
 func (s *Store) Stats() Stats {
-	st := Stats{TableCache: s.cfg.TableCacheSize, TakenAt: s.cfg.Now()}
+	st := Stats{TableCache: s.cfg.TableCacheSize, TakenAt: s.cfg.Now(),
+		WALTailDroppedBytes: s.recovery.TailDroppedBytes, WALTailDroppedRecords: s.recovery.TailDroppedRecords,
+		RecoverySkippedEntries: s.recovery.SkippedEntries, RecoveryMissingWALs: s.recovery.MissingWALs}
 	for _, sh := range s.shards {
 		rs := sh.loadReadState()
 		ss := ShardStats{
@@ -57,7 +76,9 @@ func (s *Store) Stats() Stats {
 			Groups: sh.stats.groups.Load(), GroupWrites: sh.stats.groupWrites.Load(), Syncs: sh.stats.syncs.Load(),
 			Flushes: sh.stats.flushes.Load(), Compactions: sh.stats.compactions.Load(), Rewrites: sh.stats.rewrites.Load(),
 			WriteStalls: sh.stats.stalls.Load(), BytesFlushed: sh.stats.bytesFlushed.Load(), BytesCompacted: sh.stats.bytesCompacted.Load(),
+			SkippedEntries: sh.stats.skipped.Load(),
 		}
+		st.RecoverySkippedEntries += ss.SkippedEntries
 		st.Keys += uint64(rs.mem.count.Load())
 		for _, m := range rs.imm {
 			st.Keys += uint64(m.count.Load())

@@ -55,6 +55,8 @@ type Store struct {
 	compSem chan struct{}
 
 	ckptMu sync.Mutex
+
+	recovery RecoveryReport // written by Open only
 }
 
 const (

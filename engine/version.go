@@ -112,10 +112,15 @@ func (v *version) l1Find(userKey []byte) *fileMeta {
 // manifest is the durable state of one shard, rewritten whole (write temp,
 // fsync, rename, fsync dir) after every flush and compaction.
 type manifest struct {
-	Format      int         `json:"format"`
-	Shard       int         `json:"shard"`
-	FlushedSeq  uint64      `json:"flushed_seq"`   // every entry with seq <= this is in a segment
-	LogNum      uint64      `json:"log_num"`       // WALs numbered below this are obsolete
+	Format     int    `json:"format"`
+	Shard      int    `json:"shard"`
+	FlushedSeq uint64 `json:"flushed_seq"` // every entry with seq <= this is in a segment
+	LogNum     uint64 `json:"log_num"`     // WALs numbered below this are obsolete
+	// Logs lists the shard's live WALs (numbered >= LogNum), oldest first.
+	// A WAL is added (by a manifest write) before the first write to it is
+	// acknowledged, so a listed WAL missing at Open is lost data. Manifests
+	// written by older versions lack it (nil).
+	Logs        []uint64    `json:"logs,omitempty"`
 	LastSeq     uint64      `json:"last_seq"`      // largest seq ever assigned (at the time of writing)
 	MaxXID      uint64      `json:"max_xid"`       // largest cross-shard batch id seen
 	NextFileNum uint64      `json:"next_file_num"` // file numbers below this were used

@@ -8,7 +8,10 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/dbx-kv/dbx/coordinator"
+	"github.com/dbx-kv/dbx/engine"
 )
 
 // adminOpTimeout bounds an admin operation forwarded to the leader.
@@ -96,4 +99,20 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// recoveryCollectors export what the engine's Open could not recover (the
+// same figures are in its log lines at start): a torn WAL tail's bytes and
+// records, unstorable entries skipped, missing WALs accepted with
+// --force-recover. They are fixed for the life of the process.
+func recoveryCollectors(r engine.RecoveryReport) []prometheus.Collector {
+	g := func(name, help string, v int64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return float64(v) })
+	}
+	return []prometheus.Collector{
+		g("dbx_engine_wal_tail_dropped_bytes", "Bytes of damaged or torn WAL tails dropped when the engine opened (see the log for file and offset).", r.TailDroppedBytes),
+		g("dbx_engine_wal_tail_dropped_records", "Records known to be lost in dropped WAL tails when the engine opened (a lower bound).", r.TailDroppedRecords),
+		g("dbx_engine_recovery_skipped_entries", "WAL entries skipped at open because no segment can store them.", r.SkippedEntries),
+		g("dbx_engine_recovery_missing_wals", "Live WALs found missing at open and accepted with --force-recover.", r.MissingWALs),
+	}
 }

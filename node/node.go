@@ -123,6 +123,7 @@ func (n *Node) start(ctx context.Context) error {
 	// Storage.
 	ecfg := cfg.Engine
 	ecfg.Sync, _ = engine.ParseSyncMode(cfg.Sync)
+	ecfg.ForceRecover = cfg.ForceRecover
 	if ecfg.Logf == nil {
 		ecfg.Logf = func(format string, args ...any) { n.log.Warn(fmt.Sprintf(format, args...), "component", "engine") }
 	}
@@ -208,6 +209,7 @@ func (n *Node) start(ctx context.Context) error {
 	// Node-to-node methods.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(recoveryCollectors(st.Recovery())...)
 	r := transport.NewRouter()
 	n.backend = &backend{n: n, local: n.local}
 	n.backend.register(r)
@@ -254,6 +256,7 @@ func (n *Node) start(ctx context.Context) error {
 	scfg.RequirePass = cfg.RequirePass
 	scfg.Metrics = metrics
 	scfg.TxnKeysMax, scfg.TxnTimeout = cfg.TxnKeysMax, cfg.TxnDeadline+time.Second
+	scfg.RequestBytesMax, scfg.ClientInputBytesMax = cfg.ClientQueryBufferBytesMax, cfg.ClientInputBytesMax
 	if scfg.Now == nil {
 		scfg.Now = ecfg.Now
 	}

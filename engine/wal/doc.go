@@ -52,7 +52,12 @@
 // record: part of a record, zeros where data never reached the disk, or a
 // few garbled bytes of a torn sector. The Reader ends the log there: Next
 // returns io.EOF, Torn reports true and ValidOffset is the end of the last
-// good record. Recover replays a log and truncates a torn tail (and syncs).
+// good record, and Tail describes what was dropped: the reason (a partial
+// record header or record, a checksum mismatch, a bad header, zeros), the
+// bytes, and the records still recognisable in them by an intact header (a
+// lower bound on the records lost). Recover replays a log and truncates a
+// torn tail (and syncs); RecoverAt also passes each record's offset and
+// returns the Tail.
 //
 // The rule is: a damaged record is corruption only on evidence that data
 // was written after it and survived, that is, an intact record (valid
@@ -98,8 +103,9 @@
 //   - A torn tail is cut without error, and damage to the last records of a
 //     log (with nothing intact after it) is classified as torn. If those
 //     records had been synced (acknowledged), they are lost and only
-//     Result.TruncatedBytes says so. The Reader cannot tell synced from
-//     unsynced bytes; an engine that must detect such loss needs a durable
+//     Result.TruncatedBytes and the Tail say so; records wholly past a
+//     cut at a record boundary leave no trace. The Reader cannot tell
+//     synced from unsynced bytes; an engine that must detect such loss needs a durable
 //     watermark of its own (for instance the last synced sequence number
 //     recorded elsewhere) to compare with what was replayed.
 //   - If the device or file system persists unsynced pages out of order, a

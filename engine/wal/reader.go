@@ -29,6 +29,8 @@ type Reader struct {
 	buf    []byte
 	bufOff int64
 	torn   bool
+	// why is the kind of torn tail when torn is set.
+	why TornReason
 	// err is sticky: io.EOF at the end, or the error that stopped reading.
 	err error
 }
@@ -58,7 +60,7 @@ func NewReader(f vfs.File, logNum uint64) (*Reader, error) {
 		return r, nil
 	}
 	if size <= FileHeaderLen {
-		r.torn, r.err = true, io.EOF
+		r.torn, r.why, r.err = true, TornFileHeader, io.EOF
 		return r, nil
 	}
 	zero, err := r.zeroFrom(0)
@@ -67,7 +69,7 @@ func NewReader(f vfs.File, logNum uint64) (*Reader, error) {
 	}
 	switch {
 	case zero:
-		r.torn, r.err = true, io.EOF
+		r.torn, r.why, r.err = true, TornZeros, io.EOF
 		return r, nil
 	case string(h[:len(magicPrefix)]) != magicPrefix:
 		return nil, corruptf(logNum, 0, "bad magic %q: not a WAL file", h[:len(magic)])
@@ -119,7 +121,7 @@ func (r *Reader) next() ([]byte, error) {
 		return nil, io.EOF
 	case rem < RecordHeaderLen:
 		// A header cut short by the end of the file.
-		r.torn = true
+		r.torn, r.why = true, TornRecordHeader
 		return nil, io.EOF
 	}
 	h, err := r.bytesAt(off, RecordHeaderLen)
@@ -130,12 +132,12 @@ func (r *Reader) next() ([]byte, error) {
 	if !ok {
 		// The length cannot be trusted, so neither can the record's end:
 		// look for an intact record anywhere after the header's start.
-		return nil, r.tornOrCorrupt(off, off+1, fmt.Sprintf("bad record header %x", h))
+		return nil, r.tornOrCorrupt(off, off+1, TornBadHeader, fmt.Sprintf("bad record header %x", h))
 	}
 	end := off + RecordHeaderLen + int64(n)
 	if end > r.size {
 		// A record cut short by the end of the file.
-		r.torn = true
+		r.torn, r.why = true, TornRecord
 		return nil, io.EOF
 	}
 	rec, err := r.bytesAt(off, RecordHeaderLen+n)
@@ -143,21 +145,22 @@ func (r *Reader) next() ([]byte, error) {
 		return nil, err
 	}
 	if !checksumOK(rec) {
-		return nil, r.tornOrCorrupt(off, end, fmt.Sprintf("checksum mismatch in record of %d bytes", n))
+		return nil, r.tornOrCorrupt(off, end, TornChecksum, fmt.Sprintf("checksum mismatch in record of %d bytes", n))
 	}
 	r.off = end
 	return rec[RecordHeaderLen:], nil
 }
 
 // tornOrCorrupt classifies the damaged record at off: it is corrupt if an
-// intact record starts at or after from, and a torn tail otherwise.
-func (r *Reader) tornOrCorrupt(off, from int64, what string) error {
+// intact record starts at or after from, and a torn tail (of kind why)
+// otherwise.
+func (r *Reader) tornOrCorrupt(off, from int64, why TornReason, what string) error {
 	at, err := r.findIntact(from)
 	switch {
 	case err != nil:
 		return err
 	case at == noIntact:
-		r.torn = true
+		r.torn, r.why = true, why
 		return io.EOF
 	case at == scanGaveUp:
 		return corruptf(r.logNum, off, "%s; gave up looking for an intact record after it (checksummed %d bytes of candidates, file size %d)", what, scanBytesMax, r.size)
@@ -298,36 +301,50 @@ type Result struct {
 // is and returns the error with the Result so far (ValidOffset is then the
 // end of the last good record).
 func Recover(f vfs.File, logNum uint64, fn func(payload []byte) error) (Result, error) {
+	res, _, err := RecoverAt(f, logNum, func(_ int64, p []byte) error { return fn(p) })
+	return res, err
+}
+
+// RecoverAt is Recover, passing fn the file offset at which each record
+// starts (its header) along with its payload, and also describing the torn
+// tail it cut off (the zero Tail when the log ended cleanly). The Tail is
+// computed before the file is truncated.
+func RecoverAt(f vfs.File, logNum uint64, fn func(offset int64, payload []byte) error) (Result, Tail, error) {
 	r, err := NewReader(f, logNum)
 	if err != nil {
-		return Result{}, err
+		return Result{}, Tail{}, err
 	}
 	var res Result
 	for {
+		start := r.ValidOffset()
 		p, err := r.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
 			res.ValidOffset = r.ValidOffset()
-			return res, err
+			return res, Tail{}, err
 		}
-		if err := fn(p); err != nil {
+		if err := fn(start, p); err != nil {
 			res.ValidOffset = r.ValidOffset()
-			return res, fmt.Errorf("wal %06d: record %d ending at offset %d: %w", logNum, res.Records, r.ValidOffset(), err)
+			return res, Tail{}, fmt.Errorf("wal %06d: record %d at offset %d: %w", logNum, res.Records, start, err)
 		}
 		res.Records++
 	}
 	res.ValidOffset = r.ValidOffset()
 	if !r.Torn() {
-		return res, nil
+		return res, Tail{}, nil
+	}
+	tail, err := r.Tail()
+	if err != nil {
+		return res, Tail{}, err
 	}
 	res.TruncatedBytes = r.Size() - res.ValidOffset
 	if err := f.Truncate(res.ValidOffset); err != nil {
-		return res, fmt.Errorf("wal %06d: truncate torn tail at offset %d: %w", logNum, res.ValidOffset, err)
+		return res, tail, fmt.Errorf("wal %06d: truncate torn tail at offset %d: %w", logNum, res.ValidOffset, err)
 	}
 	if err := f.Sync(); err != nil {
-		return res, fmt.Errorf("wal %06d: sync after truncating torn tail at offset %d: %w", logNum, res.ValidOffset, err)
+		return res, tail, fmt.Errorf("wal %06d: sync after truncating torn tail at offset %d: %w", logNum, res.ValidOffset, err)
 	}
-	return res, nil
+	return res, tail, nil
 }
