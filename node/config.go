@@ -1,14 +1,18 @@
 package node
 
 import (
+	"bufio"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dbx-kv/dbx/coordinator"
@@ -24,6 +28,20 @@ const (
 	DefaultRPCAddr    = "127.0.0.1:7380"
 	DefaultGossipAddr = "127.0.0.1:7946"
 	DefaultHTTPAddr   = "127.0.0.1:8080"
+)
+
+// Defaults and bounds of the process and client-input limits.
+const (
+	DefaultShutdownTimeout = 10 * time.Second
+	MinShutdownTimeout     = time.Second
+	MaxShutdownTimeout     = 10 * time.Minute
+
+	// DefaultClientQueryBufferBytesMax is ClientQueryBufferBytesMax's
+	// default.
+	DefaultClientQueryBufferBytesMax = 64 << 20
+	// MinClientBytes is the least ClientInputBytesMax and
+	// ClientQueryBufferBytesMax accept.
+	MinClientBytes = 1 << 20
 )
 
 // Config configures one dbx node. Start from DefaultConfig, set ID and
@@ -101,8 +119,31 @@ type Config struct {
 	// GossipProfile selects memberlist's timing: "lan" (default) or
 	// "local" (loopback/tests: faster failure detection).
 	GossipProfile string
+	// ShutdownTimeout bounds how long the dbx-node process waits for Close
+	// after SIGTERM/SIGINT before it logs an error and exits non-zero
+	// (default 10 s, in [1s, 10m]). The node itself does not read it: the
+	// process that owns the node enforces it (cmd/dbx-node).
+	ShutdownTimeout time.Duration
+	// ForceRecover starts the node even when the engine finds a live WAL
+	// that its manifest names missing (a lost or deleted log file): the
+	// writes it held are lost, and the loss is reported in the log.
+	// Without it such a node refuses to start. Copied to
+	// Engine.ForceRecover.
+	ForceRecover bool
+	// ClientInputBytesMax bounds the client input (RESP requests read but
+	// not yet executed) the node buffers across all its client connections,
+	// in bytes. Default: 1/8 of the machine's memory (MemTotal in
+	// /proc/meminfo; 1 GiB assumed when unreadable), at least 64 MiB and at
+	// most 4 GiB (DefaultClientInputBytesMax). At least 1 MiB.
+	ClientInputBytesMax int64
+	// ClientQueryBufferBytesMax bounds one client connection's query
+	// buffer (an incomplete or pipelined request), in bytes, as Redis's
+	// client-query-buffer-limit. Default 64 MiB; at least 1 MiB and at most
+	// ClientInputBytesMax.
+	ClientQueryBufferBytesMax int
 	// Engine, Server, Transport and Raft are the sub-configs. Fields the
-	// node owns are overwritten: Engine.Sync (from Sync), Server.RequirePass
+	// node owns are overwritten: Engine.Sync (from Sync) and
+	// Engine.ForceRecover (from ForceRecover), Server.RequirePass
 	// and Server.Metrics, Transport.NodeID/BindAddr/AdvertiseAddr/Logger,
 	// and Raft's NodeID, Self, DataDir, Bootstrap, VotersMax, Holder and
 	// Logger. Their timing and size fields apply as given.
@@ -118,24 +159,27 @@ type Config struct {
 // weight 1, WAL sync always, 3 voters and the sub-packages' defaults.
 func DefaultConfig() Config {
 	return Config{
-		RESPAddr:          DefaultRESPAddr,
-		RPCAddr:           DefaultRPCAddr,
-		GossipAddr:        DefaultGossipAddr,
-		HTTPAddr:          DefaultHTTPAddr,
-		JoinTimeout:       30 * time.Second,
-		Weight:            1,
-		Sync:              "always",
-		VotersMax:         coordinator.DefaultVoters,
-		GossipProfile:     "lan",
-		TxnKeysMax:        1024,
-		TxnDeadline:       5 * time.Second,
-		MoveBytesPerSec:   -1,
-		SnapshotRetention: 5,
-		SnapshotOrphanAge: 2 * time.Minute,
-		Engine:            engine.DefaultConfig(),
-		Server:            server.DefaultConfig(),
-		Transport:         transport.DefaultConfig(),
-		Raft:              coordinator.DefaultConfig(),
+		RESPAddr:                  DefaultRESPAddr,
+		RPCAddr:                   DefaultRPCAddr,
+		GossipAddr:                DefaultGossipAddr,
+		HTTPAddr:                  DefaultHTTPAddr,
+		JoinTimeout:               30 * time.Second,
+		Weight:                    1,
+		Sync:                      "always",
+		VotersMax:                 coordinator.DefaultVoters,
+		GossipProfile:             "lan",
+		TxnKeysMax:                1024,
+		TxnDeadline:               5 * time.Second,
+		MoveBytesPerSec:           -1,
+		SnapshotRetention:         5,
+		SnapshotOrphanAge:         2 * time.Minute,
+		ShutdownTimeout:           DefaultShutdownTimeout,
+		ClientInputBytesMax:       DefaultClientInputBytesMax(),
+		ClientQueryBufferBytesMax: DefaultClientQueryBufferBytesMax,
+		Engine:                    engine.DefaultConfig(),
+		Server:                    server.DefaultConfig(),
+		Transport:                 transport.DefaultConfig(),
+		Raft:                      coordinator.DefaultConfig(),
 	}
 }
 
@@ -217,6 +261,24 @@ func (c *Config) Validate() error {
 	if c.GossipProfile != "lan" && c.GossipProfile != "local" {
 		bad("gossip profile %q: want lan or local", c.GossipProfile)
 	}
+	if c.ShutdownTimeout < MinShutdownTimeout || c.ShutdownTimeout > MaxShutdownTimeout {
+		bad("shutdown-timeout %s must be in [%s, %s]", c.ShutdownTimeout, MinShutdownTimeout, MaxShutdownTimeout)
+	}
+	if c.MoveBytesPerSec < -1 {
+		bad("move-rate %d must be at least -1 (-1: keep the cluster's, 0: unlimited)", c.MoveBytesPerSec)
+	}
+	if c.ClientInputBytesMax < MinClientBytes {
+		bad("client-input-bytes-max %d must be at least %d (1 MiB)", c.ClientInputBytesMax, MinClientBytes)
+	}
+	switch {
+	case c.ClientQueryBufferBytesMax < MinClientBytes:
+		bad("client-query-buffer-bytes-max %d must be at least %d (1 MiB)", c.ClientQueryBufferBytesMax, MinClientBytes)
+	case c.ClientQueryBufferBytesMax < c.Server.KeyBytesMax+c.Server.ValueBytesMax+1024:
+		bad("client-query-buffer-bytes-max %d must hold the largest key and value of one request (%d)",
+			c.ClientQueryBufferBytesMax, c.Server.KeyBytesMax+c.Server.ValueBytesMax+1024)
+	case int64(c.ClientQueryBufferBytesMax) > c.ClientInputBytesMax && c.ClientInputBytesMax >= MinClientBytes:
+		bad("client-query-buffer-bytes-max %d must be at most client-input-bytes-max %d (lower it too)", c.ClientQueryBufferBytesMax, c.ClientInputBytesMax)
+	}
 	if c.AdvertiseHost != "" && net.ParseIP(c.AdvertiseHost) == nil {
 		if _, err := net.LookupHost(c.AdvertiseHost); err != nil {
 			bad("advertise-host %q: %v", c.AdvertiseHost, err)
@@ -252,6 +314,143 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// DefaultClientInputBytesMax is ClientInputBytesMax's default: 1/8 of the
+// machine's memory (MemTotal of /proc/meminfo, read once; 1 GiB when it
+// cannot be read), at least 64 MiB and at most 4 GiB.
+func DefaultClientInputBytesMax() int64 { return clientInputBytesMaxFor(memTotal()) }
+
+var memTotal = sync.OnceValue(func() int64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return fallbackMemTotal
+	}
+	defer f.Close()
+	if n, ok := parseMemTotal(f); ok {
+		return n
+	}
+	return fallbackMemTotal
+})
+
+const fallbackMemTotal = 1 << 30
+
+// parseMemTotal reads the MemTotal line ("MemTotal:  16314384 kB") of
+// /proc/meminfo, in bytes.
+func parseMemTotal(r io.Reader) (int64, bool) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), "MemTotal:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			return 0, false
+		}
+		n, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil || n <= 0 {
+			return 0, false
+		}
+		mult := int64(1)
+		if len(f) > 1 {
+			switch strings.ToLower(f[1]) {
+			case "kb":
+				mult = 1 << 10
+			case "mb":
+				mult = 1 << 20
+			case "gb":
+				mult = 1 << 30
+			default:
+				return 0, false
+			}
+		}
+		if n > (1<<62)/mult {
+			return 0, false
+		}
+		return n * mult, true
+	}
+	return 0, false
+}
+
+func clientInputBytesMaxFor(memTotal int64) int64 {
+	return min(max(memTotal/8, 64<<20), 4<<30)
+}
+
+// redactedValue replaces a set secret in Redacted, String and LogValue.
+const redactedValue = "<redacted>"
+
+func redact(s string) string {
+	if s == "" {
+		return ""
+	}
+	return redactedValue
+}
+
+// Redacted returns a copy of c with every secret that is set (GossipKey,
+// RequirePass, AdminToken, Server.RequirePass) replaced by "<redacted>":
+// safe to log or print. Not for Start.
+func (c Config) Redacted() Config {
+	c.GossipKey = redact(c.GossipKey)
+	c.RequirePass = redact(c.RequirePass)
+	c.AdminToken = redact(c.AdminToken)
+	c.Server.RequirePass = redact(c.Server.RequirePass)
+	c.Join = slices.Clone(c.Join)
+	return c
+}
+
+// LogValue implements slog.LogValuer: the node's own settings as a group,
+// secrets shown as "<redacted>" when set (empty when not), so
+// log.Info("...", "config", cfg) never prints one.
+func (c Config) LogValue() slog.Value {
+	r := c.Redacted()
+	return slog.GroupValue(
+		slog.String("id", r.ID),
+		slog.String("data_dir", r.DataDir),
+		slog.String("resp_addr", r.RESPAddr),
+		slog.String("rpc_addr", r.RPCAddr),
+		slog.String("gossip_addr", r.GossipAddr),
+		slog.String("http_addr", r.HTTPAddr),
+		slog.String("advertise_host", r.AdvertiseHost),
+		slog.String("join", strings.Join(r.Join, ",")),
+		slog.Duration("join_timeout", r.JoinTimeout),
+		slog.Float64("weight", r.Weight),
+		slog.String("gossip_key", r.GossipKey),
+		slog.String("requirepass", r.RequirePass),
+		slog.String("admin_token", r.AdminToken),
+		slog.String("sync", r.Sync),
+		slog.Int("voters_max", r.VotersMax),
+		slog.Int("txn_keys_max", r.TxnKeysMax),
+		slog.Duration("txn_deadline", r.TxnDeadline),
+		slog.Int("move_concurrency", r.MoveConcurrency),
+		slog.Int64("move_bytes_per_sec", r.MoveBytesPerSec),
+		slog.String("failpoints", r.Failpoints),
+		slog.Int("snapshot_retention", r.SnapshotRetention),
+		slog.Duration("snapshot_orphan_age", r.SnapshotOrphanAge),
+		slog.String("gossip_profile", r.GossipProfile),
+		slog.Duration("shutdown_timeout", r.ShutdownTimeout),
+		slog.Bool("force_recover", r.ForceRecover),
+		slog.Int64("client_input_bytes_max", r.ClientInputBytesMax),
+		slog.Int("client_query_buffer_bytes_max", r.ClientQueryBufferBytesMax),
+	)
+}
+
+// String implements fmt.Stringer (%v, %+v, %s) with LogValue's fields, so a
+// printed Config never shows a secret.
+func (c Config) String() string {
+	var b strings.Builder
+	b.WriteString("node.Config{")
+	for i, a := range c.LogValue().Group() {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%s", a.Key, a.Value)
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// GoString implements fmt.GoStringer (%#v) as String.
+func (c Config) GoString() string { return c.String() }
 
 func checkHostPort(a string) error {
 	_, p, err := net.SplitHostPort(a)

@@ -7,7 +7,10 @@
 #                               (non-zero if the smoke test failed)
 #   scripts/cluster.sh stop     stop a cluster started by this script
 #
-# Ports: RESP 6379-6381, RPC+Raft 7380-7382, gossip 7946-7948, HTTP 8080-8082.
+# Ports: RESP 6379-6381, RPC+Raft 7380-7382, gossip 7946-7948 (TCP and UDP),
+# HTTP 8080-8082; all are checked before anything starts (a port in use is
+# named, with its process when ss can tell, and the script exits 1). A node
+# that exits while the cluster forms has the end of its log printed.
 # Data and logs: $DBX_CLUSTER_DIR (default ./.cluster). Every wait is bounded.
 set -euo pipefail
 
@@ -31,6 +34,77 @@ stop_cluster() {
 	echo "cluster stopped (data kept in $DIR)"
 }
 
+# port_bound PROTO PORT: true if a socket bound to PORT would make the
+# node's bind of 127.0.0.1:PORT fail: a TCP listener, or any UDP socket, on
+# 127.0.0.1, 0.0.0.0 or :: (from /proc/net, so it needs no tools).
+port_bound() {
+	local proto=$1 port=$2 files=() f
+	for f in /proc/net/"$proto" /proc/net/"$proto"6; do [ -r "$f" ] && files+=("$f"); done
+	[ "${#files[@]}" -gt 0 ] || return 1
+	awk -v hex="$(printf '%04X' "$port")" -v proto="$proto" '
+		FNR > 1 {
+			n = split($2, a, ":"); if (a[n] != hex) next
+			if (proto == "tcp" && $4 != "0A") next # LISTEN only
+			addr = a[1]
+			if (addr == "0100007F" || addr ~ /^0+$/ || addr == "0000000000000000FFFF00000100007F") found = 1
+		}
+		END { exit !found }' "${files[@]}"
+}
+
+# port_holder PROTO PORT: "name (pid N)" of the process bound to PORT, if ss
+# can tell (other users' processes need root).
+port_holder() {
+	local opt=-Hltnp
+	[ "$1" = udp ] && opt=-Hlunp
+	command -v ss >/dev/null 2>&1 || return 0
+	ss "$opt" "sport = :$2" 2>/dev/null | grep -oE 'users:\(\("[^"]*",pid=[0-9]+' | head -1 |
+		sed -E 's/users:\(\("([^"]*)",pid=([0-9]+)/\1 (pid \2)/' || true
+}
+
+# check_ports: exits 1, naming every port in use and its holder, before
+# anything starts (a node would fail to bind and the cluster not form).
+check_ports() {
+	local busy=0 p proto who
+	for p in 6379 6380 6381 7380 7381 7382 7946 7947 7948 8080 8081 8082; do
+		for proto in tcp udp; do
+			if [ "$proto" = udp ] && { [ "$p" -lt 7946 ] || [ "$p" -gt 7948 ]; }; then
+				continue # only gossip uses UDP
+			fi
+			port_bound "$proto" "$p" || continue
+			who=$(port_holder "$proto" "$p")
+			if [ -n "$who" ]; then
+				echo "port $p/$proto is in use by $who" >&2
+			else
+				echo "port $p/$proto is in use (by a process ss cannot name; try: sudo ss -ltnup 'sport = :$p')" >&2
+			fi
+			busy=1
+		done
+	done
+	if [ "$busy" -ne 0 ]; then
+		echo "the cluster needs RESP 6379-6381, RPC 7380-7382, gossip 7946-7948 (TCP+UDP), HTTP 8080-8082 on 127.0.0.1: free them first" >&2
+		exit 1
+	fi
+}
+
+# check_nodes: if a started node has exited, prints its exit status and the
+# end of its log (the node's own error), stops the others and exits 1.
+check_nodes() {
+	local id pid rc
+	for id in "${IDS[@]}"; do
+		[ -e "$DIR/$id.pid" ] || continue
+		pid=$(cat "$DIR/$id.pid")
+		kill -0 "$pid" 2>/dev/null && continue
+		rc=0
+		wait "$pid" 2>/dev/null || rc=$?
+		echo >&2
+		echo "node $id (pid $pid) exited with status $rc while the cluster was forming; last lines of $DIR/$id.log:" >&2
+		tail -n 15 "$DIR/$id.log" | sed 's/^/  /' >&2
+		rm -f "$DIR/$id.pid"
+		stop_cluster
+		exit 1
+	done
+}
+
 if [ "${1:-}" = "stop" ]; then
 	stop_cluster
 	exit 0
@@ -41,6 +115,7 @@ if ls "$DIR"/*.pid >/dev/null 2>&1; then
 	echo "a cluster seems to run already (pid files in $DIR); run: $0 stop" >&2
 	exit 1
 fi
+check_ports
 echo "building $BIN"
 go build -o "$BIN" ./cmd/dbx-node
 
@@ -56,7 +131,11 @@ for i in 0 1 2; do
 	echo $! >"$DIR/$id.pid"
 	echo "started $id (pid $!, log $DIR/$id.log)"
 	if [ "$i" -eq 0 ]; then
-		for _ in $(seq 1 100); do curl -fsS http://127.0.0.1:8080/healthz >/dev/null 2>&1 && break; sleep 0.1; done
+		for _ in $(seq 1 100); do
+			curl -fsS http://127.0.0.1:8080/healthz >/dev/null 2>&1 && break
+			check_nodes
+			sleep 0.1
+		done
 	fi
 done
 
@@ -64,6 +143,7 @@ echo -n "waiting for 3 active members in /v1/cluster "
 ok=
 for _ in $(seq 1 150); do
 	if [ "$(curl -fsS http://127.0.0.1:8080/v1/cluster 2>/dev/null | grep -oE '"state": *"active"' | wc -l)" -eq 3 ]; then ok=1; break; fi
+	check_nodes
 	echo -n .; sleep 0.2
 done
 echo

@@ -3,8 +3,11 @@ package server
 import (
 	"crypto/subtle"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -100,11 +103,67 @@ func NewAdmin(cfg AdminConfig, view func() ClusterInfo, reg *prometheus.Registry
 	}))
 	a.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	a.Handle("/debug/pprof/", http.HandlerFunc(pprof.Index))
-	a.Handle("/debug/pprof/cmdline", http.HandlerFunc(pprof.Cmdline))
+	a.Handle("/debug/pprof/cmdline", cmdlineHandler(func() []string { return os.Args }))
 	a.Handle("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
 	a.Handle("/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
 	a.Handle("/debug/pprof/trace", http.HandlerFunc(pprof.Trace))
 	return a
+}
+
+// cmdlineHandler serves /debug/pprof/cmdline as net/http/pprof does (the
+// arguments, NUL-separated) but with RedactArgs applied, so a secret
+// given on the command line is not shown.
+func cmdlineHandler(args func() []string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, strings.Join(RedactArgs(args()), "\x00"))
+	})
+}
+
+// Redacted replaces a secret's value in RedactArgs.
+const Redacted = "<redacted>"
+
+// IsSecretFlag reports whether a flag name (dashes stripped) carries a
+// secret: a password, token, secret or key (requirepass, admin-token,
+// gossip-key, token, ...). A "-file" flag names a path, not a secret.
+func IsSecretFlag(name string) bool {
+	name = strings.ToLower(strings.ReplaceAll(name, "_", "-"))
+	if name == "" || strings.HasSuffix(name, "-file") {
+		return false
+	}
+	return strings.Contains(name, "pass") || strings.Contains(name, "token") ||
+		strings.Contains(name, "secret") || name == "key" || strings.HasSuffix(name, "-key")
+}
+
+// RedactArgs returns a copy of a command line (os.Args) with the value of
+// every secret flag replaced by Redacted: "--requirepass X" (the next
+// argument, whatever it is, as pflag takes it), "--requirepass=X", and the
+// single-dash forms. Arguments after "--" are kept.
+func RedactArgs(args []string) []string {
+	out := slices.Clone(args)
+	for i := 1; i < len(out); i++ {
+		a := out[i]
+		if a == "--" {
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			continue
+		}
+		name := strings.TrimLeft(a, "-")
+		name, _, hasValue := strings.Cut(name, "=")
+		if !IsSecretFlag(name) {
+			continue
+		}
+		switch {
+		case hasValue:
+			out[i] = a[:strings.IndexByte(a, '=')+1] + Redacted
+		case i+1 < len(out):
+			i++
+			out[i] = Redacted
+		}
+	}
+	return out
 }
 
 // SetReady sets what /healthz answers: 200 when ready, 503 otherwise.

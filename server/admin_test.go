@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
@@ -113,4 +114,54 @@ func TestAdmin(t *testing.T) {
 		t.Errorf("open admin: %v %v", resp.StatusCode, err)
 	}
 	resp.Body.Close()
+}
+
+func TestRedactArgs(t *testing.T) {
+	in := []string{"dbx-node", "serve", "--id", "n1",
+		"--requirepass", "p1", "--admin-token=t1", "-gossip-key", "k1", "--token", "t2",
+		"--requirepass-file", "/run/secrets/pass", "--admin-token-file=/run/secrets/tok",
+		"--txn-keys-max", "99", "--gossip-key", "--id", // pflag takes "--id" as the key
+		"-requirepass=p2", "--REQUIREPASS", "p3", "--gossip_key", "k2", "--", "--token", "positional"}
+	want := []string{"dbx-node", "serve", "--id", "n1",
+		"--requirepass", Redacted, "--admin-token=" + Redacted, "-gossip-key", Redacted, "--token", Redacted,
+		"--requirepass-file", "/run/secrets/pass", "--admin-token-file=/run/secrets/tok",
+		"--txn-keys-max", "99", "--gossip-key", Redacted,
+		"-requirepass=" + Redacted, "--REQUIREPASS", Redacted, "--gossip_key", Redacted, "--", "--token", "positional"}
+	got := RedactArgs(in)
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("RedactArgs:\n got %q\nwant %q", got, want)
+	}
+	if in[5] != "p1" {
+		t.Error("RedactArgs changed its input")
+	}
+	if got := RedactArgs([]string{"dbx-node", "serve", "--requirepass"}); len(got) != 3 || got[2] != "--requirepass" {
+		t.Errorf("RedactArgs of a trailing flag without value: %q", got)
+	}
+
+	// The admin API's /debug/pprof/cmdline serves them redacted.
+	args := []string{"dbx-node", "serve", "--requirepass", "hunter2", "--admin-token-file", "/tok"}
+	hs := httptest.NewServer(cmdlineHandler(func() []string { return args }))
+	defer hs.Close()
+	resp, err := http.Get(hs.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := "dbx-node\x00serve\x00--requirepass\x00<redacted>\x00--admin-token-file\x00/tok"; string(body) != want {
+		t.Errorf("cmdline = %q, want %q", body, want)
+	}
+	a := httptest.NewServer(NewAdmin(AdminConfig{Token: "tok"}, func() ClusterInfo { return ClusterInfo{} }, nil))
+	defer a.Close()
+	req, _ := http.NewRequest("GET", a.URL+"/debug/pprof/cmdline", nil)
+	req.Header.Set("Authorization", "Bearer tok")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := strings.Join(RedactArgs(os.Args), "\x00"); resp.StatusCode != http.StatusOK || string(body) != want {
+		t.Errorf("admin cmdline: %d %q, want %q", resp.StatusCode, body, want)
+	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/dbx-kv/dbx/node"
+	"github.com/dbx-kv/dbx/server"
 )
 
 // envPrefix prefixes the environment variable of every flag: --data-dir
@@ -41,8 +42,14 @@ func applyEnv(fs *pflag.FlagSet) error {
 		}
 		if v, ok := os.LookupEnv(envName(f.Name)); ok {
 			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %v", envName(f.Name), v, err))
+				shown := strconv.Quote(v)
+				if server.IsSecretFlag(f.Name) {
+					shown = server.Redacted
+				}
+				errs = append(errs, fmt.Errorf("%s=%s: %v", envName(f.Name), shown, err))
+				return
 			}
+			fs.SetAnnotation(f.Name, envAnnotation, []string{envName(f.Name)})
 		}
 	})
 	return errors.Join(errs...)
@@ -57,21 +64,103 @@ func newRootCmd() *cobra.Command {
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			return applyEnv(cmd.Flags())
 		},
+		Version: versionLine(),
 	}
-	root.AddCommand(newServeCmd(), newStatusCmd(), newDrainCmd(), newReweightCmd(), newLimitsCmd(), newSnapshotCmd(), newRestoreCmd())
+	root.SetVersionTemplate(buildVersion())
+	root.AddCommand(newServeCmd(), newStatusCmd(), newDrainCmd(), newReweightCmd(), newLimitsCmd(), newSnapshotCmd(), newRestoreCmd(), newVersionCmd())
 	return root
+}
+
+// Valid values of --log-level and --log-format.
+var (
+	logLevels  = []string{"debug", "info", "warn", "error"}
+	logFormats = []string{"text", "json"}
+)
+
+// newLogger builds the serve logger, refusing unknown levels and formats.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var errs []error
+	var lv slog.Level
+	switch strings.ToLower(level) {
+	case "debug":
+		lv = slog.LevelDebug
+	case "info":
+		lv = slog.LevelInfo
+	case "warn":
+		lv = slog.LevelWarn
+	case "error":
+		lv = slog.LevelError
+	default:
+		errs = append(errs, fmt.Errorf("--log-level %q: want one of %s", level, strings.Join(logLevels, ", ")))
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	var h slog.Handler
+	switch strings.ToLower(format) {
+	case "text":
+		h = slog.NewTextHandler(w, opts)
+	case "json":
+		h = slog.NewJSONHandler(w, opts)
+	default:
+		errs = append(errs, fmt.Errorf("--log-format %q: want one of %s", format, strings.Join(logFormats, ", ")))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return slog.New(h), nil
+}
+
+// exitError ends the process with code after its cause was logged: main
+// prints nothing more.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+// awaitClose runs closeFn (the node's Close) and waits for it at most
+// timeout: past it, or at a signal on sigs (a second SIGTERM/SIGINT), it
+// logs an error and returns an *exitError at once (main exits 1; closeFn
+// may still be running). Otherwise it returns closeFn's error.
+func awaitClose(log *slog.Logger, closeFn func() error, timeout time.Duration, sigs <-chan os.Signal) error {
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- closeFn() }()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			return err
+		}
+		log.Info("shut down", "took", time.Since(start).Round(time.Millisecond))
+		return nil
+	case <-t.C:
+		log.Error("shutdown did not finish within the shutdown timeout; exiting without waiting", "shutdown_timeout", timeout)
+		return &exitError{code: 1, msg: fmt.Sprintf("shutdown did not finish within --shutdown-timeout %s", timeout)}
+	case s := <-sigs:
+		log.Error("second signal during shutdown; exiting at once", "signal", s.String(), "waited", time.Since(start).Round(time.Millisecond))
+		return &exitError{code: 1, msg: fmt.Sprintf("%s during shutdown", s)}
+	}
 }
 
 func newServeCmd() *cobra.Command {
 	cfg := node.DefaultConfig()
 	var join []string
 	var logLevel, logFormat string
+	var secrets []*secretFlag
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run a node (without --join it bootstraps a new cluster)",
 		Long: "Run a node. Every flag is also read from the environment as DBX_<FLAG>, e.g.\n" +
 			"DBX_ID, DBX_DATA_DIR, DBX_JOIN (comma-separated); the command line wins.\n" +
-			"--join takes gossip addresses (--gossip-addr) of any members.",
+			"--join takes gossip addresses (--gossip-addr) of any members.\n\n" +
+			"Secrets: a flag's value is visible to every user in ps. Give --requirepass,\n" +
+			"--admin-token and --gossip-key in a file (--requirepass-file F, ..., trailing\n" +
+			"newline removed, keep it chmod 600) or in the environment (DBX_REQUIREPASS,\n" +
+			"DBX_ADMIN_TOKEN, DBX_GOSSIP_KEY); a flag and its -file together are refused.\n\n" +
+			"On SIGTERM/SIGINT the node closes; if that takes longer than --shutdown-timeout\n" +
+			"(or a second signal comes) the process logs it and exits 1 at once.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Join = nil
@@ -80,28 +169,55 @@ func newServeCmd() *cobra.Command {
 					cfg.Join = append(cfg.Join, j)
 				}
 			}
-			var level slog.Level
-			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-				return fmt.Errorf("--log-level: %v", err)
+			// Every problem at once: log flags, secret files, the config.
+			var errs []error
+			logger, err := newLogger(cmd.ErrOrStderr(), logLevel, logFormat)
+			if err != nil {
+				errs = append(errs, err)
 			}
-			opts := &slog.HandlerOptions{Level: level}
-			var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
-			if logFormat == "json" {
-				h = slog.NewJSONHandler(os.Stderr, opts)
+			var warnings [][]any
+			warn := func(msg string, args ...any) { warnings = append(warnings, append([]any{msg}, args...)) }
+			for _, s := range secrets {
+				if err := s.resolve(cmd.Flags(), warn); err != nil {
+					errs = append(errs, err)
+				}
 			}
-			cfg.Logger = slog.New(h)
+			cfg.Logger = logger
 			if err := cfg.Validate(); err != nil {
-				return fmt.Errorf("invalid flags:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+				errs = append(errs, err)
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
+			if len(errs) > 0 {
+				return fmt.Errorf("invalid flags:\n  %s", strings.ReplaceAll(errors.Join(errs...).Error(), "\n", "\n  "))
+			}
+			for _, w := range warnings {
+				logger.Warn(w[0].(string), w[1:]...)
+			}
+			logger.Info("dbx-node starting", "version", strings.TrimPrefix(versionLine(), "dbx-node "), "pid", os.Getpid(), "config", cfg)
+
+			// One signal channel for the whole run: the first signal
+			// cancels the start or begins the shutdown, a second one
+			// (buffered here meanwhile) ends the process at once.
+			sigs := make(chan os.Signal, 1)
+			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+			defer signal.Stop(sigs)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			first := make(chan os.Signal, 1)
+			go func() {
+				select {
+				case s := <-sigs:
+					first <- s
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
 			n, err := node.Start(ctx, cfg)
 			if err != nil {
 				return err
 			}
-			<-ctx.Done()
-			cfg.Logger.Info("signal received, shutting down")
-			return n.Close()
+			s := <-first
+			logger.Info("signal received, shutting down", "signal", s.String(), "shutdown_timeout", cfg.ShutdownTimeout)
+			return awaitClose(logger, n.Close, cfg.ShutdownTimeout, sigs)
 		},
 	}
 	f := cmd.Flags()
@@ -114,9 +230,10 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&cfg.AdvertiseHost, "advertise-host", "", "host announced to others (needed when listening on 0.0.0.0)")
 	f.StringSliceVar(&join, "join", nil, "gossip addresses H:P,... of cluster members to join (empty: bootstrap)")
 	f.Float64Var(&cfg.Weight, "weight", cfg.Weight, "placement weight, in (0, 100]")
-	f.StringVar(&cfg.GossipKey, "gossip-key", "", "base64 16/24/32-byte key encrypting gossip")
-	f.StringVar(&cfg.RequirePass, "requirepass", "", "RESP password (AUTH)")
-	f.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token required by the admin API")
+	secrets = append(secrets,
+		addSecretFlag(f, &cfg.GossipKey, "gossip-key", "base64 16/24/32-byte key encrypting gossip"),
+		addSecretFlag(f, &cfg.RequirePass, "requirepass", "RESP password (AUTH)"),
+		addSecretFlag(f, &cfg.AdminToken, "admin-token", "bearer token required by the admin API"))
 	f.StringVar(&cfg.Sync, "sync", cfg.Sync, "WAL sync mode: always, interval or none")
 	f.IntVar(&cfg.VotersMax, "voters-max", cfg.VotersMax, "number of Raft voters (1..5)")
 	f.DurationVar(&cfg.JoinTimeout, "join-timeout", cfg.JoinTimeout, "how long to try joining at start")
@@ -128,8 +245,12 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&cfg.Failpoints, "failpoints", "", "fault tests only: name[:n],... kill this process at the n-th hit")
 	_ = f.MarkHidden("failpoints")
 	f.DurationVar(&cfg.SnapshotOrphanAge, "snapshot-orphan-age", cfg.SnapshotOrphanAge, "release a snapshot checkpoint no committed manifest lists after this long")
-	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "after SIGTERM/SIGINT, exit 1 if closing takes longer (1s..10m)")
+	f.BoolVar(&cfg.ForceRecover, "force-recover", false, "start even when the engine finds a live WAL the manifest names missing (the lost writes are reported)")
+	f.Int64Var(&cfg.ClientInputBytesMax, "client-input-bytes-max", cfg.ClientInputBytesMax, "bytes of client input buffered across all connections (default: 1/8 of memory, 64 MiB..4 GiB; at least 1 MiB)")
+	f.IntVar(&cfg.ClientQueryBufferBytesMax, "client-query-buffer-bytes-max", cfg.ClientQueryBufferBytesMax, "bytes one connection's query buffer may hold (1 MiB..client-input-bytes-max)")
+	f.StringVar(&logLevel, "log-level", "info", "log level: "+strings.Join(logLevels, ", "))
+	f.StringVar(&logFormat, "log-format", "text", "log format: "+strings.Join(logFormats, " or "))
 	return cmd
 }
 
@@ -139,10 +260,17 @@ type admin struct {
 	hc          *http.Client
 }
 
+// adminFlags adds --http, --token and --token-file to cmd; the token file
+// is read before cmd runs (PreRunE).
 func adminFlags(cmd *cobra.Command) *admin {
 	a := &admin{hc: &http.Client{Timeout: 15 * time.Second}}
 	cmd.Flags().StringVar(&a.addr, "http", node.DefaultHTTPAddr, "admin API address H:P of any node")
-	cmd.Flags().StringVar(&a.token, "token", "", "admin token (bearer)")
+	tok := addSecretFlag(cmd.Flags(), &a.token, "token", "admin token (bearer)")
+	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error {
+		return tok.resolve(cmd.Flags(), func(msg string, args ...any) {
+			fmt.Fprintln(cmd.ErrOrStderr(), append([]any{"dbx-node: warning:", msg}, args...)...)
+		})
+	}
 	return a
 }
 
