@@ -99,7 +99,7 @@ func (c *Coordinator) reconcile(ctx context.Context) error {
 	self := c.cfg.Self
 	m, ok := s.Member(self.ID)
 	if !ok && len(s.Members()) == 0 || ok && (m.RaftAddr != self.RaftAddr || m.RPCAddr != self.RPCAddr ||
-		m.RESPAddr != self.RESPAddr || m.HTTPAddr != self.HTTPAddr) {
+		m.RESPAddr != self.RESPAddr || m.ClusterRESPAddr != self.ClusterRESPAddr || m.HTTPAddr != self.HTTPAddr) {
 		if _, err := c.Apply(ctx, AddMember{Member: self}); err != nil {
 			return err
 		}

@@ -64,6 +64,9 @@ type Member struct {
 	RPCAddr string `json:"rpc_addr"`
 	// RESPAddr is the address clients speak RESP to.
 	RESPAddr string `json:"resp_addr"`
+	// ClusterRESPAddr is the RESP address advertised to cluster-aware
+	// clients (CLUSTER SLOTS); empty for members that predate it.
+	ClusterRESPAddr string `json:"cluster_resp_addr,omitempty"`
 	// HTTPAddr is the address of the admin API.
 	HTTPAddr string `json:"http_addr"`
 	// Weight is the node's placement weight, in (0, ring.MaxWeight].
@@ -97,7 +100,7 @@ func (m *Member) validate() error {
 		return fmt.Errorf("member %s: %w", m.ID, err)
 	}
 	for _, a := range []struct{ name, v string }{
-		{"raft", m.RaftAddr}, {"rpc", m.RPCAddr}, {"resp", m.RESPAddr}, {"http", m.HTTPAddr},
+		{"raft", m.RaftAddr}, {"rpc", m.RPCAddr}, {"resp", m.RESPAddr}, {"cluster_resp", m.ClusterRESPAddr}, {"http", m.HTTPAddr},
 	} {
 		if len(a.v) > MaxAddrLen || !utf8.ValidString(a.v) {
 			return fmt.Errorf("%w: member %s: %s address: want at most %d bytes of UTF-8", ErrBadCommand, m.ID, a.name, MaxAddrLen)

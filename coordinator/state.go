@@ -290,7 +290,7 @@ func (s *State) addMember(index uint64, m Member) error {
 		return err
 	}
 	if old, ok := s.members[m.ID]; ok {
-		old.RaftAddr, old.RPCAddr, old.RESPAddr, old.HTTPAddr = m.RaftAddr, m.RPCAddr, m.RESPAddr, m.HTTPAddr
+		old.RaftAddr, old.RPCAddr, old.RESPAddr, old.ClusterRESPAddr, old.HTTPAddr = m.RaftAddr, m.RPCAddr, m.RESPAddr, m.ClusterRESPAddr, m.HTTPAddr
 		if old.State == StateLeft {
 			old.State = StateJoining
 			old.JoinedIndex = index

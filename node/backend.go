@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -79,6 +80,11 @@ type backend struct {
 var _ server.Backend = (*backend)(nil)
 
 func (b *backend) table() (*router.Table, error) {
+	if b.n.leftGossip.Load() {
+		if err := b.n.leftErr(b.n.coord.Current()); err != nil {
+			return nil, err
+		}
+	}
 	t := b.n.holder.Load()
 	if t == nil {
 		if b.n.catchingUp.Load() { // joined, the metadata not here yet: wait
@@ -101,7 +107,7 @@ func (b *backend) ownerAddr(key []byte) (id, addr string, err error) {
 	}
 	m, ok := b.n.peer(id)
 	if !ok || m.RPCAddr == "" {
-		return id, "", fmt.Errorf("%w: no address for node %s", server.ErrUnreachable, id)
+		return id, "", fmt.Errorf("%w: no address for owner %s", server.ErrOwnerDown, id)
 	}
 	return id, m.RPCAddr, nil
 }
@@ -241,17 +247,23 @@ func (b *backend) retryMoved(ctx context.Context, f func() error) error {
 	}
 }
 
-// remoteErr classifies a forwarding failure for the server: an owner that
-// cannot be reached (or whose answer is lost) is ErrUnreachable.
+// remoteErr classifies a forwarding failure for the server by whether the
+// request can have been applied: sent with no answer (the connection broke,
+// the deadline passed, here or in the owner's handler) is ErrNoReply,
+// "outcome unknown"; never sent (no
+// connection, the peer not serving or overloaded, the deadline passed
+// before sending) is ErrOwnerDown, "not applied"; a bucket switching owner
+// is ErrTryAgain.
 func remoteErr(id, addr string, err error) error {
 	switch {
+	case errors.Is(err, transport.ErrNoReply),
+		errors.Is(err, transport.ErrRemote) && errors.Is(err, context.DeadlineExceeded): // the owner's handler ran out of time
+		return fmt.Errorf("%w: node %s at %s did not answer: %v", server.ErrNoReply, id, addr, err)
 	case errors.Is(err, transport.ErrUnreachable), errors.Is(err, transport.ErrConnClosed),
 		errors.Is(err, transport.ErrClosed), errors.Is(err, transport.ErrBackpressure),
-		errors.Is(err, transport.ErrNotServing):
-		return fmt.Errorf("%w: node %s at %s: %v", server.ErrUnreachable, id, addr, err)
-	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("node %s at %s: %w", id, addr, err)
-	case errors.Is(err, ErrNotOwner):
+		errors.Is(err, transport.ErrNotServing), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w: owner %s at %s unreachable: %v", server.ErrOwnerDown, id, addr, err)
+	case errors.Is(err, ErrNotOwner), errors.Is(err, errFenced):
 		return fmt.Errorf("%w: %v", server.ErrTryAgain, err)
 	}
 	return err
@@ -421,7 +433,7 @@ func (b *backend) split(keys [][]byte) ([]*group, error) {
 			if id != b.n.cfg.ID {
 				m, ok := b.n.peer(id)
 				if !ok || m.RPCAddr == "" {
-					return nil, fmt.Errorf("%w: no address for node %s", server.ErrUnreachable, id)
+					return nil, fmt.Errorf("%w: no address for owner %s", server.ErrOwnerDown, id)
 				}
 				g.addr = m.RPCAddr
 			}
@@ -676,27 +688,24 @@ func (b *backend) localMSet(ctx context.Context, req *msetReq) (*emptyResp, erro
 	return &emptyResp{}, b.local.MSet(ctx, kvs...)
 }
 
-// DBSize implements server.Backend: the keys stored on this node only (as
-// DBSIZE on one Redis Cluster node).
-func (b *backend) DBSize(ctx context.Context) (int64, error) { return b.local.DBSize(ctx) }
-
-// Scan implements server.Backend: this node's keys only (cursors are per
-// node, as in Redis Cluster; cluster clients scan every master).
-func (b *backend) Scan(ctx context.Context, cursor uint64, pattern []byte, count int) (uint64, [][]byte, error) {
-	return b.local.Scan(ctx, cursor, pattern, count)
-}
-
 // ClusterView implements server.Backend from the placement table and the
 // members' RESP addresses. It never blocks.
 func (b *backend) ClusterView() server.ClusterView {
-	if v := b.n.view.Load(); v != nil {
-		return *v
+	v := server.ClusterView{Self: b.n.cfg.ID}
+	if p := b.n.view.Load(); p != nil {
+		v = *p
 	}
-	return server.ClusterView{Self: b.n.cfg.ID}
+	health := b.n.memberHealth(b.n.coord.Current())
+	v.Nodes = slices.Clone(v.Nodes)
+	for i := range v.Nodes {
+		v.Nodes[i].Health = health[v.Nodes[i].ID]
+	}
+	return v
 }
 
 // register installs the key methods served to other nodes.
 func (b *backend) register(r *transport.Router) {
+	b.registerScan(r)
 	transport.Register(r, methodGet, func(ctx context.Context, req *keyReq) (*getResp, error) {
 		if err := b.checkOwned(req.Key); err != nil {
 			return nil, err

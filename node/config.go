@@ -59,6 +59,15 @@ type Config struct {
 	// (host:port; port 0 picks a free port, read it back from the Node).
 	// RPCAddr carries dbx RPC and Raft (transport.PortMux).
 	RESPAddr, RPCAddr, GossipAddr, HTTPAddr string
+	// ClusterRESPAddr is a second RESP listener: the address CLUSTER
+	// SLOTS/SHARDS/NODES advertise, so the one cluster-aware clients
+	// (go-redis ClusterClient, redis-py RedisCluster, redis-cli -c after a
+	// redirect) use. There SCAN and DBSIZE cover this node's own buckets, as
+	// on a Redis Cluster node; on RESPAddr they cover the whole cluster.
+	// Everything else is the same on both. Empty (default): RESPAddr's host
+	// and its port + 10000 (6379 → 16379); a free port when that is over
+	// 65535 or RESPAddr's port is 0 (it is advertised, so clients find it).
+	ClusterRESPAddr string
 	// AdvertiseHost, if set, replaces the host of every address this node
 	// announces to others. Needed only when a listen address has an
 	// unspecified host (0.0.0.0, ::); without it a private IP of the
@@ -208,6 +217,9 @@ func (c *Config) Validate() error {
 	addrs := []struct{ name, v string }{
 		{"resp-addr", c.RESPAddr}, {"rpc-addr", c.RPCAddr},
 		{"gossip-addr", c.GossipAddr}, {"http-addr", c.HTTPAddr},
+	}
+	if c.ClusterRESPAddr != "" {
+		addrs = append(addrs, struct{ name, v string }{"cluster-resp-addr", c.ClusterRESPAddr})
 	}
 	for _, a := range addrs {
 		if err := checkHostPort(a.v); err != nil {
@@ -451,6 +463,25 @@ func (c Config) String() string {
 
 // GoString implements fmt.GoStringer (%#v) as String.
 func (c Config) GoString() string { return c.String() }
+
+// clusterRESPAddr is ClusterRESPAddr, or its default derived from RESPAddr.
+func (c *Config) clusterRESPAddr() (string, error) {
+	if c.ClusterRESPAddr != "" {
+		return c.ClusterRESPAddr, nil
+	}
+	h, p, err := net.SplitHostPort(c.RESPAddr)
+	if err != nil {
+		return "", err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", err
+	}
+	if port == 0 || port+10000 > 65535 {
+		return net.JoinHostPort(h, "0"), nil // any free port; it is advertised
+	}
+	return net.JoinHostPort(h, strconv.Itoa(port+10000)), nil
+}
 
 func checkHostPort(a string) error {
 	_, p, err := net.SplitHostPort(a)

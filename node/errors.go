@@ -25,7 +25,11 @@ var (
 
 // Error codes carried between nodes. Every node registers the same ones (in
 // init), so a remote handler's sentinel matches with errors.Is at the caller.
+//
+// A handler error travels with the first registered code it matches, so
+// errFenced (which wraps server.ErrTryAgain) comes before it.
 func init() {
+	transport.RegisterError("node.fenced", errFenced)
 	transport.RegisterError("node.not_owner", ErrNotOwner)
 	transport.RegisterError("node.no_leader", ErrNoLeader)
 	transport.RegisterError("coordinator.has_data", coordinator.ErrHasData)
@@ -42,5 +46,4 @@ func init() {
 	transport.RegisterError("server.try_again", server.ErrTryAgain)
 	transport.RegisterError("server.cluster_down", server.ErrClusterDown)
 	transport.RegisterError("server.watch_failed", server.ErrWatchFailed)
-	transport.RegisterError("node.fenced", errFenced)
 }

@@ -223,7 +223,7 @@ func (n *Node) reconcile() {
 		}
 	}()
 	s := n.coord.Current()
-	if m, ok := s.Member(n.cfg.ID); ok && n.admin != nil && (m.RPCAddr != n.rpcAddr || m.RESPAddr != n.respAddr || m.HTTPAddr != n.httpAddr) {
+	if m, ok := s.Member(n.cfg.ID); ok && n.admin != nil && (m.RPCAddr != n.rpcAddr || m.RESPAddr != n.respAddr || m.ClusterRESPAddr != n.clusterRespAddr || m.HTTPAddr != n.httpAddr) {
 		if _, err := n.leaderDo(ctx, leaderOp{Op: opJoin, Member: n.self()}, n.gossip.peerRPCAddrs()); err != nil {
 			n.log.Warn("re-announcing addresses failed", "err", err)
 		}
@@ -233,6 +233,7 @@ func (n *Node) reconcile() {
 		// (Not while catching up: a node back under a drained member's ID
 		// replays the old "left" before its own join.)
 		n.leftGossip.Store(true)
+		n.admin.SetLeft("this node (" + n.cfg.ID + ") was drained and has left the cluster")
 		n.gossip.setState("left")
 		if err := n.ml.Leave(time.Second); err != nil {
 			n.log.Warn("leaving gossip", "err", err)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,7 +66,10 @@ const (
 
 // errFenced: the key's bucket is fenced for its switch to a new owner; the
 // caller waits for the fence to go and routes again.
-var errFenced = errors.New("node: bucket is switching owner")
+//
+// It wraps server.ErrTryAgain, so one that reaches a client, from this node
+// or relayed from another, is "-TRYAGAIN", never an internal error text.
+var errFenced = fmt.Errorf("%w: node: bucket is switching owner", server.ErrTryAgain)
 
 type (
 	migEntry struct {
@@ -143,10 +147,12 @@ type migrator struct {
 	incoming map[uint16]string
 	pulled   map[string][]uint16 // moves into this node that have written here, until they end (dropCancelled)
 	running  map[string]bool     // leader: moves this node runs
-	nout     atomic.Int64
-	nfenced  atomic.Int64
-	copied   atomic.Int64 // leader: bytes copied by running moves so far
-	kick     chan struct{}
+	// lastWaiting is the last waitingFor the leader logged (loop goroutine only).
+	lastWaiting string
+	nout        atomic.Int64
+	nfenced     atomic.Int64
+	copied      atomic.Int64 // leader: bytes copied by running moves so far
+	kick        chan struct{}
 	// etaStart and etaDone anchor the ETA (under mu).
 	etaStart time.Time
 	etaDone  int
@@ -882,6 +888,14 @@ func (m *migrator) lead(s *coordinator.State) {
 	if s.Target() == nil {
 		return
 	}
+	if w := m.waitingFor(s); w != m.lastWaiting {
+		m.lastWaiting = w
+		if w != "" {
+			n.log.Warn("migration cannot finish until these nodes are back (or removed)", "waiting", w)
+		} else {
+			n.log.Info("migration no longer waiting for any node")
+		}
+	}
 	lim := s.Limits()
 	pending := s.Pending()
 	busy := map[string]bool{}
@@ -916,6 +930,39 @@ func (m *migrator) lead(s *coordinator.State) {
 		running++
 		go m.runMove(tok, from, to, chunk, lim.BytesPerSec, res.Index)
 	}
+}
+
+// waitingFor says which nodes a migration cannot proceed without: the
+// pending buckets whose source or target is not alive (failed, left), as
+// "waiting for n3 (failed): 1488 buckets move from or to it; ..." — empty
+// when none.
+func (m *migrator) waitingFor(s *coordinator.State) string {
+	if s.Target() == nil || s.Table() == nil {
+		return ""
+	}
+	blocked := map[string]int{}
+	for _, b := range s.Pending() {
+		for _, id := range []string{s.Table().OwnerOfBucket(b), s.Target().OwnerOfBucket(b)} {
+			if !m.alive(s, id) {
+				blocked[id]++
+				break
+			}
+		}
+	}
+	ids := make([]string, 0, len(blocked))
+	for id := range blocked {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	var parts []string
+	for _, id := range ids {
+		state := "unknown member"
+		if mem, ok := s.Member(id); ok {
+			state = string(mem.State)
+		}
+		parts = append(parts, fmt.Sprintf("waiting for %s (%s): %d buckets move from or to it", id, state, blocked[id]))
+	}
+	return strings.Join(parts, "; ")
 }
 
 func (m *migrator) alive(s *coordinator.State, id string) bool {
@@ -1212,7 +1259,7 @@ func (m *migrator) progress(s *coordinator.State) server.MigrationInfo {
 	}
 	lim := s.Limits()
 	info := server.MigrationInfo{Active: s.Target() != nil, Pending: len(s.Pending()), Moving: moving, Done: p.Done, Total: p.Total,
-		Bytes: p.Bytes, ETASeconds: -1, Concurrency: lim.Concurrency, BytesPerSec: lim.BytesPerSec}
+		Bytes: p.Bytes, ETASeconds: -1, Concurrency: lim.Concurrency, BytesPerSec: lim.BytesPerSec, Waiting: m.waitingFor(s)}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !info.Active {

@@ -38,6 +38,7 @@ type Node struct {
 
 	// Advertised addresses (what other nodes and clients dial).
 	respAddr, rpcAddr, gossipAddr, httpAddr string
+	clusterRespAddr                         string
 
 	store   *engine.Store
 	local   *server.EngineBackend
@@ -128,6 +129,9 @@ func (n *Node) start(ctx context.Context) error {
 		ecfg.Logf = func(format string, args ...any) { n.log.Warn(fmt.Sprintf(format, args...), "component", "engine") }
 	}
 	st, err := engine.Open(filepath.Join(cfg.DataDir, "engine"), ecfg)
+	if errors.Is(err, engine.ErrMissingWAL) {
+		return fmt.Errorf("node: open engine: %w (to start without it and lose the writes it held, restart with --force-recover)", err)
+	}
 	if err != nil {
 		return fmt.Errorf("node: open engine: %w", err)
 	}
@@ -150,19 +154,32 @@ func (n *Node) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("node: listen resp %s: %w", cfg.RESPAddr, err)
 	}
+	clusterAddr, err := cfg.clusterRESPAddr()
+	if err != nil {
+		respLn.Close()
+		return fmt.Errorf("node: %w", err)
+	}
+	clusterLn, err := net.Listen("tcp", clusterAddr)
+	if err != nil {
+		respLn.Close()
+		return fmt.Errorf("node: listen cluster resp %s (--cluster-resp-addr): %w", clusterAddr, err)
+	}
 	httpLn, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		respLn.Close()
+		clusterLn.Close()
 		return fmt.Errorf("node: listen http %s: %w", cfg.HTTPAddr, err)
 	}
 	advHost, err := advertiseHost(cfg.AdvertiseHost, cfg.RPCAddr)
 	if err != nil {
 		respLn.Close()
+		clusterLn.Close()
 		httpLn.Close()
 		return err
 	}
 	n.rpcAddr = advertise(advHost, rpcLn.Addr())
 	n.respAddr = advertise(advHost, respLn.Addr())
+	n.clusterRespAddr = advertise(advHost, clusterLn.Addr())
 	n.httpAddr = advertise(advHost, httpLn.Addr())
 
 	// RPC + Raft on one port.
@@ -193,7 +210,7 @@ func (n *Node) start(ctx context.Context) error {
 	ccfg.DataDir = filepath.Join(cfg.DataDir, "raft")
 	ccfg.Bootstrap = len(cfg.Join) == 0
 	ccfg.VotersMax = cfg.VotersMax
-	ccfg.Self = coordinator.Member{ID: cfg.ID, RaftAddr: n.rpcAddr, RPCAddr: n.rpcAddr, RESPAddr: n.respAddr, HTTPAddr: n.httpAddr, Weight: weight}
+	ccfg.Self = coordinator.Member{ID: cfg.ID, RaftAddr: n.rpcAddr, RPCAddr: n.rpcAddr, RESPAddr: n.respAddr, ClusterRESPAddr: n.clusterRespAddr, HTTPAddr: n.httpAddr, Weight: weight}
 	ccfg.Holder = &n.holder
 	ccfg.Logger = n.log.With("component", "coordinator")
 	coord, err := coordinator.Open(ccfg, raftTrans)
@@ -266,6 +283,7 @@ func (n *Node) start(ctx context.Context) error {
 	srv, err := server.New(scfg, n.backend)
 	if err != nil {
 		respLn.Close()
+		clusterLn.Close()
 		httpLn.Close()
 		return fmt.Errorf("node: resp server: %w", err)
 	}
@@ -276,6 +294,11 @@ func (n *Node) start(ctx context.Context) error {
 	n.goFunc(func() {
 		if err := srv.Serve(respLn); err != nil && !errors.Is(err, server.ErrClosed) {
 			n.log.Error("resp server stopped", "err", err)
+		}
+	})
+	n.goFunc(func() {
+		if err := srv.ServeNodeScope(clusterLn); err != nil && !errors.Is(err, server.ErrClosed) {
+			n.log.Error("cluster resp server stopped", "err", err)
 		}
 	})
 	n.goFunc(func() {
@@ -307,7 +330,7 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	n.admin.SetReady(true)
 	n.gossip.setState("serving")
-	n.log.Info("node serving", "resp", n.respAddr, "rpc", n.rpcAddr, "gossip", n.gossipAddr,
+	n.log.Info("node serving", "resp", n.respAddr, "cluster_resp", n.clusterRespAddr, "rpc", n.rpcAddr, "gossip", n.gossipAddr,
 		"http", n.httpAddr, "bootstrap", len(cfg.Join) == 0 && !hadRaftState, "restart", hadRaftState)
 	return nil
 }
@@ -337,7 +360,7 @@ func (n *Node) join(ctx context.Context) error {
 }
 
 func (n *Node) self() coordinator.Member {
-	return coordinator.Member{ID: n.cfg.ID, RaftAddr: n.rpcAddr, RPCAddr: n.rpcAddr, RESPAddr: n.respAddr, HTTPAddr: n.httpAddr, Weight: n.cfg.Weight}
+	return coordinator.Member{ID: n.cfg.ID, RaftAddr: n.rpcAddr, RPCAddr: n.rpcAddr, RESPAddr: n.respAddr, ClusterRESPAddr: n.clusterRespAddr, HTTPAddr: n.httpAddr, Weight: n.cfg.Weight}
 }
 
 // Close leaves the gossip ring, stops the servers, Raft and the engine, and
@@ -389,6 +412,10 @@ func (n *Node) ID() string { return n.cfg.ID }
 // config asked for port 0).
 func (n *Node) RESPAddr() string { return n.respAddr }
 
+// ClusterRESPAddr returns the advertised address of the RESP port cluster
+// clients are sent to (Config.ClusterRESPAddr).
+func (n *Node) ClusterRESPAddr() string { return n.clusterRespAddr }
+
 // RPCAddr returns the advertised RPC + Raft address.
 func (n *Node) RPCAddr() string { return n.rpcAddr }
 
@@ -438,8 +465,11 @@ func (n *Node) refreshPeers(s *coordinator.State) {
 	for _, m := range s.Members() {
 		peers[m.ID] = m
 		resp[m.ID] = m.RESPAddr
+		if m.ClusterRESPAddr != "" { // CLUSTER SLOTS/SHARDS/NODES advertise it
+			resp[m.ID] = m.ClusterRESPAddr
+		}
 	}
-	resp[n.cfg.ID] = n.respAddr
+	resp[n.cfg.ID] = n.clusterRespAddr
 	n.peers.Store(&peers)
 	if s.HasData() {
 		n.hasData.Store(true)
@@ -473,8 +503,10 @@ func (n *Node) ClusterInfo() server.ClusterInfo {
 	info := server.ClusterInfo{Epoch: s.Epoch(), Leader: leader, Self: n.cfg.ID, Nodes: []server.NodeInfo{}}
 	info.Migration = n.mig.progress(s)
 	t := s.Table()
+	health := n.memberHealth(s)
+	info.ClusterState, _, _, _, info.BucketsFail = n.backend.ClusterView().ClusterState()
 	for _, m := range s.Members() {
-		ni := server.NodeInfo{ID: m.ID, Weight: m.Weight, State: string(m.State), RespAddr: m.RESPAddr, HTTPAddr: m.HTTPAddr}
+		ni := server.NodeInfo{ID: m.ID, Weight: m.Weight, State: string(m.State), Health: health[m.ID], RespAddr: m.RESPAddr, HTTPAddr: m.HTTPAddr}
 		if t != nil {
 			ni.Buckets = t.Count(m.ID)
 		}

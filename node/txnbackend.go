@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dbx-kv/dbx/server"
+	"github.com/dbx-kv/dbx/transport"
 	"github.com/dbx-kv/dbx/twophase"
 )
 
@@ -266,7 +267,7 @@ func (b *backend) commitRemote1(ctx context.Context, g *group, keys [][]byte, ve
 		return nil, nil
 	case errors.Is(err, server.ErrWatchFailed), errors.Is(err, ErrNotOwner), errors.Is(err, errFenced):
 		return err, nil
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded) && (errors.Is(err, transport.ErrNoReply) || errors.Is(err, transport.ErrRemote)):
 		b.n.txns.m.aborts.WithLabelValues("unknown").Inc()
 		return nil, fmt.Errorf("%w: one-node commit on %s: %v", server.ErrOutcomeUnknown, g.id, err)
 	}

@@ -7,7 +7,7 @@
 #                               (non-zero if the smoke test failed)
 #   scripts/cluster.sh stop     stop a cluster started by this script
 #
-# Ports: RESP 6379-6381, RPC+Raft 7380-7382, gossip 7946-7948 (TCP and UDP),
+# Ports: RESP 6379-6381 (cluster clients: 16379-16381), RPC+Raft 7380-7382, gossip 7946-7948 (TCP and UDP),
 # HTTP 8080-8082; all are checked before anything starts (a port in use is
 # named, with its process when ss can tell, and the script exits 1). A node
 # that exits while the cluster forms has the end of its log printed.
@@ -65,7 +65,7 @@ port_holder() {
 # anything starts (a node would fail to bind and the cluster not form).
 check_ports() {
 	local busy=0 p proto who
-	for p in 6379 6380 6381 7380 7381 7382 7946 7947 7948 8080 8081 8082; do
+	for p in 6379 6380 6381 16379 16380 16381 7380 7381 7382 7946 7947 7948 8080 8081 8082; do
 		for proto in tcp udp; do
 			if [ "$proto" = udp ] && { [ "$p" -lt 7946 ] || [ "$p" -gt 7948 ]; }; then
 				continue # only gossip uses UDP
@@ -81,7 +81,7 @@ check_ports() {
 		done
 	done
 	if [ "$busy" -ne 0 ]; then
-		echo "the cluster needs RESP 6379-6381, RPC 7380-7382, gossip 7946-7948 (TCP+UDP), HTTP 8080-8082 on 127.0.0.1: free them first" >&2
+		echo "the cluster needs RESP 6379-6381 and 16379-16381, RPC 7380-7382, gossip 7946-7948 (TCP+UDP), HTTP 8080-8082 on 127.0.0.1: free them first" >&2
 		exit 1
 	fi
 }
@@ -172,6 +172,10 @@ if command -v redis-cli >/dev/null 2>&1; then
 	got=$(redis-cli -p 6381 MGET key:0 key:1 key:2 | tr '\n' ' ')
 	echo "  MGET key:0 key:1 key:2 on port 6381 -> $got"
 	[ "$got" = "tx-0 tx-1 tx-2 " ] || { echo "  MISMATCH: want tx-0 tx-1 tx-2" >&2; fail=1; }
+	# SCAN through one node covers every node's keys (each once).
+	got=$(redis-cli -p 6380 --scan --pattern 'key:*' | sort | tr '\n' ' ')
+	echo "  redis-cli -p 6380 --scan --pattern 'key:*' (the whole cluster) -> $got"
+	[ "$got" = "key:0 key:1 key:2 " ] || { echo "  MISMATCH: want key:0 key:1 key:2" >&2; fail=1; }
 else
 	echo "redis-cli not found (apt-get install redis-tools): skipping the key smoke test"
 fi

@@ -17,21 +17,28 @@ import (
 
 // ClusterInfo is the body of GET /v1/cluster, supplied by the node.
 type ClusterInfo struct {
-	Epoch     uint64        `json:"epoch"`
-	Leader    string        `json:"leader"`
-	Self      string        `json:"self,omitempty"`
-	Nodes     []NodeInfo    `json:"nodes"`
-	Migration MigrationInfo `json:"migration"`
+	Epoch  uint64 `json:"epoch"`
+	Leader string `json:"leader"`
+	Self   string `json:"self,omitempty"`
+	// ClusterState is CLUSTER INFO's cluster_state: "fail" while some
+	// bucket's primary is failed (or unassigned); BucketsFail counts them.
+	ClusterState string        `json:"cluster_state"`
+	BucketsFail  int           `json:"buckets_fail"`
+	Nodes        []NodeInfo    `json:"nodes"`
+	Migration    MigrationInfo `json:"migration"`
 }
 
 // NodeInfo is one member in ClusterInfo.
 type NodeInfo struct {
-	ID       string  `json:"id"`
-	Weight   float64 `json:"weight"`
-	State    string  `json:"state"` // e.g. "active", "draining", "left"
-	Buckets  int     `json:"buckets"`
-	RespAddr string  `json:"resp_addr"`
-	HTTPAddr string  `json:"http_addr,omitempty"`
+	ID     string  `json:"id"`
+	Weight float64 `json:"weight"`
+	State  string  `json:"state"` // e.g. "active", "draining", "left"
+	// Health is what this node's failure detection says: "online",
+	// "pfail" (suspected), "fail".
+	Health   string `json:"health"`
+	Buckets  int    `json:"buckets"`
+	RespAddr string `json:"resp_addr"`
+	HTTPAddr string `json:"http_addr,omitempty"`
 }
 
 // MigrationInfo is the bucket-move progress in ClusterInfo.
@@ -47,6 +54,10 @@ type MigrationInfo struct {
 	Bytes   int64 `json:"bytes"`
 	// ETASeconds estimates the time left from the rate so far (-1: unknown).
 	ETASeconds float64 `json:"eta_seconds"`
+	// Waiting names the nodes the migration cannot proceed without (a
+	// pending move's source or target failed): "waiting for n3 (failed):
+	// 1488 buckets move from or to it". Empty when none.
+	Waiting string `json:"waiting,omitempty"`
 	// Concurrency and BytesPerSec are the throttle (0 bytes/s: unlimited).
 	Concurrency int   `json:"concurrency"`
 	BytesPerSec int64 `json:"bytes_per_sec"`
@@ -63,7 +74,7 @@ type AdminConfig struct {
 //
 //	GET /v1/cluster     ClusterInfo as JSON (from the view func)
 //	GET /metrics        Prometheus text of the registry
-//	GET /healthz        200 "ok" once SetReady(true), 503 before (no token needed)
+//	GET /healthz        200 "ok" once SetReady(true), 503 before, 503 "left: ..." after SetLeft (no token needed)
 //	/debug/pprof/...    net/http/pprof
 //
 // plus whatever the node adds with Handle. Safe for concurrent use.
@@ -71,6 +82,7 @@ type Admin struct {
 	cfg   AdminConfig
 	mux   *http.ServeMux
 	ready atomic.Bool
+	left  atomic.Pointer[string]
 }
 
 // NewAdmin returns the admin API. view is called on every GET /v1/cluster and
@@ -84,6 +96,11 @@ func NewAdmin(cfg AdminConfig, view func() ClusterInfo, reg *prometheus.Registry
 	a := &Admin{cfg: cfg, mux: http.NewServeMux()}
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if msg := a.left.Load(); msg != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte("left: " + *msg + "\n"))
+			return
+		}
 		if !a.ready.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			w.Write([]byte("not ready\n"))
@@ -168,6 +185,10 @@ func RedactArgs(args []string) []string {
 
 // SetReady sets what /healthz answers: 200 when ready, 503 otherwise.
 func (a *Admin) SetReady(ready bool) { a.ready.Store(ready) }
+
+// SetLeft makes /healthz answer 503 "left: <msg>" from now on: the node
+// was drained and has left the cluster.
+func (a *Admin) SetLeft(msg string) { a.left.Store(&msg) }
 
 // Handle adds an endpoint (http.ServeMux pattern) behind the bearer token.
 func (a *Admin) Handle(pattern string, h http.Handler) {

@@ -65,6 +65,15 @@ type Backend interface {
 	ClusterView() ClusterView
 }
 
+// NodeScanner is an optional Backend extension for the port cluster-aware
+// clients use (Server.ServeNodeScope): SCAN and DBSIZE over the keys of the
+// buckets this node is primary for only, with Scan's cursors. The Backend's
+// own Scan and DBSize then cover the whole cluster.
+type NodeScanner interface {
+	ScanNode(ctx context.Context, cursor uint64, pattern []byte, count int) (next uint64, keys [][]byte, err error)
+	DBSizeNode(ctx context.Context) (int64, error)
+}
+
 // InfoProvider is an optional Backend extension: sections it returns are
 // appended to INFO's output (and selectable by name).
 type InfoProvider interface {
@@ -117,6 +126,42 @@ type ClusterNode struct {
 	Addr string
 	// Ranges are the bucket ranges the node is primary for, ascending.
 	Ranges []BucketRange
+	// Health is what failure detection says of the node: HealthOnline
+	// (also ""), HealthPFail (suspected: Redis's "fail?") or HealthFail.
+	Health string
+}
+
+// Health values of a ClusterNode, as Redis Cluster reports its nodes.
+const (
+	HealthOnline = "online"
+	HealthPFail  = "pfail"
+	HealthFail   = "fail"
+)
+
+// ClusterState sums up v as CLUSTER INFO does: state is "ok" while every
+// bucket has a primary that is not failed, "fail" otherwise; ok, pfail and
+// fail count the buckets by their primary's health.
+func (v ClusterView) ClusterState() (state string, assigned, ok, pfail, fail int) {
+	for _, nd := range v.Nodes {
+		n := 0
+		for _, r := range nd.Ranges {
+			n += int(r.End) - int(r.Start) + 1
+		}
+		assigned += n
+		switch nd.Health {
+		case HealthFail:
+			fail += n
+		case HealthPFail:
+			pfail += n
+		default:
+			ok += n
+		}
+	}
+	state = "ok"
+	if assigned != router.NumBuckets || fail > 0 {
+		state = "fail"
+	}
+	return state, assigned, ok, pfail, fail
 }
 
 // BucketRange is an inclusive range of buckets (Redis Cluster slots).

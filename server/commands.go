@@ -799,7 +799,13 @@ func b2i(b bool) int64 {
 }
 
 func cmdDBSize(s *Server, ctx context.Context, c *session, _ [][]byte) {
-	n, err := s.b.DBSize(ctx)
+	var n int64
+	var err error
+	if ns, ok := s.b.(NodeScanner); ok && c.nodeScope && c.txb == nil {
+		n, err = ns.DBSizeNode(ctx)
+	} else {
+		n, err = c.be(s).DBSize(ctx)
+	}
 	if err != nil {
 		s.replyErr(c, err)
 		return
@@ -807,11 +813,11 @@ func cmdDBSize(s *Server, ctx context.Context, c *session, _ [][]byte) {
 	c.WriteInt64(n)
 }
 
-// scanCountMax caps SCAN's COUNT hint so one call's work stays bounded.
-const scanCountMax = 100000
+// ScanCountMax caps SCAN's COUNT hint so one call's work stays bounded.
+const ScanCountMax = 100000
 
-// scanPatternMax bounds a MATCH pattern (Match is O(pattern·key)).
-const scanPatternMax = 4096
+// ScanPatternBytesMax bounds a MATCH pattern (Match is O(pattern·key)).
+const ScanPatternBytesMax = 4096
 
 func cmdScan(s *Server, ctx context.Context, c *session, args [][]byte) {
 	cursor, err := strconv.ParseUint(string(args[1]), 10, 64)
@@ -830,7 +836,7 @@ func cmdScan(s *Server, ctx context.Context, c *session, args [][]byte) {
 		a, v := args[i], args[i+1]
 		switch {
 		case eqFold(a, "MATCH"):
-			if len(v) > scanPatternMax {
+			if len(v) > ScanPatternBytesMax {
 				c.WriteError("ERR pattern too long")
 				return
 			}
@@ -848,7 +854,7 @@ func cmdScan(s *Server, ctx context.Context, c *session, args [][]byte) {
 				c.WriteError(errSyntax)
 				return
 			}
-			count = int(min(n, scanCountMax))
+			count = int(min(n, ScanCountMax))
 		case eqFold(a, "TYPE"):
 			typeNone = !eqFold(v, "STRING")
 		default:
@@ -856,7 +862,13 @@ func cmdScan(s *Server, ctx context.Context, c *session, args [][]byte) {
 			return
 		}
 	}
-	next, keys, err := s.b.Scan(ctx, cursor, pattern, count)
+	var next uint64
+	var keys [][]byte
+	if ns, ok := s.b.(NodeScanner); ok && c.nodeScope {
+		next, keys, err = ns.ScanNode(ctx, cursor, pattern, count)
+	} else {
+		next, keys, err = s.b.Scan(ctx, cursor, pattern, count)
+	}
 	if err != nil {
 		s.replyErr(c, err)
 		return
@@ -918,8 +930,11 @@ func cmdInfo(s *Server, ctx context.Context, c *session, args [][]byte) {
 		{"dbx_rejected_client_input_memory", strconv.FormatInt(s.stats.inputMemory.Load(), 10)},
 		{"dbx_connection_panics", strconv.FormatInt(s.stats.panics.Load(), 10)},
 	})
+	cstate, _, _, _, cfail := view.ClusterState()
 	section("Cluster", [][2]string{
 		{"cluster_enabled", "1"},
+		{"cluster_state", cstate},
+		{"dbx_slots_fail", strconv.Itoa(cfail)},
 		{"dbx_placement_epoch", strconv.FormatUint(view.Epoch, 10)},
 	})
 	if all || want["keyspace"] {
@@ -1034,7 +1049,11 @@ func clusterShards(s *Server, c *session) {
 		c.WriteBulkString("replication-offset")
 		c.WriteInt64(0)
 		c.WriteBulkString("health")
-		c.WriteBulkString("online")
+		if nd.Health == HealthFail {
+			c.WriteBulkString("failed")
+		} else {
+			c.WriteBulkString("online")
+		}
 	}
 }
 
@@ -1048,11 +1067,17 @@ func clusterNodes(s *Server, c *session) {
 		if bus > 65535 {
 			bus = 0
 		}
-		flags := "master"
+		flags, link := "master", "connected"
 		if nd.ID == v.Self {
 			flags = "myself,master"
 		}
-		b.WriteString(nd.ID + " " + host + ":" + strconv.Itoa(port) + "@" + strconv.Itoa(bus) + " " + flags + " - 0 0 " + epoch + " connected")
+		switch nd.Health {
+		case HealthFail:
+			flags, link = flags+",fail", "disconnected"
+		case HealthPFail:
+			flags += ",fail?"
+		}
+		b.WriteString(nd.ID + " " + host + ":" + strconv.Itoa(port) + "@" + strconv.Itoa(bus) + " " + flags + " - 0 0 " + epoch + " " + link)
 		for _, r := range nd.Ranges {
 			b.WriteByte(' ')
 			b.WriteString(strconv.Itoa(int(r.Start)))
@@ -1068,28 +1093,20 @@ func clusterNodes(s *Server, c *session) {
 
 func clusterInfo(s *Server, c *session) {
 	v := s.b.ClusterView()
-	assigned, size := 0, 0
+	state, assigned, ok, pfail, fail := v.ClusterState()
+	size := 0
 	for _, nd := range v.Nodes {
-		n := 0
-		for _, r := range nd.Ranges {
-			n += int(r.End) - int(r.Start) + 1
-		}
-		assigned += n
-		if n > 0 {
+		if len(nd.Ranges) > 0 {
 			size++
 		}
-	}
-	state := "ok"
-	if assigned != router.NumBuckets {
-		state = "fail"
 	}
 	epoch := strconv.FormatUint(v.Epoch, 10)
 	c.WriteBulkString("cluster_enabled:1\r\n" +
 		"cluster_state:" + state + "\r\n" +
 		"cluster_slots_assigned:" + strconv.Itoa(assigned) + "\r\n" +
-		"cluster_slots_ok:" + strconv.Itoa(assigned) + "\r\n" +
-		"cluster_slots_pfail:0\r\n" +
-		"cluster_slots_fail:0\r\n" +
+		"cluster_slots_ok:" + strconv.Itoa(ok) + "\r\n" +
+		"cluster_slots_pfail:" + strconv.Itoa(pfail) + "\r\n" +
+		"cluster_slots_fail:" + strconv.Itoa(fail) + "\r\n" +
 		"cluster_known_nodes:" + strconv.Itoa(len(v.Nodes)) + "\r\n" +
 		"cluster_size:" + strconv.Itoa(size) + "\r\n" +
 		"cluster_current_epoch:" + epoch + "\r\n" +

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -321,7 +322,7 @@ func TestUnreachableOwnerTimesOut(t *testing.T) {
 	if el := time.Since(start); el > 2*time.Second || el < 150*time.Millisecond {
 		t.Errorf("GET took %s, want about 200ms", el)
 	}
-	if got != "-ERR owner unreachable: request timed out after 200ms" {
+	if got != "-ERR outcome unknown: request timed out after 200ms (the command may or may not have been applied)" {
 		t.Errorf("GET: %s", got)
 	}
 	runSteps(t, r, []step{cmd("+OK", "SET", "k", "v"), cmd("+PONG", "PING")})
@@ -351,6 +352,12 @@ func TestBackendErrorReplies(t *testing.T) {
 		{errors.Join(errors.New("x"), ErrUnreachable), "-ERR owner unreachable: x owner unreachable"},
 		{errorsWrap("owner unreachable: node n2: connection refused"), "-ERR owner unreachable: node n2: connection refused"},
 		{errors.New("disk\r\nexploded"), "-ERR disk  exploded"},
+		// Whether a forwarded request can have been applied is in the reply.
+		{fmt.Errorf("%w: node n2 at h:1 did not answer: transport: connection closed: EOF", ErrNoReply),
+			"-ERR outcome unknown: node n2 at h:1 did not answer: transport: connection closed: EOF (the command may or may not have been applied: read the key to find out)"},
+		{fmt.Errorf("%w: owner n2 at h:1 unreachable: connection refused", ErrOwnerDown),
+			"-CLUSTERDOWN Hash slot not served: owner n2 at h:1 unreachable: connection refused (not applied)"},
+		{fmt.Errorf("%w: node: bucket is switching owner", ErrTryAgain), "-TRYAGAIN Multiple keys request during rehashing of slot"},
 	} {
 		_, addr := startServer(t, testConfig(nil), errBackend{NewMemBackend(nil), tc.err})
 		r := dialRaw(t, addr)

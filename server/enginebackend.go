@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"slices"
 	"strconv"
@@ -518,6 +519,82 @@ func (e *EngineBackend) Scan(ctx context.Context, cursor uint64, pattern []byte,
 		}
 	}
 	return 0, keys, it.Error()
+}
+
+// scanRangesBytesMax bounds the key bytes one ScanRanges returns (checked
+// at bucket ends, so the reply of a node fits a transport frame).
+const scanRangesBytesMax = 8 << 20
+
+// ScanRanges scans the buckets of ranges (ascending, disjoint) in order,
+// whole buckets at a time, until it has visited at least count keys (or
+// gathered scanRangesBytesMax of keys). It
+// returns the first bucket it did not visit (router.NumBuckets when it
+// visited every one) and the matching keys of the buckets before it. A node
+// uses it to serve its part of a cluster-wide SCAN.
+func (e *EngineBackend) ScanRanges(ctx context.Context, ranges []BucketRange, pattern []byte, count int) (stop int, keys [][]byte, err error) {
+	seen, size := 0, 0
+	for _, r := range ranges {
+		if r.Start > r.End || int(r.End) >= router.NumBuckets {
+			return 0, nil, fmt.Errorf("server: bad bucket range [%d, %d]", r.Start, r.End)
+		}
+		it, err := e.st.NewIter(r.Start, r.End)
+		if err != nil {
+			return 0, nil, err
+		}
+		for it.First(); it.Valid(); {
+			b := it.Bucket()
+			for ; it.Valid() && it.Bucket() == b; it.Next() {
+				if Match(pattern, it.Key()) {
+					keys = append(keys, slices.Clone(it.Key()))
+					size += len(it.Key())
+				}
+				if seen++; seen%4096 == 0 {
+					if err := ctx.Err(); err != nil {
+						it.Close()
+						return 0, nil, err
+					}
+				}
+			}
+			if (seen >= count || size >= scanRangesBytesMax) && it.Error() == nil {
+				it.Close()
+				return int(b) + 1, keys, nil
+			}
+		}
+		err = it.Error()
+		it.Close()
+		if err != nil {
+			return 0, nil, err
+		}
+	}
+	return router.NumBuckets, keys, nil
+}
+
+// CountRanges counts the visible keys of the buckets of ranges (O(keys)).
+func (e *EngineBackend) CountRanges(ctx context.Context, ranges []BucketRange) (int64, error) {
+	n := int64(0)
+	for _, r := range ranges {
+		if r.Start > r.End || int(r.End) >= router.NumBuckets {
+			return 0, fmt.Errorf("server: bad bucket range [%d, %d]", r.Start, r.End)
+		}
+		it, err := e.st.NewIter(r.Start, r.End)
+		if err != nil {
+			return 0, err
+		}
+		for it.First(); it.Valid(); it.Next() {
+			if n++; n%4096 == 0 {
+				if err := ctx.Err(); err != nil {
+					it.Close()
+					return 0, err
+				}
+			}
+		}
+		err = it.Error()
+		it.Close()
+		if err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
 }
 
 // Versions implements TxBackend: a key's version is the engine sequence

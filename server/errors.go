@@ -22,7 +22,19 @@ var (
 	ErrOverflow = errors.New("increment or decrement would overflow")
 	// ErrUnreachable means the owner of a key could not be reached in time:
 	// "-ERR owner unreachable: <detail>" (the wrapped message is kept).
+	// Backends that know whether the request reached the owner say so with
+	// ErrOwnerDown or ErrNoReply instead.
 	ErrUnreachable = errors.New("owner unreachable")
+	// ErrOwnerDown means the key's owner cannot be reached and the request
+	// was certainly not applied (never sent): "-CLUSTERDOWN Hash slot not
+	// served: <detail>", Redis Cluster's reply for a slot without a serving
+	// owner; clients may retry.
+	ErrOwnerDown = errors.New("hash slot not served")
+	// ErrNoReply means the request reached the owner (or was sent to it)
+	// but no answer came back: it may or may not have been applied.
+	// "-ERR outcome unknown: <detail> ..." — do not retry blindly a
+	// command that is not idempotent; read the key to find out.
+	ErrNoReply = errors.New("outcome unknown")
 	// ErrTryAgain: "-TRYAGAIN Multiple keys request during rehashing of slot".
 	ErrTryAgain = errors.New("try again")
 	// ErrClusterDown: "-CLUSTERDOWN The cluster is down".
@@ -94,6 +106,10 @@ func errorReply(err error, timeout fmt.Stringer) string {
 		return "ERR key too large"
 	case errors.Is(err, ErrValueTooLarge), errors.Is(err, engine.ErrValueTooLarge):
 		return "ERR value too large"
+	case errors.Is(err, ErrNoReply):
+		return "ERR " + withPrefix(err, ErrNoReply) + " (the command may or may not have been applied: read the key to find out)"
+	case errors.Is(err, ErrOwnerDown):
+		return "CLUSTERDOWN " + capitalized(withPrefix(err, ErrOwnerDown)) + " (not applied)"
 	case errors.Is(err, ErrUnreachable):
 		msg := err.Error()
 		if !strings.HasPrefix(msg, ErrUnreachable.Error()) {
@@ -101,11 +117,28 @@ func errorReply(err error, timeout fmt.Stringer) string {
 		}
 		return "ERR " + msg
 	case errors.Is(err, context.DeadlineExceeded):
-		return "ERR owner unreachable: request timed out after " + timeout.String()
+		return "ERR outcome unknown: request timed out after " + timeout.String() + " (the command may or may not have been applied)"
+
 	case errors.Is(err, context.Canceled):
 		return "ERR request canceled: server shutting down"
 	}
 	return "ERR " + err.Error()
+}
+
+// withPrefix is err's message starting with sentinel's ("x: detail").
+func withPrefix(err, sentinel error) string {
+	msg := err.Error()
+	if !strings.HasPrefix(msg, sentinel.Error()) {
+		msg = sentinel.Error() + ": " + msg
+	}
+	return msg
+}
+
+func capitalized(s string) string {
+	if s != "" && 'a' <= s[0] && s[0] <= 'z' {
+		return string(s[0]-'a'+'A') + s[1:]
+	}
+	return s
 }
 
 // errorType is the metrics label of an error reply: its first word (ERR,

@@ -28,16 +28,15 @@ type Server struct {
 	ctx    context.Context // canceled by Close: ends in-flight backend calls
 	cancel context.CancelFunc
 
-	mu     sync.Mutex
-	ln     net.Listener
-	closed bool
-	served chan struct{}      // closed when Serve's accept loop returned
-	open   map[*conn]struct{} // live connections, for Close
-	conns  atomic.Int64       // open connections
-	wg     sync.WaitGroup     // one per connection goroutine
-	_      [0]func()          // not comparable
-	ids    atomic.Int64       // client IDs
-	stats  serverStats
+	mu      sync.Mutex
+	lns     []net.Listener
+	closed  bool
+	serving sync.WaitGroup     // one per Serve accept loop
+	open    map[*conn]struct{} // live connections, for Close
+	conns   atomic.Int64       // open connections
+	wg      sync.WaitGroup     // one per connection goroutine
+	ids     atomic.Int64       // client IDs
+	stats   serverStats
 
 	started time.Time
 }
@@ -56,7 +55,7 @@ func New(cfg Config, b Backend) (*Server, error) {
 	if b == nil {
 		return nil, fmt.Errorf("%w: nil Backend", ErrInvalidConfig)
 	}
-	s := &Server{cfg: cfg, b: b, started: cfg.Now(), served: make(chan struct{}), open: map[*conn]struct{}{}}
+	s := &Server{cfg: cfg, b: b, started: cfg.Now(), open: map[*conn]struct{}{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.cmds = commandTable(cfg.Metrics)
 	s.unknownM = cfg.Metrics.forCommand("unknown")
@@ -69,21 +68,29 @@ func New(cfg Config, b Backend) (*Server, error) {
 }
 
 // Serve accepts RESP connections on ln until Close, and then returns nil
-// (ErrClosed if Close came first). ln is closed on return. Call it once.
-func (s *Server) Serve(ln net.Listener) error {
+// (ErrClosed if Close came first). ln is closed on return. Serve may run on
+// several listeners at once.
+func (s *Server) Serve(ln net.Listener) error { return s.serve(ln, false) }
+
+// ServeNodeScope is Serve for the port that CLUSTER SLOTS/SHARDS/NODES
+// advertise (the one cluster-aware clients use): there SCAN and DBSIZE
+// cover this node's own buckets, as on a Redis Cluster node, when the
+// Backend is a NodeScanner; on Serve's ports they cover the whole cluster.
+// A cluster client that scans every primary thus sees each key once, and
+// so does a plain client scanning one node.
+func (s *Server) ServeNodeScope(ln net.Listener) error { return s.serve(ln, true) }
+
+func (s *Server) serve(ln net.Listener, nodeScope bool) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		ln.Close()
 		return ErrClosed
 	}
-	if s.ln != nil {
-		s.mu.Unlock()
-		return errors.New("server: Serve called twice")
-	}
-	s.ln = ln
+	s.lns = append(s.lns, ln)
+	s.serving.Add(1)
 	s.mu.Unlock()
-	defer close(s.served)
+	defer s.serving.Done()
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
@@ -101,18 +108,18 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 			continue
 		}
-		s.accept(nc)
+		s.accept(nc, nodeScope)
 	}
 }
 
-// Addr is the listening address, or nil before Serve.
+// Addr is the first listening address, or nil before Serve.
 func (s *Server) Addr() net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ln == nil {
+	if len(s.lns) == 0 {
 		return nil
 	}
-	return s.ln.Addr()
+	return s.lns[0].Addr()
 }
 
 // Close stops accepting, cancels in-flight backend calls and ends every
@@ -128,17 +135,16 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	ln := s.ln
+	lns := s.lns
 	s.mu.Unlock()
 	s.cancel()
 	var err error
-	if ln != nil {
-		err = ln.Close()
-		<-s.served // no accept after this, so wg.Wait cannot race an Add
+	for _, ln := range lns {
+		if e := ln.Close(); e != nil && !errors.Is(e, net.ErrClosed) {
+			err = errors.Join(err, e)
+		}
 	}
-	if errors.Is(err, net.ErrClosed) {
-		err = nil
-	}
+	s.serving.Wait() // no accept after this, so wg.Wait cannot race an Add
 	// Wake every connection blocked in a read; one running a command ends
 	// after it (its context is canceled).
 	s.mu.Lock()
@@ -179,7 +185,7 @@ func (s *Server) logf(format string, args ...any) {
 }
 
 // accept registers a new connection and starts its goroutine.
-func (s *Server) accept(nc net.Conn) {
+func (s *Server) accept(nc net.Conn, nodeScope bool) {
 	if s.conns.Add(1) > int64(s.cfg.ConnsMax) {
 		s.conns.Add(-1)
 		s.stats.connsRefused.Add(1)
@@ -197,7 +203,7 @@ func (s *Server) accept(nc net.Conn) {
 		m.connsTotal.Inc()
 	}
 	c := &conn{s: s, nc: nc}
-	c.sess = &session{id: s.ids.Add(1), authed: s.cfg.RequirePass == "", local: nc.LocalAddr(), remote: nc.RemoteAddr()}
+	c.sess = &session{id: s.ids.Add(1), authed: s.cfg.RequirePass == "", local: nc.LocalAddr(), remote: nc.RemoteAddr(), nodeScope: nodeScope}
 	c.rd = resp.NewReader(nc, s.limits, s.budget, !c.sess.authed)
 	c.wr = resp.NewWriter(deadlineWriter{nc, s.cfg.WriteTimeout})
 	c.sess.w = c.wr
@@ -340,18 +346,20 @@ type replyWriter interface {
 
 // session is one connection's state; only its connection's goroutine uses it.
 type session struct {
-	id      int64
-	authed  bool
-	name    string
-	quit    bool
-	local   net.Addr
-	remote  net.Addr
-	w       replyWriter
-	failed  bool         // the current command replied with an error
-	nameBuf [32]byte     // lower-cased command name
-	multi   *txState     // open MULTI, nil outside one
-	watch   []WatchedKey // WATCHed keys and their versions
-	txb     Backend      // during EXEC: the transaction's overlay
+	id     int64
+	authed bool
+	name   string
+	quit   bool
+	local  net.Addr
+	remote net.Addr
+	// nodeScope: the connection came in on ServeNodeScope's port.
+	nodeScope bool
+	w         replyWriter
+	failed    bool         // the current command replied with an error
+	nameBuf   [32]byte     // lower-cased command name
+	multi     *txState     // open MULTI, nil outside one
+	watch     []WatchedKey // WATCHed keys and their versions
+	txb       Backend      // during EXEC: the transaction's overlay
 }
 
 // be is the backend data commands use: the transaction's overlay during

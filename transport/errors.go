@@ -13,6 +13,9 @@ import "errors"
 //     the handler did not run: retrying is safe.
 //   - ErrConnClosed and the caller's own context errors mean the outcome is
 //     unknown: the handler may have run, may be running, or may never run.
+//     When the request had been sent (handed to the connection) the error
+//     also matches ErrNoReply; a context error or ErrConnClosed without
+//     ErrNoReply means it was never sent.
 //   - ErrRemote (and every error of a *RemoteError) means the handler ran
 //     and returned an error.
 var (
@@ -25,6 +28,11 @@ var (
 	// that the peer closed, before the answer arrived. The outcome of the
 	// call is unknown. The next call redials.
 	ErrConnClosed = errors.New("transport: connection closed")
+	// ErrNoReply is joined to the error of a call whose request was sent
+	// but whose answer never came (the connection broke, the caller's
+	// context ended): the handler may have run. errors.Is also matches the
+	// cause (ErrConnClosed, context.DeadlineExceeded, ...).
+	ErrNoReply = errors.New("transport: sent, no reply")
 	// ErrUnreachable reports that no connection to the peer could be
 	// established within Config.DialTimeout (refused, timed out, handshake
 	// failed, unknown address or cut link in the in-memory twin). The

@@ -266,20 +266,22 @@ func (m *Inmem) Call(ctx context.Context, addr, method string, body []byte) ([]b
 	if err := dst.deliver(callCtx, link, m.nodeID, req, limit, res); err != nil {
 		return nil, err
 	}
+	// From here the request was delivered: a failure leaves its outcome
+	// unknown (ErrNoReply), as on TCP.
 	select {
 	case r := <-res:
 		if err := m.wait(ctx, link, dst, back); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: %w", ErrNoReply, err)
 		}
 		return r.body, r.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, fmt.Errorf("%w: %w", ErrNoReply, ctx.Err())
 	case <-link.Done():
-		return nil, fmt.Errorf("%w: link %s – %s cut", ErrConnClosed, m.addr, addr)
+		return nil, fmt.Errorf("%w: %w: link %s – %s cut", ErrNoReply, ErrConnClosed, m.addr, addr)
 	case <-m.ctx.Done():
-		return nil, fmt.Errorf("%w: local transport closing", ErrClosed)
+		return nil, fmt.Errorf("%w: %w: local transport closing", ErrNoReply, ErrClosed)
 	case <-dst.ctx.Done():
-		return nil, fmt.Errorf("%w: peer %s closed", ErrConnClosed, addr)
+		return nil, fmt.Errorf("%w: %w: peer %s closed", ErrNoReply, ErrConnClosed, addr)
 	}
 }
 

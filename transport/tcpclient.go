@@ -89,6 +89,9 @@ func (c *clientConn) call(ctx context.Context, method string, body []byte) ([]by
 	}
 	select {
 	case r := <-ch:
+		if r.err != nil && errors.Is(r.err, ErrConnClosed) {
+			return nil, fmt.Errorf("%w: %w", ErrNoReply, r.err)
+		}
 		return r.body, r.err
 	case <-ctx.Done():
 		if c.forget(id) {
@@ -98,7 +101,7 @@ func (c *clientConn) call(ctx context.Context, method string, body []byte) ([]by
 				c.w.trySend(cb)
 			}
 		}
-		return nil, ctx.Err()
+		return nil, fmt.Errorf("%w: %w", ErrNoReply, ctx.Err())
 	}
 }
 

@@ -224,6 +224,7 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&cfg.ID, "id", "", "unique, stable node ID (required)")
 	f.StringVar(&cfg.DataDir, "data-dir", "", "data directory (required)")
 	f.StringVar(&cfg.RESPAddr, "resp-addr", cfg.RESPAddr, "RESP (Redis protocol) listen address")
+	f.StringVar(&cfg.ClusterRESPAddr, "cluster-resp-addr", "", "RESP address advertised to cluster clients (CLUSTER SLOTS), where SCAN/DBSIZE are per node (default: resp-addr port + 10000)")
 	f.StringVar(&cfg.RPCAddr, "rpc-addr", cfg.RPCAddr, "node-to-node RPC + Raft listen address")
 	f.StringVar(&cfg.GossipAddr, "gossip-addr", cfg.GossipAddr, "gossip (memberlist) listen address, TCP and UDP")
 	f.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "admin HTTP API listen address")
@@ -329,11 +330,14 @@ type clusterInfo struct {
 		ID       string  `json:"id"`
 		Weight   float64 `json:"weight"`
 		State    string  `json:"state"`
+		Health   string  `json:"health"`
 		Buckets  int     `json:"buckets"`
 		RespAddr string  `json:"resp_addr"`
 		HTTPAddr string  `json:"http_addr"`
 	} `json:"nodes"`
-	Migration migrationInfo `json:"migration"`
+	ClusterState string        `json:"cluster_state"`
+	BucketsFail  int           `json:"buckets_fail"`
+	Migration    migrationInfo `json:"migration"`
 }
 
 type migrationInfo struct {
@@ -346,6 +350,7 @@ type migrationInfo struct {
 	ETASeconds  float64 `json:"eta_seconds"`
 	Concurrency int     `json:"concurrency"`
 	BytesPerSec int64   `json:"bytes_per_sec"`
+	Waiting     string  `json:"waiting"`
 }
 
 func (m migrationInfo) String() string {
@@ -361,8 +366,12 @@ func (m migrationInfo) String() string {
 	if m.ETASeconds >= 0 {
 		eta = (time.Duration(m.ETASeconds * float64(time.Second))).Round(time.Second).String()
 	}
-	return fmt.Sprintf("migration: %d of %d buckets done, %d moving, %d pending, %s copied, ETA %s; limits %d moves, %s",
+	s := fmt.Sprintf("migration: %d of %d buckets done, %d moving, %d pending, %s copied, ETA %s; limits %d moves, %s",
 		m.Done, m.Total, m.Moving, m.Pending, humanBytes(m.Bytes), eta, m.Concurrency, rate)
+	if m.Waiting != "" {
+		s += "\n  stalled: " + m.Waiting
+	}
+	return s
 }
 
 func humanBytes(n int64) string {
@@ -459,16 +468,19 @@ func newStatusCmd() *cobra.Command {
 		if leader == "" {
 			leader = "(none)"
 		}
-		fmt.Fprintf(out, "epoch %d   leader %s   answered by %s\n", ci.Epoch, leader, ci.Self)
+		fmt.Fprintf(out, "epoch %d   leader %s   answered by %s   cluster_state %s\n", ci.Epoch, leader, ci.Self, ci.ClusterState)
+		if ci.BucketsFail > 0 {
+			fmt.Fprintf(out, "%d buckets have a failed primary: their keys are unavailable until it returns\n", ci.BucketsFail)
+		}
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tSTATE\tWEIGHT\tBUCKETS\tRESP\tHTTP\t")
+		fmt.Fprintln(tw, "ID\tSTATE\tHEALTH\tWEIGHT\tBUCKETS\tRESP\tHTTP\t")
 		total := 0
 		for _, nd := range ci.Nodes {
 			mark := ""
 			if nd.ID == ci.Leader {
 				mark = " *"
 			}
-			fmt.Fprintf(tw, "%s%s\t%s\t%s\t%d\t%s\t%s\t\n", nd.ID, mark, nd.State, strconv.FormatFloat(nd.Weight, 'g', -1, 64), nd.Buckets, nd.RespAddr, nd.HTTPAddr)
+			fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%d\t%s\t%s\t\n", nd.ID, mark, nd.State, nd.Health, strconv.FormatFloat(nd.Weight, 'g', -1, 64), nd.Buckets, nd.RespAddr, nd.HTTPAddr)
 			total += nd.Buckets
 		}
 		if err := tw.Flush(); err != nil {
