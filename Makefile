@@ -3,6 +3,8 @@ GO        ?= go
 PKGS      ?= ./...
 STATICCHECK_VERSION ?= v0.6.1
 GOBIN     ?= $(shell $(GO) env GOPATH)/bin
+# The version dbx-node --version prints (the build has no VCS stamp: GOFLAGS=-buildvcs=false here).
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # Fuzz budgets are execution counts, not durations: a duration-based
 # -fuzztime races its own deadline in Go 1.26 (golang/go#75804) and fails
 # with "context deadline exceeded" and no crasher. ~10 s each on this machine.
@@ -10,6 +12,8 @@ FUZZ_WAL      ?= 150000x
 FUZZ_SEGMENT  ?= 400000x
 FUZZ_ROUTER   ?= 800000x
 FUZZ_FRAME    ?= 150000x
+FUZZ_RESP     ?= 300000x
+FUZZ_COMMAND  ?= 100000x
 
 
 .PHONY: cluster-demo cluster cluster-stop engine-demo
@@ -35,7 +39,7 @@ engine-demo:
 DOCKER ?= docker
 docker:
 	mkdir -p bin/docker/empty
-	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags='-s -w' -o bin/docker/dbx-node ./cmd/dbx-node
+	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags='-s -w -X main.version=$(VERSION)' -o bin/docker/dbx-node ./cmd/dbx-node
 	$(DOCKER) build -t dbx-node:dev .
 
 # Uses `docker compose` or `docker-compose`, whichever exists.
@@ -98,6 +102,8 @@ fuzz-short:
 	$(GO) test ./engine/segment -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZ_SEGMENT)
 	$(GO) test ./router -run '^$$' -fuzz '^FuzzHashTag$$' -fuzztime $(FUZZ_ROUTER)
 	$(GO) test ./transport -run '^$$' -fuzz '^FuzzFrameDecode$$' -fuzztime $(FUZZ_FRAME)
+	$(GO) test ./server/resp -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZ_RESP)
+	$(GO) test ./server -run '^$$' -fuzz '^FuzzCommand$$' -fuzztime $(FUZZ_COMMAND)
 
 bench: bench-placement bench-engine
 

@@ -6,12 +6,17 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/dbx-kv/dbx/engine"
+	"github.com/dbx-kv/dbx/router"
 )
 
 // scanAll runs SCAN to the end on rc and counts how often each key came.
@@ -207,8 +212,41 @@ func TestClusterViewAfterSIGKILL(t *testing.T) {
 		t.Fatalf("before: %q %v", info, err)
 	}
 	victim := c.procs[2]
+	// A key of the victim's, written through n1 (which forwards it).
+	own := owners(ctx, t, n1)
+	key := ""
+	for i := 0; key == "" && i < 100000; i++ {
+		if k := fmt.Sprintf("vk-%d", i); own[router.BucketString(k)] == victim.id {
+			key = k
+		}
+	}
+	if err := n1.Set(ctx, key, "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Paused, the owner gets the forwarded write and never answers: the
+	// reply says the outcome is unknown (the old code: "owner unreachable",
+	// the same as for a request never sent).
+	if err := victim.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	err := n1.Set(ctx, key, "2", 0).Err()
+	victim.cmd.Process.Signal(syscall.SIGCONT)
+	if err == nil || !strings.HasPrefix(err.Error(), "ERR outcome unknown: node "+victim.id) {
+		t.Errorf("SET forwarded to a paused owner: %v, want ERR outcome unknown: node %s ...", err, victim.id)
+	}
+	waitFor(t, 30*time.Second, "the owner serves again", func() error { return n1.Set(ctx, key, "3", 0).Err() })
 	victim.kill(t)
 	killed := time.Now()
+	// Killed, the owner refuses connections: the write is certainly not
+	// applied (a request already on the dying connection may still be
+	// unknown, hence the retries).
+	waitFor(t, 10*time.Second, "CLUSTERDOWN for the dead owner's key", func() error {
+		err := n1.Set(ctx, key, "4", 0).Err()
+		if err == nil || !strings.HasPrefix(err.Error(), "CLUSTERDOWN Hash slot not served: owner "+victim.id) || !strings.HasSuffix(err.Error(), "(not applied)") {
+			return fmt.Errorf("SET: %v", err)
+		}
+		return nil
+	})
 	var pfailAt, failAt time.Duration
 	waitFor(t, 30*time.Second, "the failure in CLUSTER INFO/NODES/SHARDS", func() error {
 		nodes, err := n1.ClusterNodes(ctx).Result()
@@ -296,4 +334,37 @@ func TestClusterViewAfterSIGKILL(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// storedKeys lists the keys with prefix that st holds, whatever their
+// bucket's owner (SCAN answers by ownership; this is what is on disk).
+func storedKeys(t *testing.T, st *engine.Store, prefix string) []string {
+	t.Helper()
+	it, err := st.NewIter(0, router.NumBuckets-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	var out []string
+	for it.First(); it.Valid(); it.Next() {
+		if k := string(it.Key()); strings.HasPrefix(k, prefix) {
+			out = append(out, k)
+		}
+	}
+	if err := it.Error(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// storedKeysOffline opens a stopped node's engine (DIR/engine) and lists
+// its keys with prefix.
+func storedKeysOffline(t *testing.T, dataDir, prefix string) []string {
+	t.Helper()
+	st, err := engine.Open(filepath.Join(dataDir, "engine"), engine.DefaultConfig())
+	if err != nil {
+		t.Fatalf("open %s: %v", dataDir, err)
+	}
+	defer st.Close()
+	return storedKeys(t, st, prefix)
 }

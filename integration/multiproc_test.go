@@ -105,6 +105,7 @@ func freePorts(t *testing.T, n int) []int {
 type proc struct {
 	id, dir, logPath        string
 	resp, rpc, gossip, http string
+	cluster                 string // --cluster-resp-addr ("": the default)
 	cmd                     *exec.Cmd
 	exited                  chan struct{}
 	extra                   []string // more serve flags, for the next start only
@@ -115,6 +116,9 @@ func (p *proc) start(t *testing.T, bin string, join []string) {
 	args := []string{"serve", "--id", p.id, "--data-dir", p.dir,
 		"--resp-addr", p.resp, "--rpc-addr", p.rpc, "--gossip-addr", p.gossip, "--http-addr", p.http,
 		"--join-timeout", "20s", "--log-level", "info"}
+	if p.cluster != "" {
+		args = append(args, "--cluster-resp-addr", p.cluster)
+	}
 	if len(join) > 0 {
 		args = append(args, "--join", strings.Join(join, ","))
 	}
@@ -213,7 +217,7 @@ type mpCluster struct {
 func startProcCluster(t *testing.T, size int, edit ...func(*proc)) *mpCluster {
 	t.Helper()
 	c := &mpCluster{bin: nodeBinary(t)}
-	ports := freePorts(t, 4*size)
+	ports := freePorts(t, 5*size)
 	addr := func(p int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)) }
 	logDir := t.TempDir()
 	if d := os.Getenv("DBX_TEST_LOG_DIR"); d != "" { // keep the nodes' logs (debugging)
@@ -225,7 +229,8 @@ func startProcCluster(t *testing.T, size int, edit ...func(*proc)) *mpCluster {
 			id:      fmt.Sprintf("n%d", i+1),
 			dir:     t.TempDir(),
 			logPath: filepath.Join(logDir, fmt.Sprintf("n%d.log", i+1)),
-			resp:    addr(ports[4*i]), rpc: addr(ports[4*i+1]), gossip: addr(ports[4*i+2]), http: addr(ports[4*i+3]),
+			resp:    addr(ports[5*i]), rpc: addr(ports[5*i+1]), gossip: addr(ports[5*i+2]), http: addr(ports[5*i+3]),
+			cluster: addr(ports[5*i+4]),
 		}
 		for _, e := range edit {
 			e(p)
@@ -310,8 +315,8 @@ func (c *mpCluster) live() []*proc {
 	return out
 }
 
-// owners maps every bucket to the RESP address of its owner, from CLUSTER
-// SLOTS of addr.
+// owners maps every bucket to the ID of its owner, from CLUSTER SLOTS of
+// addr.
 func owners(ctx context.Context, t *testing.T, rc *redis.Client) []string {
 	t.Helper()
 	slots, err := rc.ClusterSlots(ctx).Result()
@@ -321,7 +326,7 @@ func owners(ctx context.Context, t *testing.T, rc *redis.Client) []string {
 	out := make([]string, router.NumBuckets)
 	for _, s := range slots {
 		for b := s.Start; b <= s.End; b++ {
-			out[b] = s.Nodes[0].Addr
+			out[b] = s.Nodes[0].ID
 		}
 	}
 	for b, a := range out {
@@ -349,7 +354,7 @@ func writeKeys(ctx context.Context, t *testing.T, clients map[string]*redis.Clie
 		start := time.Now()
 		err := clients[p.id].Set(ctx, k, v, 0).Err()
 		took := time.Since(start)
-		ownerDown := down != nil && owner[router.BucketString(k)] == down.resp
+		ownerDown := down != nil && owner[router.BucketString(k)] == down.id
 		switch {
 		case err == nil && ownerDown:
 			t.Fatalf("SET %s on %s acknowledged while its owner %s is down", k, p.id, down.id)
@@ -374,7 +379,7 @@ func checkDownKeysFailFast(ctx context.Context, t *testing.T, clients map[string
 	var worst time.Duration
 	checked := 0
 	for k := range acked {
-		if owner[router.BucketString(k)] != down.resp {
+		if owner[router.BucketString(k)] != down.id {
 			continue
 		}
 		for _, p := range live {
@@ -516,7 +521,7 @@ func TestMultiProcessKillRestart(t *testing.T) {
 		activeAfter := time.Since(restarted)
 		waitFor(t, 15*time.Second, victim.id+"'s keys readable", func() error {
 			for k := range acked {
-				if owner[router.BucketString(k)] == victim.resp {
+				if owner[router.BucketString(k)] == victim.id {
 					return clients[live[0].id].Get(ctx, k).Err()
 				}
 			}

@@ -145,7 +145,7 @@ func TestConfigRedacted(t *testing.T) {
 	slog.New(slog.NewJSONHandler(&js, nil)).Info("start", "config", &cfg)
 	for name, out := range map[string]string{
 		"text log": text.String(), "json log": js.String(),
-		"%v": fmt.Sprintf("%v", cfg), "%+v": fmt.Sprintf("%+v", cfg), "%#v": fmt.Sprintf("%#v", cfg), "%s": fmt.Sprintf("%s", &cfg),
+		"%v": fmt.Sprintf("%v", cfg), "%+v": fmt.Sprintf("%+v", cfg), "%#v": fmt.Sprintf("%#v", cfg), "%s": cfg.String(),
 	} {
 		for _, secret := range []string{"hunter2-pass", "tok-s3cret", "c2VjcmV0LWtleS0xNi1ieXRl", "srv-pass"} {
 			if strings.Contains(out, secret) {

@@ -34,12 +34,23 @@
 // go to the local server.EngineBackend, others are forwarded over the
 // transport ("kv.get", "kv.set", ...) to the owner, which serves them from
 // its EngineBackend, bounded by the request's context (the server's
-// RequestTimeout, 2 s by default). An owner that cannot be reached gives an
-// error wrapping server.ErrUnreachable. MGET, MSET, DEL and EXISTS are
-// split by owner and fanned out, one call per owner. DBSIZE and SCAN cover
-// this node's keys only, as on one Redis Cluster node. CLUSTER SLOTS/
-// SHARDS/NODES show the placement table with the members' RESP addresses,
-// so cluster-aware clients route directly.
+// RequestTimeout, 2 s by default). A failure says whether the request can
+// have been applied: never sent (no connection, the owner not serving) is
+// server.ErrOwnerDown ("-CLUSTERDOWN Hash slot not served ... (not
+// applied)"), sent without an answer (transport.ErrNoReply, or the owner's
+// handler deadline) is server.ErrNoReply ("-ERR outcome unknown"), a
+// bucket switching owner is -TRYAGAIN (errFenced wraps server.ErrTryAgain).
+// MGET, MSET, DEL and EXISTS are split by owner and fanned out, one call
+// per owner. SCAN and DBSIZE (scan.go) cover the whole cluster: the cursor
+// is a bucket, every owner scans its own buckets from it in parallel, the
+// next cursor is the least bucket an owner did not finish. CLUSTER SLOTS/
+// SHARDS/NODES show the placement table with the members' cluster RESP
+// addresses (Config.ClusterRESPAddr, served by server.ServeNodeScope, where
+// SCAN and DBSIZE cover this node's buckets only), so cluster-aware clients
+// route directly and see each key once when they scan every primary. Each
+// node's health in that view (health.go) comes from memberlist's
+// suspect/dead states and the metadata; a node that was drained and left
+// answers every data command with -CLUSTERDOWN naming the members to use.
 //
 // The first time a node stores a key it has the leader commit MarkHasData
 // (before the write): from then on the coordinator refuses placement
@@ -76,11 +87,13 @@
 //
 // # Caveats
 //
-//   - MSET and DEL across owners are not atomic: each owner commits its
-//     part on its own (two-phase commit is not wired in yet). MGET reads
-//     each owner's keys from one snapshot, but not across owners.
+//   - MGET reads each owner's keys from one snapshot, but not across
+//     owners (MSET, DEL and MULTI/EXEC across owners are atomic: 2PC).
 //   - There is no replication (RF 1): while a node is down, its keys answer
-//     "-ERR owner unreachable" within the request timeout.
+//     "-CLUSTERDOWN Hash slot not served" within the request timeout.
+//   - A SCAN returns a key present for the whole scan at least once, and
+//     exactly once while no bucket moves; a bucket that moves between two
+//     calls is scanned by its new owner if the cursor has not passed it.
 //   - Failed voters are not removed from the Raft configuration
 //     automatically (see coordinator): with 3 voters one failure is
 //     survived.

@@ -412,6 +412,11 @@ func (n *Node) ID() string { return n.cfg.ID }
 // config asked for port 0).
 func (n *Node) RESPAddr() string { return n.respAddr }
 
+// Engine returns the node's local store, for tests and tools that inspect
+// what the node holds (a SCAN answers by ownership, not by what is on
+// disk). Do not write to it.
+func (n *Node) Engine() *engine.Store { return n.store }
+
 // ClusterRESPAddr returns the advertised address of the RESP port cluster
 // clients are sent to (Config.ClusterRESPAddr).
 func (n *Node) ClusterRESPAddr() string { return n.clusterRespAddr }

@@ -14,6 +14,7 @@
 //	srv, err := server.New(cfg, b)
 //	ln, _ := net.Listen("tcp", respAddr)
 //	go srv.Serve(ln)                                // returns nil after Close
+//	go srv.ServeNodeScope(ln2)                      // the port CLUSTER SLOTS advertises
 //	admin := server.NewAdmin(server.AdminConfig{Token: tok}, clusterInfo, reg)
 //	go http.Serve(httpLn, admin)
 //	admin.SetReady(true)                            // /healthz → 200
@@ -77,8 +78,13 @@
 //     another CloseTimeout it returns an error naming how many are still
 //     stuck (a backend ignoring ctx) rather than wait.
 //   - Every backend call runs under a context with RequestTimeout (default
-//     2 s); a deadline error becomes "-ERR owner unreachable: request timed
-//     out after 2s", an ErrUnreachable error "-ERR owner unreachable: <detail>".
+//     2 s); a deadline error becomes "-ERR outcome unknown: request timed
+//     out after 2s (...)". A backend says whether a failed call was
+//     applied: ErrOwnerDown "-CLUSTERDOWN Hash slot not served: <detail>
+//     (not applied)", ErrNoReply "-ERR outcome unknown: <detail> (...)";
+//     ErrUnreachable "-ERR owner unreachable: <detail>" when it cannot tell.
+//   - CLUSTER INFO/NODES/SHARDS and INFO show each node's
+//     ClusterNode.Health (fail?/fail flags, health failed, cluster_state).
 //
 // # Backends
 //
@@ -100,9 +106,12 @@
 //     Config.Now; a forwarding node and the owner must have roughly synced
 //     clocks (as Redis replicas with PEXPIREAT).
 //   - SCAN cursors are bucket numbers: a call returns whole buckets, so it can
-//     return more than COUNT keys when buckets are large, and cursors are
-//     per node (as in Redis Cluster). MATCH patterns are limited to 4 KiB and
-//     COUNT to 100,000.
+//     return more than COUNT keys when buckets are large. What SCAN and
+//     DBSIZE cover is the backend's: the node's covers the whole cluster;
+//     on a ServeNodeScope port a NodeScanner backend covers its own
+//     buckets only (as in Redis Cluster). MATCH patterns are limited to
+//     4 KiB and COUNT to 100,000; TYPE string matches every key, other
+//     types none.
 //   - DBSIZE on EngineBackend counts keys (O(keys)); INFO's keyspace line
 //     calls it too.
 //   - EXPIRE's NX/XX/GT/LT options, RESP3 and ACL users other than

@@ -19,6 +19,7 @@
 //	switch {
 //	case errors.Is(err, server.ErrNotOwner):     // the handler's sentinel, registered with RegisterError
 //	case errors.Is(err, transport.ErrUnreachable): // not sent: retry elsewhere
+//	case errors.Is(err, transport.ErrNoReply):     // sent, no answer: outcome unknown
 //	case errors.Is(err, transport.ErrConnClosed):  // outcome unknown
 //	}
 //
@@ -29,7 +30,9 @@
 //
 // Caller duties: give every call a context deadline (otherwise
 // Config.CallTimeout applies); treat ErrConnClosed and context errors as
-// "outcome unknown" (make retried methods idempotent); keep bodies below
+// "outcome unknown" (make retried methods idempotent) — a failure after the
+// request was handed to the connection also matches ErrNoReply, so one
+// without it (and without ErrRemote) was never sent; keep bodies below
 // FrameBytesMax()-FrameOverheadBytesMax and chunk bulk data (bucket
 // snapshots) into several calls; register every sentinel error that must be
 // classified across nodes with RegisterError on every node, in init.

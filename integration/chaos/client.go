@@ -119,9 +119,9 @@ func readPlacement(ctx context.Context, c *Cluster, rdb *redis.Client) (*placeme
 		if len(s.Nodes) == 0 {
 			return nil, fmt.Errorf("CLUSTER SLOTS: slots %d-%d without a node", s.Start, s.End)
 		}
-		n := c.byResp(s.Nodes[0].Addr)
+		n := c.byID(s.Nodes[0].ID) // the address is the cluster RESP port
 		if n == nil {
-			return nil, fmt.Errorf("CLUSTER SLOTS: unknown node address %s", s.Nodes[0].Addr)
+			return nil, fmt.Errorf("CLUSTER SLOTS: unknown node %s at %s", s.Nodes[0].ID, s.Nodes[0].Addr)
 		}
 		for b := s.Start; b <= s.End && b < router.NumBuckets; b++ {
 			p.owner[b] = n

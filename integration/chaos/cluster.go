@@ -525,16 +525,6 @@ func (c *Cluster) byID(id string) *Node {
 	return nil
 }
 
-// byResp maps RESP addresses to nodes.
-func (c *Cluster) byResp(addr string) *Node {
-	for _, n := range c.Nodes {
-		if n.respAddr() == addr {
-			return n
-		}
-	}
-	return nil
-}
-
 // waitUntil polls cond every 100 ms until it returns nil, ctx ends or d
 // passes; the error is the last one cond gave.
 func waitUntil(ctx context.Context, d time.Duration, cond func() error) error {

@@ -468,9 +468,9 @@ func (w *Set) Run(stop context.Context, client int, t Target, rnd *rand.Rand) {
 const setReadBatch = 200
 
 // Final reads every attempted key (MGET in batches, through targets in
-// turn, each batch retried for up to d) and scans every target's own keys
-// (SCAN: a node lists only the keys it owns) for keys of the prefix no
-// client attempted.
+// turn, each batch retried for up to d) and scans through every target
+// (each SCAN covers the whole cluster; doing it through every node checks
+// them all) for keys of the prefix no client attempted.
 func (w *Set) Final(ctx context.Context, targets []Target, d time.Duration) SetFinal {
 	f := SetFinal{Present: map[string]string{}}
 	attempts := w.Attempts()
@@ -498,6 +498,7 @@ func (w *Set) Final(ctx context.Context, targets []Target, d time.Duration) SetF
 			}
 			for _, k := range batch {
 				if !known[k] {
+					known[k] = true
 					scanned = append(scanned, k)
 				}
 			}
