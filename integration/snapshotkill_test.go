@@ -43,7 +43,7 @@ func TestSnapshotLeaderKilledMidTake(t *testing.T) {
 	var accounts []string
 	for i := 0; len(accounts) < 6 && i < 100000; i++ {
 		k := fmt.Sprintf("acct-%d", i)
-		if own[router.BucketString(k)] != n1.resp { // n1's keys are unreachable while it is down
+		if own[router.BucketString(k)] != n1.id { // n1's keys are unreachable while it is down
 			accounts = append(accounts, k)
 		}
 	}

@@ -39,7 +39,7 @@ func TestSnapshotRestoreProcesses(t *testing.T) {
 	var accounts []string
 	for i := 0; len(accounts) < 9 && i < 100000; i++ {
 		k := fmt.Sprintf("acct-%d", i)
-		if own[router.BucketString(k)] == c.procs[len(accounts)%3].resp {
+		if own[router.BucketString(k)] == c.procs[len(accounts)%3].id {
 			accounts = append(accounts, k)
 		}
 	}

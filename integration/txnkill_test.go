@@ -46,7 +46,7 @@ func bankKill(t *testing.T, failpoint string) {
 	var accounts []string
 	for i := 0; len(accounts) < 9 && i < 100000; i++ {
 		k := fmt.Sprintf("acct-%d", i)
-		if own[router.BucketString(k)] == c.procs[len(accounts)%3].resp {
+		if own[router.BucketString(k)] == c.procs[len(accounts)%3].id {
 			accounts = append(accounts, k)
 		}
 	}

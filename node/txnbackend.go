@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"hash/crc32"
 	"math/rand/v2"
 	"time"
@@ -294,7 +295,10 @@ func (b *backend) commit2PC(ctx context.Context, groups []*group, keys [][]byte,
 				p.Watch[k] = v
 			}
 			if w, ok := byKey[k]; ok {
-				p.Intents = append(p.Intents, twophase.Intent{Key: k, Value: w.Value, Delete: w.Delete, ExpireAtMs: w.ExpireAtMs})
+				// The value is copied: the participants apply it after the
+				// client has its reply, when the caller's buffer (the RESP
+				// reader's) holds the next request.
+				p.Intents = append(p.Intents, twophase.Intent{Key: k, Value: slices.Clone(w.Value), Delete: w.Delete, ExpireAtMs: w.ExpireAtMs})
 			} else if !read {
 				p.Reads = append(p.Reads, k) // neither read nor written in the end: locked all the same
 			}
