@@ -88,8 +88,8 @@ type RemoveMember struct {
 	ID string `json:"id"`
 }
 
-// SetWeight changes a member's weight. It is refused with ErrHasData while
-// the cluster holds data and the member owns buckets.
+// SetWeight changes a member's weight; the leader then plans a placement
+// (with data, a migration).
 type SetWeight struct {
 	ID     string  `json:"id"`
 	Weight float64 `json:"weight"`
@@ -107,8 +107,9 @@ type SetState struct {
 // is the current epoch + 1, Table decodes (router encoding) with that epoch
 // and Inputs — the nodes and weights the table was computed from — are
 // exactly the active members and their weights, with the table's nodes
-// being their IDs. While the cluster holds data it is also refused with
-// ErrHasData unless every bucket keeps its owners. Build it with Plan.
+// being their IDs. While the cluster holds data and some bucket's owner
+// changes, the table becomes the migration target instead of replacing the
+// current one (see the package doc). Build it with Plan.
 type SetPlacement struct {
 	Epoch  uint64      `json:"epoch"`
 	Table  []byte      `json:"table"`

@@ -1,8 +1,8 @@
 // Package coordinator holds dbx's cluster metadata in a Raft group that
 // every node embeds: the members (addresses, weight, life-cycle state), the
 // placement table with its epoch, the inputs it was computed from, and
-// whether the cluster holds data. Later it will also hold global snapshot
-// manifests and migration state.
+// whether the cluster holds data, the migration (target table, moves in
+// flight, limits, progress) and the global snapshot manifests.
 //
 // It owns three layers:
 //
@@ -48,7 +48,7 @@
 //
 // The leader loop runs after every applied command, on gaining leadership
 // and every 10 s. It adds the leader itself as a member at bootstrap, makes joining
-// members active (only while the cluster holds no data), and when the
+// members active, and when the
 // active members or their weights differ from the ones the current table
 // was computed from, plans a new table from the current one (ring.New →
 // router.FromRingPrev, at epoch + 1) and applies SetPlacement. SetPlacement is accepted only at exactly
@@ -57,18 +57,16 @@
 // and the loop plans again. Failed Raft operations are retried with a
 // doubling backoff (50 ms to 2 s), at most 8 times per trigger.
 //
-// # Data and the placement freeze
+// # Data and migrations
 //
-// Moving data is package rebalancer's job and does not exist yet. Until it
-// does, once the node layer applies MarkHasData (send it when a node first
-// stores a key; it cannot be undone), every placement change that would
-// move a bucket is refused with ErrHasData: SetPlacement (unless every
-// bucket keeps its owners), SetWeight and RemoveMember of a member that owns
-// buckets. Member state changes are still recorded (failed, draining, left)
-// and new members are still added, but stay joining; the placement stays
-// as it was, so no key ever becomes unreachable because of the metadata.
-// Remove of a placed member with data sets it left instead of deleting it,
-// so its addresses stay known.
+// Once the node layer applies MarkHasData (sent when a node first stores a
+// key; it cannot be undone), a SetPlacement that changes some bucket's
+// owner no longer replaces the table: the new table becomes the migration
+// target, the table stays, and the buckets move one StartMove/FinishMove
+// pair at a time (each FinishMove switches the moved buckets' owner, epoch
+// + 1; CancelMove gives a move up). A change during a migration extends it.
+// RemoveMember of a member that owns buckets is refused with ErrHasData
+// (drain it first). The moves themselves are run by the node layer.
 //
 // # Concurrency
 //
@@ -99,9 +97,8 @@
 //     SetState failed/active. Nothing removes a failed voter from the Raft
 //     configuration automatically; with 3 voters, one failure is survived,
 //     two are not, until an operator removes the dead nodes (Remove).
-//   - A joining member stays joining while the cluster holds data (it owns
-//     no buckets). Non-voters are promoted when joining or active, never
-//     when failed, draining or left.
+//   - Non-voters are promoted when joining or active, never when failed,
+//     draining or left.
 //   - The leader adds itself as a member only at bootstrap (empty member
 //     list) or to update its own addresses; other nodes are added by Join.
 //   - Config.DataDir empty keeps the Raft log in memory: tests only.

@@ -53,9 +53,10 @@
 // answers every data command with -CLUSTERDOWN naming the members to use.
 //
 // The first time a node stores a key it has the leader commit MarkHasData
-// (before the write): from then on the coordinator refuses placement
-// changes that would move a bucket, because moving data needs the
-// rebalancer, which does not exist yet.
+// (before the write): from then on a placement change becomes a migration
+// whose bucket moves the node runs (migrate.go: the leader schedules moves,
+// sources tap, snapshot and fence, targets pull), with no acknowledged
+// write lost.
 //
 // # Membership
 //
@@ -66,12 +67,13 @@
 //
 // # Admin API
 //
-// server.Admin serves GET /v1/cluster (epoch, leader, nodes with weight,
-// state, bucket count and RESP address, migration progress), /metrics,
-// /healthz (200 once the node serves) and pprof; the node adds POST
-// /v1/nodes/{id}/weight ({"weight": W}) and POST /v1/nodes/{id}/drain,
-// run on the leader. While the cluster holds data both answer 409 with
-// coordinator.ErrHasData's message (buckets cannot move yet).
+// server.Admin serves GET /v1/cluster (epoch, leader, cluster_state,
+// nodes with weight, state, health, bucket count and RESP address,
+// migration progress and what it waits for), /metrics, /healthz (200 once
+// the node serves, 503 "left: ..." after it was drained) and pprof; the
+// node adds POST /v1/nodes/{id}/weight ({"weight": W}), POST
+// /v1/nodes/{id}/drain and the migration limits, run on the leader; with
+// data they start a migration (progress in /v1/cluster).
 //
 // # Global snapshots
 //

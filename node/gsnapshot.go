@@ -24,7 +24,7 @@ import (
 	"github.com/dbx-kv/dbx/twophase"
 )
 
-// Global snapshots (DESIGN.md "Global snapshots").
+// Global snapshots (docs/design.md, "Global snapshots").
 //
 // The leader takes one in these steps, all bounded in time:
 //

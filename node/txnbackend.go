@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"hash/crc32"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/dbx-kv/dbx/server"

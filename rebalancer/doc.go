@@ -11,8 +11,10 @@
 // The package must not decide placement (that is package ring's job; the
 // tables come from package router). The execution half, the bucket-move
 // protocol (snapshot, tail, fence, commit the new owner through Raft, drop
-// the source copy) with its throttle and progress reporting, comes later
-// and will live here too.
+// the source copy) with its throttle and progress, runs today in node
+// (migrate.go) over coordinator commands (StartMove, FinishMove,
+// CancelMove), and the coordinator computes its pending buckets itself
+// (State.Pending); moving both here as state machines is planned.
 //
 // # Replication
 //

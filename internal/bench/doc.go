@@ -90,7 +90,7 @@
 //     by Euler–Maclaurin beyond, so setup is bounded for any --keys.
 //   - mset sends one MSET of MSetKeys keys per operation. Against a Redis
 //     Cluster in Cluster mode the keys span slots and get CROSSSLOT errors;
-//     dbx accepts cross-bucket MSET (not atomically across nodes).
+//     dbx accepts cross-bucket MSET (atomic across nodes: 2PC).
 //   - txn against a Redis Cluster with Cluster: keys of different slots get
 //     CROSSSLOT (counted as errors); dbx accepts them. Without Cluster the
 //     node a worker talks to receives the transaction whoever owns its keys.
