@@ -405,7 +405,8 @@ func TestConnsMax(t *testing.T) {
 func TestCloseEndsBlockedRequests(t *testing.T) {
 	cfg := testConfig(nil)
 	cfg.RequestTimeout = time.Minute
-	s, err := New(cfg, blockingBackend{NewMemBackend(nil)})
+	entered := make(chan string, 1)
+	s, err := New(cfg, blockBackend{Backend: NewMemBackend(nil), entered: entered})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,8 +414,8 @@ func TestCloseEndsBlockedRequests(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ln) }()
 	r := dialRaw(t, ln.Addr().String())
-	r.send(encode("GET", "k"))
-	time.Sleep(50 * time.Millisecond)
+	r.send(encode("GET", "slow"))
+	<-entered // the GET waits in the backend
 	start := time.Now()
 	if err := s.Close(); err != nil {
 		t.Fatal(err)

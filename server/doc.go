@@ -29,8 +29,9 @@
 // (EX PX EXAT PXAT NX XX GET KEEPTTL) SETNX SETEX PSETEX DEL UNLINK EXISTS TYPE
 // MGET MSET INCR INCRBY DECR DECRBY EXPIRE PEXPIRE EXPIREAT PEXPIREAT TTL PTTL
 // EXPIRETIME PEXPIRETIME PERSIST MSETNX MULTI EXEC DISCARD WATCH UNWATCH,
-// with Redis's reply formats and error texts ("-ERR wrong number of arguments for 'get' command", "-ERR unknown
-// command 'x', with args beginning with: 'a' ", "-NOAUTH Authentication
+// with Redis's reply formats and error texts ("-ERR wrong number of
+// arguments for 'get' command", "-ERR unknown command 'x', with args
+// beginning with: 'a' ", "-NOAUTH Authentication
 // required.", "-WRONGPASS invalid username-password pair or user is
 // disabled.", MOVED/ASK from a *MovedError, ...). The table of backend
 // errors to replies is on the error variables in errors.go.

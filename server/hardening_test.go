@@ -245,21 +245,30 @@ func TestPanicClosesOnlyItsConnection(t *testing.T) {
 }
 
 // blockBackend's GET of "slow" waits for ctx; of "stuck" ignores it until
-// release is closed.
+// release is closed. Each tells entered (if set) once it blocks.
 type blockBackend struct {
 	Backend
 	release chan struct{}
+	entered chan string
 }
 
 func (b blockBackend) Get(ctx context.Context, key []byte) ([]byte, int64, error) {
 	switch string(key) {
 	case "slow":
+		b.enter("slow")
 		<-ctx.Done()
 		return nil, 0, ctx.Err()
 	case "stuck":
+		b.enter("stuck")
 		<-b.release
 	}
 	return b.Backend.Get(ctx, key)
+}
+
+func (b blockBackend) enter(what string) {
+	if b.entered != nil {
+		b.entered <- what
+	}
 }
 
 // TestCloseIsBounded: Close returns within its bound whatever the clients
@@ -270,7 +279,8 @@ func TestCloseIsBounded(t *testing.T) {
 	cfg.CloseTimeout = 500 * time.Millisecond
 	cfg.RequestTimeout = time.Minute
 	mb := NewMemBackend(nil)
-	s, err := New(cfg, blockBackend{Backend: mb, release: make(chan struct{})})
+	entered := make(chan string, 1)
+	s, err := New(cfg, blockBackend{Backend: mb, release: make(chan struct{}), entered: entered})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,6 +305,7 @@ func TestCloseIsBounded(t *testing.T) {
 		pipe = append(pipe, encode("GET", "v")...)
 	}
 	big.send(pipe)
+	<-entered // the slow GET is in the backend
 	deadline := time.Now().Add(5 * time.Second)
 	for s.conns.Load() < 4 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
@@ -320,7 +331,8 @@ func TestCloseGivesUpOnStuckBackend(t *testing.T) {
 	cfg.CloseTimeout = 200 * time.Millisecond
 	release := make(chan struct{})
 	defer close(release)
-	s, err := New(cfg, blockBackend{Backend: NewMemBackend(nil), release: release})
+	entered := make(chan string, 1)
+	s, err := New(cfg, blockBackend{Backend: NewMemBackend(nil), release: release, entered: entered})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,10 +343,7 @@ func TestCloseGivesUpOnStuckBackend(t *testing.T) {
 	go s.Serve(ln)
 	stuck := dialRaw(t, ln.Addr().String())
 	stuck.send(encode("GET", "stuck"))
-	for s.conns.Load() < 1 {
-		time.Sleep(5 * time.Millisecond)
-	}
-	time.Sleep(20 * time.Millisecond) // let the GET reach the backend
+	<-entered // the GET is in the backend
 	start := time.Now()
 	err = s.Close()
 	if took := time.Since(start); took > 2*cfg.CloseTimeout+300*time.Millisecond {

@@ -18,6 +18,7 @@ import (
 //	dbx_resp_connections_total                counter (accepted)
 //	dbx_resp_connections_rejected_total       counter (over ConnsMax)
 //	dbx_client_input_bytes                    gauge (input buffers of all clients)
+//	dbx_client_input_bytes_peak               gauge (the most at once since start)
 //	dbx_client_input_bytes_max                gauge (Config.ClientInputBytesMax)
 //	dbx_client_input_rejected_total{reason}   counter (protocol, query_buffer, node_memory)
 //	dbx_resp_panics_total                     counter (connections closed by a panic)
@@ -70,13 +71,16 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	used := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "dbx_client_input_bytes", Help: "Bytes of input buffers held by all RESP client connections.",
 	}, func() float64 { return float64(m.budget.Load().Used()) })
+	peak := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "dbx_client_input_bytes_peak", Help: "The most bytes of client input buffers held at once since start.",
+	}, func() float64 { return float64(m.budget.Load().Peak()) })
 	maxG := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "dbx_client_input_bytes_max", Help: "Bound on dbx_client_input_bytes (--client-input-bytes-max).",
 	}, func() float64 { return float64(m.budget.Load().Max()) })
 	for _, r := range []string{"protocol", "query_buffer", "node_memory"} {
 		m.rejected.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.commands, m.duration, m.errors, m.conns, m.connsTotal, m.connsRefuse, m.rejected, m.panics, used, maxG} {
+	for _, c := range []prometheus.Collector{m.commands, m.duration, m.errors, m.conns, m.connsTotal, m.connsRefuse, m.rejected, m.panics, used, peak, maxG} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
