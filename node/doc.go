@@ -87,6 +87,17 @@
 // RestoreSnapshot copy a snapshot out and put a part back into a stopped
 // node (gsnapshot.go, snaprestore.go).
 //
+// # Goroutines
+//
+// Every long-lived goroutine the node starts (loops, bucket moves, watches
+// of outgoing moves, 2PC message sends) goes through goFunc, which refuses
+// once Close has begun; Close ends the node's lifetime context (life) and
+// waits for all of them before it closes Raft, the transport and the
+// engine, so none outlives what it uses. Background work derives its
+// contexts from life. Goroutines that fan a call out and wait for it
+// (fanOut, a snapshot step, a page prefetch) are scoped to that call. The
+// commit path's engine writes in txn.go still use their own context.
+//
 // # Caveats
 //
 //   - MGET reads each owner's keys from one snapshot, but not across

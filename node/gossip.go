@@ -213,15 +213,8 @@ func (n *Node) reconcileLoop() {
 }
 
 func (n *Node) reconcile() {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(n.life, 3*time.Second)
 	defer cancel()
-	go func() {
-		select {
-		case <-n.done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	s := n.coord.Current()
 	if m, ok := s.Member(n.cfg.ID); ok && n.admin != nil && (m.RPCAddr != n.rpcAddr || m.RESPAddr != n.respAddr || m.ClusterRESPAddr != n.clusterRespAddr || m.HTTPAddr != n.httpAddr) {
 		if _, err := n.leaderDo(ctx, leaderOp{Op: opJoin, Member: n.self()}, n.gossip.peerRPCAddrs()); err != nil {

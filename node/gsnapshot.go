@@ -450,7 +450,7 @@ func (n *Node) takeSnapshot(ctx context.Context) (string, error) {
 	}
 	release := func() {
 		for _, tg := range targets {
-			rctx, rcancel := context.WithTimeout(context.Background(), snapStepTimeout)
+			rctx, rcancel := context.WithTimeout(n.life, snapStepTimeout)
 			var err error
 			if tg.id == n.cfg.ID {
 				err = n.releaseSnapshot(id)

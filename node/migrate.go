@@ -297,7 +297,7 @@ func (m *migrator) handleBegin(ctx context.Context, req *migBeginReq) (*emptyRes
 		sn.Close()
 		return nil, fmt.Errorf("%w: move %s ended while it started", coordinator.ErrUnknownMove, req.Token)
 	}
-	go m.watchOut(om)
+	n.goFunc(func() { m.watchOut(om) })
 	return &emptyResp{}, nil
 }
 
@@ -585,7 +585,7 @@ func (m *migrator) watchOut(om *outMove) {
 			return
 		}
 		if fenced && time.Since(since) > migFenceTimeout {
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			ctx, cancel := context.WithTimeout(n.life, 3*time.Second)
 			_, err := n.leaderDo(ctx, leaderOp{Op: opCancelMove, ID: om.token}, n.gossip.peerRPCAddrs())
 			cancel()
 			n.log.Warn("fence held too long: cancelling the move", "token", om.token, "err", err)
@@ -622,7 +622,7 @@ func (m *migrator) fenceUnknownMoves(s *coordinator.State) {
 		m.nfenced.Store(int64(len(m.fenced)))
 		m.mu.Unlock()
 		m.n.log.Warn("found a move from this node it does not run (restart?): fenced until resolved", "token", mv.Token)
-		go m.watchOut(om)
+		m.n.goFunc(func() { m.watchOut(om) })
 	}
 }
 
@@ -666,7 +666,7 @@ func (m *migrator) handlePull(ctx context.Context, req *migPullReq) (*migPullRes
 		return nil, fmt.Errorf("begin at %s: %w", req.From, err)
 	}
 	abort := func() {
-		actx, acancel := context.WithTimeout(context.Background(), 2*time.Second)
+		actx, acancel := context.WithTimeout(n.life, 2*time.Second)
 		defer acancel()
 		_, _ = transport.Call[migTokenReq, emptyResp](actx, n.rpc, req.FromAddr, methodMigAbort, &migTokenReq{Token: req.Token})
 	}
@@ -869,7 +869,7 @@ func (m *migrator) loop() {
 // cancels moves no running leader carries (a previous leader's).
 func (m *migrator) lead(s *coordinator.State) {
 	n := m.n
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(n.life, 5*time.Second)
 	defer cancel()
 	m.mu.Lock()
 	var orphans []string
@@ -928,7 +928,12 @@ func (m *migrator) lead(s *coordinator.State) {
 		m.running[tok] = true
 		m.mu.Unlock()
 		running++
-		go m.runMove(tok, from, to, chunk, lim.BytesPerSec, res.Index)
+		if !n.goFunc(func() { m.runMove(tok, from, to, chunk, lim.BytesPerSec, res.Index) }) {
+			m.mu.Lock()
+			delete(m.running, tok) // closing: the next leader cancels the move
+			m.mu.Unlock()
+			return
+		}
 	}
 }
 
@@ -989,12 +994,12 @@ func (m *migrator) runMove(tok, from, to string, buckets []uint16, rate int64, i
 	var res *migPullResp
 	err := fmt.Errorf("no address for %s or %s", from, to)
 	if ok1 && ok2 {
-		ctx, cancel := context.WithTimeout(context.Background(), migPullTimeout)
+		ctx, cancel := context.WithTimeout(n.life, migPullTimeout)
 		res, err = transport.Call[migPullReq, migPullResp](ctx, n.rpc, dst.RPCAddr, methodMigPull,
 			&migPullReq{Token: tok, From: from, FromAddr: src.RPCAddr, Buckets: buckets, BytesPerSec: rate, Index: index})
 		cancel()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(n.life, 10*time.Second)
 	defer cancel()
 	if err != nil {
 		n.log.Warn("move failed, cancelling", "token", tok, "from", from, "to", to, "buckets", len(buckets), "err", err)
@@ -1105,7 +1110,7 @@ func (m *migrator) cleanup(s *coordinator.State) {
 // pulled here (checked again under the lock, bucket by bucket).
 func (m *migrator) deleteBuckets(set map[uint16]bool) {
 	n := m.n
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(n.life, time.Minute)
 	defer cancel()
 	if !n.synced.Load() {
 		return // the table may be an old one replayed from the log
@@ -1220,7 +1225,7 @@ func (n *Node) catchUp() {
 	defer n.catchingUp.Store(false)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(n.life, 2*time.Second)
 		r, err := n.leaderDo(ctx, leaderOp{Op: opIndex}, n.gossip.peerRPCAddrs())
 		cancel()
 		if err == nil {
@@ -1290,7 +1295,7 @@ func (n *Node) applyMoveLimits() {
 		if n.cfg.MoveBytesPerSec >= 0 {
 			lim.BytesPerSec = n.cfg.MoveBytesPerSec
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(n.life, 2*time.Second)
 		_, err := n.leaderDo(ctx, leaderOp{Op: opLimits, Limits: lim}, n.gossip.peerRPCAddrs())
 		cancel()
 		if err == nil {

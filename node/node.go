@@ -75,7 +75,14 @@ type Node struct {
 	markSem    chan struct{} // one MarkHasData in flight
 	snapMu     sync.Mutex    // one global snapshot taken at a time (leader)
 
+	// done is closed and life canceled when Close begins: every goroutine
+	// the node starts (goFunc) ends on them, and every context of its
+	// background work derives from life.
 	done      chan struct{}
+	life      context.Context
+	endLife   context.CancelFunc
+	goMu      sync.Mutex // guards closing against wg.Add
+	closing   bool       // Close is waiting for wg: goFunc starts nothing
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -96,6 +103,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	log = log.With("node", cfg.ID)
 	n := &Node{cfg: cfg, log: log, markSem: make(chan struct{}, 1), done: make(chan struct{}), failpoints: parseFailpoints(cfg.Failpoints)}
+	n.life, n.endLife = context.WithCancel(context.Background())
 	if err := n.start(ctx); err != nil {
 		_ = n.Close()
 		return nil, err
@@ -372,6 +380,7 @@ func (n *Node) Close() error {
 			n.admin.SetReady(false)
 		}
 		close(n.done)
+		n.endLife()
 		if n.gossip != nil {
 			errs = append(errs, n.gossip.close())
 		}
@@ -379,12 +388,15 @@ func (n *Node) Close() error {
 			errs = append(errs, n.resp.Close())
 		}
 		if n.httpSrv != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second) // life has ended: a fresh bound
 			if err := n.httpSrv.Shutdown(ctx); err != nil {
 				errs = append(errs, n.httpSrv.Close())
 			}
 			cancel()
 		}
+		n.goMu.Lock()
+		n.closing = true
+		n.goMu.Unlock()
 		n.wg.Wait()
 		defer n.libLogsOff.Store(true) // after every Close below: library goroutines may linger
 		if n.coord != nil {
@@ -440,12 +452,18 @@ func (n *Node) IsLeader() bool { return n.coord.IsLeader() }
 // first placement).
 func (n *Node) Table() *router.Table { return n.holder.Load() }
 
-func (n *Node) goFunc(f func()) {
+func (n *Node) goFunc(f func()) bool {
+	n.goMu.Lock()
+	defer n.goMu.Unlock()
+	if n.closing {
+		return false
+	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
 		f()
 	}()
+	return true
 }
 
 // watchLoop rebuilds the peer address map and the CLUSTER view on every new

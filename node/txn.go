@@ -672,9 +672,9 @@ func (t *txns) send(m twophase.Message) {
 		t.m.dropped.Inc()
 		return
 	}
-	go func() {
+	if !t.n.goFunc(func() {
 		defer func() { <-t.sends }()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(t.n.life, 5*time.Second)
 		defer cancel()
 		if m.To == t.self {
 			t.deliver(ctx, m)
@@ -687,7 +687,9 @@ func (t *txns) send(m twophase.Message) {
 		if _, err := transport.Call[twophase.Message, emptyResp](ctx, t.n.rpc, p.RPCAddr, methodTxnMsg, &m); err != nil {
 			t.log.Debug("transaction message not delivered", "msg", m.String(), "to", m.To, "err", err)
 		}
-	}()
+	}) {
+		<-t.sends // closing: the message is dropped, as on a crash
+	}
 }
 
 // loop ticks the state machines until the node closes.
