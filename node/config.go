@@ -17,6 +17,7 @@ import (
 
 	"github.com/dbx-kv/dbx/coordinator"
 	"github.com/dbx-kv/dbx/engine"
+	"github.com/dbx-kv/dbx/internal/failpoint"
 	"github.com/dbx-kv/dbx/ring"
 	"github.com/dbx-kv/dbx/server"
 	"github.com/dbx-kv/dbx/transport"
@@ -110,11 +111,10 @@ type Config struct {
 	MoveConcurrency int
 	MoveBytesPerSec int64
 	// Failpoints, for fault tests only, names places where the process
-	// kills itself with SIGKILL: "name[:n],..." (n-th hit). Names:
-	// coord-before-decide, coord-before-commit, holder-after-decide-write,
-	// part-after-prepare, part-before-apply (transactions),
-	// mig-target-copy (a target after writing a copied page),
-	// mig-source-fence (a source right after fencing its buckets).
+	// kills itself with SIGKILL: "name[:n],..." (n-th hit, default 1); the
+	// names are internal/failpoint.Names (2PC coordinator, holder and
+	// participant steps, a move's target copy and source fence, the
+	// snapshot leader before its commit).
 	Failpoints string
 	// SnapshotRetention is how many global snapshots the cluster keeps
 	// (default 5, at most coordinator.MaxSnapshots): when this node leads
@@ -265,10 +265,8 @@ func (c *Config) Validate() error {
 	if c.TxnDeadline < time.Second || c.TxnDeadline > 10*time.Minute {
 		bad("txn-deadline %s must be in [1s, 10m]", c.TxnDeadline)
 	}
-	for name := range parseFailpoints(c.Failpoints) {
-		if !slices.Contains(failpointNames, name) {
-			bad("failpoint %q unknown (known: %s)", name, strings.Join(failpointNames, ", "))
-		}
+	if _, err := failpoint.Parse(c.Failpoints); err != nil {
+		bad("%v", err)
 	}
 	if c.GossipProfile != "lan" && c.GossipProfile != "local" {
 		bad("gossip profile %q: want lan or local", c.GossipProfile)

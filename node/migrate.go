@@ -147,6 +147,12 @@ type migrator struct {
 	incoming map[uint16]string
 	pulled   map[string][]uint16 // moves into this node that have written here, until they end (dropCancelled)
 	running  map[string]bool     // leader: moves this node runs
+	// deleting marks the buckets a deleteBuckets is deleting (outside mu);
+	// deleted is closed and replaced when one finishes. A pull waits for
+	// its buckets to leave deleting before it registers them.
+	deleting map[uint16]bool
+	deleted  chan struct{}
+	delSem   chan struct{} // one deleteBuckets at a time
 	// lastWaiting is the last waitingFor the leader logged (loop goroutine only).
 	lastWaiting string
 	nout        atomic.Int64
@@ -160,7 +166,8 @@ type migrator struct {
 
 func newMigrator(n *Node) *migrator {
 	return &migrator{n: n, out: map[string]*outMove{}, byBucket: map[uint16]*outMove{}, fenced: map[uint16]bool{},
-		fenceCh: make(chan struct{}), incoming: map[uint16]string{}, pulled: map[string][]uint16{}, running: map[string]bool{}, kick: make(chan struct{}, 1)}
+		fenceCh: make(chan struct{}), incoming: map[uint16]string{}, pulled: map[string][]uint16{}, running: map[string]bool{}, kick: make(chan struct{}, 1),
+		deleting: map[uint16]bool{}, deleted: make(chan struct{}), delSem: make(chan struct{}, 1)}
 }
 
 func (m *migrator) register(r *transport.Router) {
@@ -643,7 +650,20 @@ func (m *migrator) handlePull(ctx context.Context, req *migPullReq) (*migPullRes
 	if mv.To != n.cfg.ID || !slices.Equal(mv.Buckets, req.Buckets) {
 		return nil, fmt.Errorf("%w: move %s is %s→%s, not to this node", coordinator.ErrBadMove, req.Token, mv.From, mv.To)
 	}
-	m.mu.Lock()
+	for {
+		m.mu.Lock()
+		busy := slices.ContainsFunc(req.Buckets, func(b uint16) bool { return m.deleting[b] })
+		if !busy {
+			break // registered below, still under mu
+		}
+		wait := m.deleted
+		m.mu.Unlock()
+		select { // a cleanup deletes stale data of these buckets: let it finish
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	for _, b := range req.Buckets {
 		m.incoming[b] = req.Token
 	}
@@ -1115,14 +1135,21 @@ func (m *migrator) deleteBuckets(set map[uint16]bool) {
 	if !n.synced.Load() {
 		return // the table may be an old one replayed from the log
 	}
+	select {
+	case m.delSem <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	defer func() { <-m.delSem }()
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	// The state now, not the one the caller judged by: a move into this
 	// node may have started (and its copy finished) since. Pulls register
-	// their buckets in incoming under m.mu before writing.
+	// their buckets in incoming under m.mu before writing, and wait while
+	// a bucket is marked deleting, so the store's delete runs outside mu.
 	s := n.coord.Current()
 	t := s.Table()
 	if t == nil {
+		m.mu.Unlock()
 		return
 	}
 	receiving := map[uint16]bool{}
@@ -1139,8 +1166,18 @@ func (m *migrator) deleteBuckets(set map[uint16]bool) {
 			continue
 		}
 		del = append(del, b)
+		m.deleting[b] = true
 	}
-	if err := n.store.DeleteBuckets(ctx, del); err != nil {
+	m.mu.Unlock()
+	err := n.store.DeleteBuckets(ctx, del)
+	m.mu.Lock()
+	for _, b := range del {
+		delete(m.deleting, b)
+	}
+	close(m.deleted)
+	m.deleted = make(chan struct{})
+	m.mu.Unlock()
+	if err != nil {
 		n.log.Warn("deleting data of buckets not owned here", "buckets", len(del), "err", err)
 	}
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/dbx-kv/dbx/coordinator"
 	"github.com/dbx-kv/dbx/engine"
+	"github.com/dbx-kv/dbx/internal/failpoint"
 	"github.com/dbx-kv/dbx/router"
 	"github.com/dbx-kv/dbx/server"
 	"github.com/dbx-kv/dbx/transport"
@@ -70,10 +71,9 @@ type Node struct {
 	// leader's at some point since start (fresh node, or caught up).
 	synced atomic.Bool
 
-	failpoints map[string]int // fault tests: name → hits left (Config.Failpoints)
-	fpMu       sync.Mutex
-	markSem    chan struct{} // one MarkHasData in flight
-	snapMu     sync.Mutex    // one global snapshot taken at a time (leader)
+	failpoints *failpoint.Set // fault tests (Config.Failpoints); nil: none
+	markSem    chan struct{}  // one MarkHasData in flight
+	snapMu     sync.Mutex     // one global snapshot taken at a time (leader)
 
 	// done is closed and life canceled when Close begins: every goroutine
 	// the node starts (goFunc) ends on them, and every context of its
@@ -102,7 +102,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		log = slog.Default()
 	}
 	log = log.With("node", cfg.ID)
-	n := &Node{cfg: cfg, log: log, markSem: make(chan struct{}, 1), done: make(chan struct{}), failpoints: parseFailpoints(cfg.Failpoints)}
+	n := &Node{cfg: cfg, log: log, markSem: make(chan struct{}, 1), done: make(chan struct{})}
+	n.failpoints, _ = failpoint.Parse(cfg.Failpoints) // validated by cfg.Validate
 	n.life, n.endLife = context.WithCancel(context.Background())
 	if err := n.start(ctx); err != nil {
 		_ = n.Close()
@@ -111,7 +112,18 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	return n, nil
 }
 
-func (n *Node) start(ctx context.Context) error {
+func (n *Node) start(ctx context.Context) (err error) {
+	// Listeners not yet handed to a server are closed if start fails
+	// (Start then closes everything else through Close); closing one a
+	// server already serves only ends that server sooner.
+	var lns []net.Listener
+	defer func() {
+		if err != nil {
+			for _, ln := range lns {
+				ln.Close()
+			}
+		}
+	}()
 	cfg := n.cfg
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("node: data dir: %w", err)
@@ -149,40 +161,44 @@ func (n *Node) start(ctx context.Context) error {
 	// Listeners first: with port 0 the advertised addresses are only known
 	// once bound.
 	rpcLn, err := net.Listen("tcp", cfg.RPCAddr)
+	if err == nil {
+		lns = append(lns, rpcLn)
+	}
 	if err != nil {
 		return fmt.Errorf("node: listen rpc %s: %w", cfg.RPCAddr, err)
 	}
 	pm, err := transport.NewPortMux(rpcLn, portMuxConfig(n.log))
 	if err != nil {
-		rpcLn.Close()
 		return fmt.Errorf("node: port mux: %w", err)
 	}
 	n.pm = pm
 	respLn, err := net.Listen("tcp", cfg.RESPAddr)
+	if err == nil {
+		lns = append(lns, respLn)
+	}
 	if err != nil {
 		return fmt.Errorf("node: listen resp %s: %w", cfg.RESPAddr, err)
 	}
 	clusterAddr, err := cfg.clusterRESPAddr()
 	if err != nil {
-		respLn.Close()
 		return fmt.Errorf("node: %w", err)
 	}
 	clusterLn, err := net.Listen("tcp", clusterAddr)
+	if err == nil {
+		lns = append(lns, clusterLn)
+	}
 	if err != nil {
-		respLn.Close()
 		return fmt.Errorf("node: listen cluster resp %s (--cluster-resp-addr): %w", clusterAddr, err)
 	}
 	httpLn, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err == nil {
+		lns = append(lns, httpLn)
+	}
 	if err != nil {
-		respLn.Close()
-		clusterLn.Close()
 		return fmt.Errorf("node: listen http %s: %w", cfg.HTTPAddr, err)
 	}
 	advHost, err := advertiseHost(cfg.AdvertiseHost, cfg.RPCAddr)
 	if err != nil {
-		respLn.Close()
-		clusterLn.Close()
-		httpLn.Close()
 		return err
 	}
 	n.rpcAddr = advertise(advHost, rpcLn.Addr())
@@ -197,15 +213,11 @@ func (n *Node) start(ctx context.Context) error {
 	tcfg.Logger = n.log.With("component", "transport")
 	rpc, err := transport.NewTCPOnListener(tcfg, pm.RPC())
 	if err != nil {
-		respLn.Close()
-		httpLn.Close()
 		return fmt.Errorf("node: rpc transport: %w", err)
 	}
 	n.rpc = rpc
 	raftAdv, err := net.ResolveTCPAddr("tcp", n.rpcAddr)
 	if err != nil {
-		respLn.Close()
-		httpLn.Close()
 		return fmt.Errorf("node: raft advertise address: %w", err)
 	}
 	stream := raftStream{transport.NewRaftStreamLayer(pm.Raft(), raftAdv)}
@@ -223,8 +235,6 @@ func (n *Node) start(ctx context.Context) error {
 	ccfg.Logger = n.log.With("component", "coordinator")
 	coord, err := coordinator.Open(ccfg, raftTrans)
 	if err != nil {
-		respLn.Close()
-		httpLn.Close()
 		return fmt.Errorf("node: open coordinator: %w", err)
 	}
 	n.coord = coord
@@ -239,8 +249,6 @@ func (n *Node) start(ctx context.Context) error {
 	n.backend = &backend{n: n, local: n.local}
 	n.backend.register(r)
 	if n.txns, err = newTxns(n, reg); err != nil {
-		respLn.Close()
-		httpLn.Close()
 		return fmt.Errorf("node: transactions: %w", err)
 	}
 	n.mig = newMigrator(n)
@@ -251,8 +259,6 @@ func (n *Node) start(ctx context.Context) error {
 	n.txns.register(r)
 	// In-doubt transactions take their keys' locks before any key is served.
 	if err := n.txns.restore(); err != nil {
-		respLn.Close()
-		httpLn.Close()
 		return fmt.Errorf("node: restoring transaction records: %w", err)
 	}
 	transport.Register(r, methodLeaderOp, n.handleLeaderOp)
@@ -262,8 +268,6 @@ func (n *Node) start(ctx context.Context) error {
 	// Gossip.
 	g, err := startGossip(n)
 	if err != nil {
-		respLn.Close()
-		httpLn.Close()
 		return err
 	}
 	n.gossip = g
@@ -273,8 +277,6 @@ func (n *Node) start(ctx context.Context) error {
 	// Client-facing servers.
 	metrics, err := server.NewMetrics(reg)
 	if err != nil {
-		respLn.Close()
-		httpLn.Close()
 		return fmt.Errorf("node: metrics: %w", err)
 	}
 	scfg := cfg.Server
@@ -290,9 +292,6 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	srv, err := server.New(scfg, n.backend)
 	if err != nil {
-		respLn.Close()
-		clusterLn.Close()
-		httpLn.Close()
 		return fmt.Errorf("node: resp server: %w", err)
 	}
 	n.resp = srv

@@ -10,8 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -744,42 +742,10 @@ func (t *txns) run2PC(ctx context.Context, txn twophase.Txn) twophase.ReplyClien
 
 // ---- failpoints (fault tests only) ----
 
-// parseFailpoints reads "name[:n],..." : the n-th time (default 1) name is
-// reached, the process kills itself with SIGKILL. Only the fault tests set
-// them (DBX_FAILPOINTS).
-func parseFailpoints(spec string) map[string]int {
-	if spec == "" {
-		return nil
-	}
-	out := map[string]int{}
-	for _, f := range strings.Split(spec, ",") {
-		name, n, _ := strings.Cut(strings.TrimSpace(f), ":")
-		c, err := strconv.Atoi(n)
-		if err != nil || c < 1 {
-			c = 1
-		}
-		out[name] = c
-	}
-	return out
-}
-
-// failpointNames are the places a fault test can kill a node at.
-var failpointNames = []string{"coord-before-decide", "coord-before-commit", "holder-after-decide-write", "part-after-prepare", "part-before-apply",
-	"mig-target-copy", "mig-source-fence", "snap-leader-before-commit"}
-
-// failpoint kills the process with SIGKILL at the configured hit of name.
+// failpoint kills the process with SIGKILL at the configured hit of name
+// (internal/failpoint; Config.Failpoints).
 func (n *Node) failpoint(name string) {
-	if n.failpoints == nil {
-		return
-	}
-	n.fpMu.Lock()
-	c, ok := n.failpoints[name]
-	if ok {
-		c--
-		n.failpoints[name] = c
-	}
-	n.fpMu.Unlock()
-	if ok && c == 0 {
+	if n.failpoints.Hit(name) {
 		n.log.Warn("failpoint reached: killing this process", "failpoint", name)
 		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {} // the signal is on its way
