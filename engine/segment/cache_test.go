@@ -359,11 +359,8 @@ func TestTableCacheSingleflight(t *testing.T) {
 			release()
 		})
 	}
-	// Let every Acquire reach the cache before the open completes.
-	for h.opens.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(20 * time.Millisecond)
+	// Every Acquire joins the pending open before it completes.
+	waitRefs(t, c, 7, n+1)
 	close(h.gate)
 	wg.Wait()
 	if got := h.opens.Load(); got != 1 {
@@ -388,10 +385,7 @@ func TestTableCacheSingleflight(t *testing.T) {
 			errs <- err
 		})
 	}
-	for h.opens.Load() == 1 {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(20 * time.Millisecond)
+	waitRefs(t, c, 9, n+1)
 	close(h.gate)
 	wg.Wait()
 	close(errs)
@@ -409,6 +403,29 @@ func TestTableCacheSingleflight(t *testing.T) {
 	mustGet(t, r)
 	release()
 	c.Close()
+}
+
+// waitRefs waits until fileNum's entry (pending or loaded) holds refs
+// references: the cache's own and one per Acquire that has joined it.
+func waitRefs(t *testing.T, c *TableCache, fileNum uint64, refs int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c.mu.Lock()
+		e := c.mu.m[fileNum]
+		got := 0
+		if e != nil {
+			got = e.refs
+		}
+		c.mu.Unlock()
+		if got == refs {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("file %d: %d references, want %d", fileNum, got, refs)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // TestTableCacheConcurrent hammers Acquire, Evict and release (run with -race).
