@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/dbx-kv/dbx/rebalancer"
 	"github.com/dbx-kv/dbx/ring"
 	"github.com/dbx-kv/dbx/router"
 )
@@ -93,10 +94,15 @@ func (s *State) Migration() MigrationProgress { return s.mig }
 // Limits returns the migration limits.
 func (s *State) Limits() MoveLimits { return s.limits }
 
-// Pending returns the buckets whose owner differs from the target's and
+// Pending returns the buckets whose owner differs from the target's (the
+// table diff of rebalancer.Plan, the one the leader and the tests use) and
 // that no move is carrying, ascending.
 func (s *State) Pending() []uint16 {
 	if s.target == nil || s.table == nil {
+		return nil
+	}
+	plan, err := rebalancer.Plan(s.table, s.target)
+	if err != nil {
 		return nil
 	}
 	moving := map[uint16]bool{}
@@ -105,12 +111,17 @@ func (s *State) Pending() []uint16 {
 			moving[b] = true
 		}
 	}
-	var out []uint16
-	for b := range router.NumBuckets {
-		if s.table.OwnerOfBucket(uint16(b)) != s.target.OwnerOfBucket(uint16(b)) && !moving[uint16(b)] {
-			out = append(out, uint16(b))
+	out := make([]uint16, 0, plan.Moved)
+	for _, t := range plan.Tasks {
+		for _, r := range t.Ranges {
+			for b := int(r.Lo); b <= int(r.Hi); b++ {
+				if !moving[uint16(b)] {
+					out = append(out, uint16(b))
+				}
+			}
 		}
 	}
+	slices.Sort(out)
 	return out
 }
 

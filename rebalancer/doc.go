@@ -13,8 +13,9 @@
 // protocol (snapshot, tail, fence, commit the new owner through Raft, drop
 // the source copy) with its throttle and progress, runs today in node
 // (migrate.go) over coordinator commands (StartMove, FinishMove,
-// CancelMove), and the coordinator computes its pending buckets itself
-// (State.Pending); moving both here as state machines is planned.
+// CancelMove); moving it here as state machines is planned. Plan is the
+// one placement diff: the coordinator's State.Pending is Plan's buckets
+// less those a move carries.
 //
 // # Replication
 //
