@@ -45,7 +45,13 @@
 //   - Perform the effects in order, and make PersistPrepare and
 //     PersistRecord durable before performing the effects after them. A
 //     PersistPrepare whose record is StateCommitted applies the record's
-//     intents in the same atomic batch. When a Prepared record is durable,
+//     intents and then marks the record applied. The two need not be one
+//     atomic batch (dbx's driver writes the intents per engine shard, then
+//     the marker) as long as the keys stay held until the marker is
+//     durable: a crash in between leaves the Prepared record, which
+//     resolves to committed again after the restart and writes the same
+//     values again, with no other write to those keys in between. When a
+//     Prepared record is durable,
 //     call Persisted and perform what it returns; if it cannot be written,
 //     call AbortUnvoted instead.
 //   - Pass Step the current versions of the watched keys, read in the same
