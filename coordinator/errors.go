@@ -3,6 +3,7 @@ package coordinator
 import (
 	"errors"
 	"fmt"
+	"github.com/dbx-kv/dbx/rebalancer"
 )
 
 // Errors returned by this package, wrapped with details; classify them with
@@ -21,10 +22,10 @@ var (
 	ErrHasData = errors.New("coordinator: placement change refused, the cluster holds data")
 	// ErrUnknownMove reports a FinishMove or CancelMove of a move that is
 	// not in progress (the other one won, or it never started).
-	ErrUnknownMove = errors.New("coordinator: no such move")
+	ErrUnknownMove = rebalancer.ErrUnknownMove
 	// ErrBadMove reports a StartMove or FinishMove whose buckets are not
 	// where it says.
-	ErrBadMove = errors.New("coordinator: bad move")
+	ErrBadMove = rebalancer.ErrBadMove
 	// ErrBadCommand reports a command that cannot be decoded or whose fields
 	// are out of range, or a member state transition that is not allowed.
 	ErrBadCommand = errors.New("coordinator: bad command")

@@ -43,13 +43,9 @@ type State struct {
 }
 
 // Move is a bucket move in progress: the buckets' primary goes from From
-// to To once FinishMove commits.
-type Move struct {
-	Token   string   `json:"token"`
-	From    string   `json:"from"`
-	To      string   `json:"to"`
-	Buckets []uint16 `json:"buckets"`
-}
+// to To once FinishMove commits. It is the move protocol's type (package
+// rebalancer), so a State is the protocol's View.
+type Move = rebalancer.Move
 
 // MigrationProgress counts the current migration.
 type MigrationProgress struct {

@@ -54,9 +54,13 @@
 //
 // The first time a node stores a key it has the leader commit MarkHasData
 // (before the write): from then on a placement change becomes a migration
-// whose bucket moves the node runs (migrate.go: the leader schedules moves,
-// sources tap, snapshot and fence, targets pull), with no acknowledged
-// write lost.
+// whose bucket moves the node runs, with no acknowledged write lost. The
+// protocol is package rebalancer's state machines (Leader, Pull, Local);
+// migrate.go is their driver: it feeds Local every applied metadata state
+// and a 250 ms Tick (feed), serves the source's RPCs from engine snapshots,
+// runs a target's Pull steps over the transport and the engine's
+// ingestion, and performs the effects (proposals, deletes, fence wake-ups)
+// in order, never under its mutex.
 //
 // # Membership
 //
@@ -89,8 +93,8 @@
 //
 // # Goroutines
 //
-// Every long-lived goroutine the node starts (loops, bucket moves, watches
-// of outgoing moves, 2PC message sends) goes through goFunc, which refuses
+// Every long-lived goroutine the node starts (loops, bucket moves, the move
+// protocol's feed, 2PC message sends) goes through goFunc, which refuses
 // once Close has begun; Close ends the node's lifetime context (life) and
 // waits for all of them before it closes Raft, the transport and the
 // engine, so none outlives what it uses. Background work derives its

@@ -8,13 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/dbx-kv/dbx/coordinator"
 	"github.com/dbx-kv/dbx/engine"
+	"github.com/dbx-kv/dbx/rebalancer"
 	"github.com/dbx-kv/dbx/router"
 	"github.com/dbx-kv/dbx/server"
 	"github.com/dbx-kv/dbx/transport"
@@ -31,11 +31,8 @@ const (
 	methodMigAbort = "mig.abort"
 )
 
-// Move bounds.
+// Move driver bounds (the protocol's own are rebalancer's configs).
 const (
-	// migChunkBuckets is the most buckets one move carries: big enough to
-	// amortize the two Raft entries and the fence of a move.
-	migChunkBuckets = 256
 	// migPageBytes bounds one snapshot page or delta answer.
 	migPageBytes = 1 << 20
 	// migScanAhead is how many snapshot pages a target fetches ahead of
@@ -44,19 +41,12 @@ const (
 	// migArenaBytes is the size of the buffers a snapshot page's keys and
 	// values are copied into.
 	migArenaBytes = 256 << 10
-	// migDirtyMax bounds the keys a source remembers as changed during one
-	// move; past it the move fails and is retried from scratch.
-	migDirtyMax = 1 << 20
-	// migTailRounds bounds the catch-up rounds before the fence;
-	// migFenceLag is the change count small enough to fence at.
-	migTailRounds = 64
-	migFenceLag   = 512
 	// migHeldWait bounds how long a fence waits for prepared transactions
 	// on its buckets to resolve.
 	migHeldWait = 5 * time.Second
-	// migFenceTimeout: a source fenced this long without the switch or the
-	// cancellation committed proposes the cancellation itself.
-	migFenceTimeout = 10 * time.Second
+	// migTick is the move protocol's logical tick (rebalancer.LocalConfig's
+	// times are in ticks: a fence times out after 40, 10 s).
+	migTick = 250 * time.Millisecond
 	// migAwaitTimeout bounds how long a source or target waits to apply a
 	// move's start (its metadata lagging the leader's).
 	migAwaitTimeout = 30 * time.Second
@@ -114,60 +104,63 @@ type (
 	migPullResp struct{ Bytes, Keys int64 }
 )
 
-// outMove is this node's side of a move as source.
-type outMove struct {
-	token   string
-	buckets map[uint16]bool
-	snap    *engine.Snapshot
-	// The snapshot scan's iterator, kept between pages (a wide iterator
-	// reads ahead in large chunks: opening one per page re-read and
-	// re-allocated that for every file), positioned at the entry after
-	// (lastBucket, lastKey), the end of the page served last. Under scanMu.
+// outSnap is what the driver holds for one generation of an outgoing move:
+// its engine snapshot and the scan's iterator, kept between pages (a wide
+// iterator reads ahead in large chunks: opening one per page re-read and
+// re-allocated that for every file), positioned at the entry after
+// (lastBucket, lastKey), the end of the page served last. Under scanMu.
+type outSnap struct {
+	gen     uint64
+	buckets []uint16 // ascending
+
 	scanMu     sync.Mutex
+	snap       *engine.Snapshot
 	it         *engine.Iter
 	lastBucket uint16
 	lastKey    []byte
-	dirty      map[string]uint16 // changed keys → bucket
-	overflow   bool
-	fenced     bool
-	fencedAt   time.Time
 }
 
-// migrator runs bucket moves: as source (tap, snapshot, fence), as target
-// (pull), as leader (orchestration), and on every node the cleanup of
-// buckets it holds data for but does not own.
+// migrator drives the move protocol's state machines (package rebalancer):
+// Local, this node's side as source, target and cleanup, and Leader, the
+// orchestration while this node leads. It feeds them the applied metadata
+// (feed), a Tick, the RPCs, and performs their effects in order: engine
+// snapshots, scans, deletes, proposals. Every call into a state machine is
+// under mu; no I/O is.
 type migrator struct {
 	n *Node
 
-	mu       sync.Mutex
-	out      map[string]*outMove
-	byBucket map[uint16]*outMove
-	fenced   map[uint16]bool
-	fenceCh  chan struct{} // closed and replaced when a fence goes
-	incoming map[uint16]string
-	pulled   map[string][]uint16 // moves into this node that have written here, until they end (dropCancelled)
-	running  map[string]bool     // leader: moves this node runs
-	// deleting marks the buckets a deleteBuckets is deleting (outside mu);
-	// deleted is closed and replaced when one finishes. A pull waits for
-	// its buckets to leave deleting before it registers them.
-	deleting map[uint16]bool
-	deleted  chan struct{}
-	delSem   chan struct{} // one deleteBuckets at a time
-	// lastWaiting is the last waitingFor the leader logged (loop goroutine only).
+	mu     sync.Mutex
+	l      *rebalancer.Local
+	leader *rebalancer.Leader
+	pcfg   rebalancer.PullConfig
+	snaps  map[string]*outSnap           // outgoing moves' snapshots by token
+	pulls  map[string]context.CancelFunc // pulls running here
+	// fenceCh is closed and replaced when a fence goes (Unfenced); wake
+	// when a deletion, a pull or a pull's write ends (what PullStart waits
+	// for); syncedCh is closed by Synced.
+	fenceCh  chan struct{}
+	wake     chan struct{}
+	syncedCh chan struct{}
+	delSem   chan struct{} // one DeleteBuckets at a time
+	// lastWaiting is the last waiting message the leader logged (loop
+	// goroutine only).
 	lastWaiting string
-	nout        atomic.Int64
-	nfenced     atomic.Int64
-	copied      atomic.Int64 // leader: bytes copied by running moves so far
-	kick        chan struct{}
+	// nout and nfenced mirror Local's tapped and fenced bucket counts: the
+	// data path's lock-free fast path.
+	nout    atomic.Int64
+	nfenced atomic.Int64
+	copied  atomic.Int64 // leader: bytes copied by running moves so far
+	kick    chan struct{}
 	// etaStart and etaDone anchor the ETA (under mu).
 	etaStart time.Time
 	etaDone  int
 }
 
-func newMigrator(n *Node) *migrator {
-	return &migrator{n: n, out: map[string]*outMove{}, byBucket: map[uint16]*outMove{}, fenced: map[uint16]bool{},
-		fenceCh: make(chan struct{}), incoming: map[uint16]string{}, pulled: map[string][]uint16{}, running: map[string]bool{}, kick: make(chan struct{}, 1),
-		deleting: map[uint16]bool{}, deleted: make(chan struct{}), delSem: make(chan struct{}, 1)}
+func newMigrator(n *Node, catchUp bool) *migrator {
+	return &migrator{n: n, l: rebalancer.NewLocal(n.cfg.ID, rebalancer.DefaultLocalConfig(), catchUp), leader: rebalancer.NewLeader(),
+		pcfg: rebalancer.DefaultPullConfig(), snaps: map[string]*outSnap{}, pulls: map[string]context.CancelFunc{},
+		fenceCh: make(chan struct{}), wake: make(chan struct{}), syncedCh: make(chan struct{}), delSem: make(chan struct{}, 1),
+		kick: make(chan struct{}, 1)}
 }
 
 func (m *migrator) register(r *transport.Router) {
@@ -177,14 +170,120 @@ func (m *migrator) register(r *transport.Router) {
 	transport.Register(r, methodMigDelta, m.handleDelta)
 	transport.Register(r, methodMigFence, m.handleFence)
 	transport.Register(r, methodMigAbort, func(ctx context.Context, req *migTokenReq) (*emptyResp, error) {
-		m.mu.Lock()
-		om := m.out[req.Token]
-		m.mu.Unlock()
-		if om != nil && !om.fenced {
-			m.endOut(om, false)
-		}
+		m.step(func(l *rebalancer.Local) []rebalancer.Effect { return l.Abort(req.Token) })
 		return &emptyResp{}, nil
 	})
+}
+
+// step calls f on Local under mu, then performs its effects in order
+// (outside mu).
+func (m *migrator) step(f func(l *rebalancer.Local) []rebalancer.Effect) {
+	m.mu.Lock()
+	effs := f(m.l)
+	m.mirrorLocked()
+	m.mu.Unlock()
+	m.perform(effs)
+}
+
+// mirrorLocked copies Local's counts to the fast-path atomics; mu is held.
+func (m *migrator) mirrorLocked() {
+	m.nout.Store(int64(m.l.Tapping()))
+	m.nfenced.Store(int64(m.l.FencedCount()))
+}
+
+// broadcastLocked wakes whoever waits on *ch; mu is held.
+func broadcastLocked(ch *chan struct{}) {
+	close(*ch)
+	*ch = make(chan struct{})
+}
+
+// perform carries out Local's effects, in order.
+func (m *migrator) perform(effs []rebalancer.Effect) {
+	n := m.n
+	for _, e := range effs {
+		switch e := e.(type) {
+		case rebalancer.Unfenced:
+			m.mu.Lock()
+			broadcastLocked(&m.fenceCh)
+			m.mu.Unlock()
+		case rebalancer.Release:
+			m.release(e.Token, e.Gen)
+		case rebalancer.DeleteBuckets:
+			if !n.goFunc(func() { m.deleteBuckets(e) }) {
+				m.mu.Lock()
+				m.l.Deleted(e.Buckets)
+				m.mu.Unlock()
+			}
+		case rebalancer.CancelPull:
+			m.mu.Lock()
+			if cancel := m.pulls[e.Token]; cancel != nil {
+				cancel()
+			}
+			m.mu.Unlock()
+		case rebalancer.ProposeCancel:
+			n.log.Warn("cancelling a move", "token", e.Token, "reason", e.Reason)
+			n.goFunc(func() {
+				ctx, cancel := context.WithTimeout(n.life, 3*time.Second)
+				defer cancel()
+				if _, err := n.leaderDo(ctx, leaderOp{Op: opCancelMove, ID: e.Token}, n.gossip.peerRPCAddrs()); err != nil {
+					n.log.Warn("proposing a move's cancellation", "token", e.Token, "err", err)
+				}
+			})
+		case rebalancer.Synced:
+			n.synced.Store(true)
+			n.catchingUp.Store(false)
+			m.mu.Lock()
+			select {
+			case <-m.syncedCh:
+			default:
+				close(m.syncedCh)
+			}
+			m.mu.Unlock()
+			n.log.Info("caught up with the metadata log", "index", e.Index)
+		default:
+			n.log.Error("move effect not performed here", "effect", fmt.Sprint(e))
+		}
+	}
+}
+
+// feed gives Local every applied metadata change and a Tick every migTick.
+func (m *migrator) feed() {
+	n := m.n
+	tick := time.NewTicker(migTick)
+	defer tick.Stop()
+	for {
+		s, ch := n.coord.Watch()
+		m.step(func(l *rebalancer.Local) []rebalancer.Effect { return l.Applied(s) })
+		select {
+		case <-ch:
+		case <-tick.C:
+			m.step(func(l *rebalancer.Local) []rebalancer.Effect { return l.Tick() })
+		case <-n.done:
+			return
+		}
+	}
+}
+
+// release closes what the driver holds for generation gen of token.
+func (m *migrator) release(token string, gen uint64) {
+	m.mu.Lock()
+	os := m.snaps[token]
+	if os == nil || os.gen != gen {
+		m.mu.Unlock()
+		return
+	}
+	delete(m.snaps, token)
+	m.mu.Unlock()
+	os.scanMu.Lock() // a page being served finishes first
+	sn, it := os.snap, os.it
+	os.snap, os.it = nil, nil
+	os.scanMu.Unlock()
+	if it != nil {
+		it.Close()
+	}
+	if sn != nil {
+		sn.Close()
+	}
 }
 
 // ---- hooks on the data path ----
@@ -195,16 +294,8 @@ func (m *migrator) onApplied(bucket uint16, key []byte) {
 		return
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	om := m.byBucket[bucket]
-	if om == nil || om.overflow {
-		return
-	}
-	if len(om.dirty) >= migDirtyMax {
-		om.overflow, om.dirty = true, nil
-		return
-	}
-	om.dirty[string(key)] = bucket
+	m.l.Written(bucket, key)
+	m.mu.Unlock()
 }
 
 // fencedErr returns errFenced if any key's bucket is fenced.
@@ -215,7 +306,7 @@ func (m *migrator) fencedErr(keys ...[]byte) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, k := range keys {
-		if m.fenced[router.Bucket(k)] {
+		if m.l.Fenced(router.Bucket(k)) {
 			return fmt.Errorf("%w: bucket %d", errFenced, router.Bucket(k))
 		}
 	}
@@ -228,18 +319,17 @@ func (m *migrator) waitUnfenced(ctx context.Context, key []byte) error {
 	b := router.Bucket(key)
 	for {
 		m.mu.Lock()
-		f, ch := m.fenced[b], m.fenceCh
+		f, ch, synced := m.l.Fenced(b), m.fenceCh, m.syncedCh
 		m.mu.Unlock()
 		if !f && !m.n.catchingUp.Load() {
 			return nil
 		}
-		var tick <-chan time.Time
 		if !f {
-			tick = time.After(20 * time.Millisecond)
+			ch = synced
 		}
 		select {
 		case <-ch:
-		case <-tick:
+		case <-time.After(time.Second): // GiveUpCatchUp closes nothing
 		case <-ctx.Done():
 			return fmt.Errorf("%w: bucket %d still switching owner: %v", errFenced, b, ctx.Err())
 		}
@@ -252,116 +342,103 @@ func (m *migrator) handleBegin(ctx context.Context, req *migBeginReq) (*emptyRes
 	n := m.n
 	// The leader committed StartMove before asking the target; wait until
 	// this node has applied it too.
-	mv, err := m.awaitMove(ctx, req.Token, req.Index)
+	s, err := m.awaitMove(ctx, req.Token, req.Index)
 	if err != nil {
 		return nil, err
 	}
-	if mv.From != n.cfg.ID || !slices.Equal(mv.Buckets, req.Buckets) {
-		return nil, fmt.Errorf("%w: move %s is %s→%s, not from this node", coordinator.ErrBadMove, req.Token, mv.From, mv.To)
+	var gen uint64
+	m.step(func(l *rebalancer.Local) (effs []rebalancer.Effect) {
+		gen, effs, err = l.Begin(s, req.Token, req.Buckets)
+		return effs
+	})
+	if err != nil {
+		return nil, err
 	}
-	m.mu.Lock()
-	if old := m.out[req.Token]; old != nil { // a retried begin: start over
-		m.mu.Unlock()
-		m.endOut(old, false)
-		m.mu.Lock()
+	drop := func() {
+		m.step(func(l *rebalancer.Local) []rebalancer.Effect { return l.Drop(req.Token, gen) })
 	}
-	om := &outMove{token: req.Token, buckets: map[uint16]bool{}, dirty: map[string]uint16{}}
-	for _, b := range req.Buckets {
-		if o := m.byBucket[b]; o != nil {
-			m.mu.Unlock()
-			return nil, fmt.Errorf("%w: bucket %d is in move %s", coordinator.ErrBadMove, b, o.token)
-		}
-		om.buckets[b] = true
-	}
-	for b := range om.buckets {
-		m.byBucket[b] = om
-	}
-	m.out[req.Token] = om
-	m.nout.Store(int64(len(m.byBucket)))
-	m.mu.Unlock()
 	// The tap is on: every write applied from now on is recorded. Writes
 	// applied before may not be durable yet, and a snapshot sees only
 	// durable ones: wait for them, so the snapshot has everything the tap
 	// missed.
 	if err := n.store.WaitVisible(ctx); err != nil {
-		m.endOut(om, false)
+		drop()
 		return nil, err
 	}
 	sn, err := n.store.Snapshot()
 	if err != nil {
-		m.endOut(om, false)
+		drop()
 		return nil, err
 	}
-	om.scanMu.Lock()
 	m.mu.Lock()
-	live := m.out[req.Token] == om
-	m.mu.Unlock()
+	live := m.l.Snapshotted(req.Token, gen)
 	if live {
-		om.snap = sn
+		m.snaps[req.Token] = &outSnap{gen: gen, buckets: slices.Sorted(slices.Values(req.Buckets)), snap: sn}
 	}
-	om.scanMu.Unlock()
-	if !live { // aborted meanwhile (endOut found no snapshot to close)
+	m.mu.Unlock()
+	if !live { // ended meanwhile
 		sn.Close()
 		return nil, fmt.Errorf("%w: move %s ended while it started", coordinator.ErrUnknownMove, req.Token)
 	}
-	n.goFunc(func() { m.watchOut(om) })
 	return &emptyResp{}, nil
 }
 
 // awaitMove waits until this node has applied the start of move token
-// (log index index; 0 if unknown) and returns the move; it fails if the
-// move has ended by then (cancelled, or switched), or when ctx ends.
-func (m *migrator) awaitMove(ctx context.Context, token string, index uint64) (coordinator.Move, error) {
+// (log index index; 0 if unknown) and returns the state that has it; it
+// fails if the move has ended by then (cancelled, or switched), or when
+// ctx ends.
+func (m *migrator) awaitMove(ctx context.Context, token string, index uint64) (*coordinator.State, error) {
 	ctx, cancel := context.WithTimeout(ctx, migAwaitTimeout)
 	defer cancel()
 	for {
 		s, ch := m.n.coord.Watch()
-		if mv, ok := s.Move(token); ok {
-			return mv, nil
+		if _, ok := s.Move(token); ok {
+			return s, nil
 		}
 		if index > 0 && s.Index() >= index {
-			return coordinator.Move{}, fmt.Errorf("%w: move %s has already ended", coordinator.ErrUnknownMove, token)
+			return nil, fmt.Errorf("%w: move %s has already ended", coordinator.ErrUnknownMove, token)
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return coordinator.Move{}, fmt.Errorf("move %s unknown here: %w", token, ctx.Err())
+			return nil, fmt.Errorf("move %s unknown here: %w", token, ctx.Err())
 		}
 	}
 }
 
-func (m *migrator) outOf(token string) (*outMove, error) {
+// snapOf returns the live snapshot generation of token.
+func (m *migrator) snapOf(token string) (*outSnap, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	om := m.out[token]
-	if om == nil {
-		return nil, fmt.Errorf("%w: no outgoing move %s here (restarted or cancelled)", coordinator.ErrUnknownMove, token)
-	}
-	return om, nil
-}
-
-func (m *migrator) handleScan(ctx context.Context, req *migScanReq) (*migScanResp, error) {
-	om, err := m.outOf(req.Token)
+	gen, err := m.l.Serving(token)
 	if err != nil {
 		return nil, err
 	}
-	buckets := make([]uint16, 0, len(om.buckets))
-	for b := range om.buckets {
-		buckets = append(buckets, b)
+	os := m.snaps[token]
+	if os == nil || os.gen != gen {
+		return nil, fmt.Errorf("%w: move %s has no snapshot here", coordinator.ErrUnknownMove, token)
 	}
-	slices.Sort(buckets)
+	return os, nil
+}
+
+func (m *migrator) handleScan(ctx context.Context, req *migScanReq) (*migScanResp, error) {
+	os, err := m.snapOf(req.Token)
+	if err != nil {
+		return nil, err
+	}
+	buckets := os.buckets
 	maxBytes := min(max(req.MaxBytes, 4096), migPageBytes)
-	om.scanMu.Lock()
-	defer om.scanMu.Unlock()
-	if om.snap == nil {
+	os.scanMu.Lock()
+	defer os.scanMu.Unlock()
+	if os.snap == nil {
 		return nil, fmt.Errorf("%w: move %s has no snapshot here (not begun, or ended)", coordinator.ErrUnknownMove, req.Token)
 	}
-	it := om.it
-	continues := it != nil && req.Started && req.Bucket == om.lastBucket && bytes.Equal(req.After, om.lastKey)
+	it := os.it
+	continues := it != nil && req.Started && req.Bucket == os.lastBucket && bytes.Equal(req.After, os.lastKey)
 	if !continues { // the first page, or a page asked again (a retry)
 		if it == nil {
-			it = om.snap.NewIter(buckets[0], buckets[len(buckets)-1])
-			om.it = it
+			it = os.snap.NewIter(buckets[0], buckets[len(buckets)-1])
+			os.it = it
 		}
 		if req.Started {
 			it.SeekGE(req.Bucket, req.After)
@@ -376,14 +453,14 @@ func (m *migrator) handleScan(ctx context.Context, req *migScanReq) (*migScanRes
 	var arena []byte
 	defer func() {
 		if n := len(resp.Entries); n > 0 {
-			om.lastBucket, om.lastKey = resp.Entries[n-1].Bucket, resp.Entries[n-1].Key
+			os.lastBucket, os.lastKey = resp.Entries[n-1].Bucket, resp.Entries[n-1].Key
 		}
 	}()
 	size := 0
 	for it.Valid() {
 		b := it.Bucket()
-		if !om.buckets[b] { // skip to the next bucket of the move
-			i, _ := slices.BinarySearch(buckets, b)
+		i, in := slices.BinarySearch(buckets, b)
+		if !in { // skip to the next bucket of the move
 			if i == len(buckets) {
 				break
 			}
@@ -411,284 +488,152 @@ func (m *migrator) handleScan(ctx context.Context, req *migScanReq) (*migScanRes
 	}
 	if err := it.Error(); err != nil {
 		it.Close() // the next page (a retry) opens a fresh one
-		om.it, resp.Entries = nil, nil
+		os.it, resp.Entries = nil, nil
 		return nil, err
 	}
 	resp.Done = true
 	return resp, nil
 }
 
-// takeDelta removes up to maxBytes worth of changed keys (all when
-// maxBytes <= 0) and reads their current values.
-func (m *migrator) takeDelta(om *outMove, maxBytes int) ([]migEntry, int, error) {
+// takeDelta takes up to maxBytes worth of changed keys from Local (all
+// when maxBytes <= 0) and reads their current values.
+func (m *migrator) takeDelta(token string, maxBytes int) ([]migEntry, int, error) {
 	m.mu.Lock()
-	if om.overflow {
-		m.mu.Unlock()
-		return nil, 0, fmt.Errorf("move %s: more than %d keys changed during the copy; retry it", om.token, migDirtyMax)
-	}
-	keys := make([]string, 0, len(om.dirty))
-	for k := range om.dirty {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	var take []string
-	size := 0
-	for _, k := range keys {
-		if maxBytes > 0 && size >= maxBytes {
-			break
-		}
-		take = append(take, k)
-		size += len(k) + 64
-	}
-	buckets := make([]uint16, len(take))
-	for i, k := range take {
-		buckets[i] = om.dirty[k]
-		delete(om.dirty, k)
-	}
-	left := len(om.dirty)
+	keys, left, err := m.l.TakeDelta(token, maxBytes)
 	m.mu.Unlock()
-	out := make([]migEntry, 0, len(take))
-	for i, k := range take {
-		it, err := m.n.store.GetLatestItem(buckets[i], []byte(k))
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]migEntry, 0, len(keys))
+	for _, k := range keys {
+		it, err := m.n.store.GetLatestItem(k.Bucket, []byte(k.Key))
 		switch {
 		case errors.Is(err, engine.ErrNotFound):
-			out = append(out, migEntry{Bucket: buckets[i], Key: []byte(k), Deleted: true})
+			out = append(out, migEntry{Bucket: k.Bucket, Key: []byte(k.Key), Deleted: true})
 		case err != nil:
 			return nil, 0, err
 		default:
-			out = append(out, migEntry{Bucket: buckets[i], Key: []byte(k), Value: it.Value, ExpireAt: it.ExpireAt})
+			out = append(out, migEntry{Bucket: k.Bucket, Key: []byte(k.Key), Value: it.Value, ExpireAt: it.ExpireAt})
 		}
 	}
 	return out, left, nil
 }
 
 func (m *migrator) handleDelta(ctx context.Context, req *migDeltaReq) (*migDeltaResp, error) {
-	om, err := m.outOf(req.Token)
-	if err != nil {
-		return nil, err
-	}
-	e, left, err := m.takeDelta(om, migPageBytes)
+	e, left, err := m.takeDelta(req.Token, migPageBytes)
 	if err != nil {
 		return nil, err
 	}
 	return &migDeltaResp{Entries: e, Left: left}, nil
 }
 
-// handleFence stops every read and write of the move's buckets here, waits
-// for writes in flight and for prepared transactions on them, and returns
-// the last changes. The fence stays until the move's switch or its
-// cancellation is applied here (watchOut).
+// handleFence has Local fence the move's buckets here (no read or write of
+// them until the log's verdict), waits for writes in flight and for
+// prepared transactions on them, and returns the last changes.
 func (m *migrator) handleFence(ctx context.Context, req *migDeltaReq) (*migDeltaResp, error) {
-	om, err := m.outOf(req.Token)
+	m.mu.Lock()
+	buckets, err := m.l.Fence(req.Token)
+	m.mirrorLocked()
+	m.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
-	if !om.fenced {
-		om.fenced, om.fencedAt = true, time.Now()
-		for b := range om.buckets {
-			m.fenced[b] = true
-		}
-		m.nfenced.Store(int64(len(m.fenced)))
-	}
-	m.mu.Unlock()
 	m.n.failpoint("mig-source-fence")
+	unfence := func() {
+		m.step(func(l *rebalancer.Local) []rebalancer.Effect { return l.Unfence(req.Token) })
+	}
 	// Writes that passed the fence check hold a stripe lock until applied
 	// (and recorded); prepares hold them until their keys are held.
 	if err := m.n.local.Barrier(ctx); err != nil {
+		unfence()
 		return nil, err
 	}
 	// Prepared transactions block the fence of their buckets until
 	// resolved: their commit would write here after the last delta. New
 	// prepares on fenced buckets vote no (txns.prepare).
+	set := make(map[uint16]bool, len(buckets))
+	for _, b := range buckets {
+		set[b] = true
+	}
 	deadline := time.Now().Add(migHeldWait)
-	for m.n.txns.holdsAny(om.buckets) {
+	for m.n.txns.holdsAny(set) {
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			m.mu.Lock()
-			om.fenced = false
-			m.unfenceLocked(om)
-			m.mu.Unlock()
-			return nil, fmt.Errorf("move %s: prepared transactions still hold keys of its buckets after %s", om.token, migHeldWait)
+			unfence()
+			return nil, fmt.Errorf("move %s: prepared transactions still hold keys of its buckets after %s", req.Token, migHeldWait)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	e, _, err := m.takeDelta(om, 0)
+	e, _, err := m.takeDelta(req.Token, 0)
 	if err != nil {
 		return nil, err
 	}
 	return &migDeltaResp{Entries: e}, nil
 }
 
-// unfenceLocked lifts om's fence; m.mu is held.
-func (m *migrator) unfenceLocked(om *outMove) {
-	changed := false
-	for b := range om.buckets {
-		if m.fenced[b] {
-			delete(m.fenced, b)
-			changed = true
-		}
-	}
-	m.nfenced.Store(int64(len(m.fenced)))
-	if changed {
-		close(m.fenceCh)
-		m.fenceCh = make(chan struct{})
-	}
-}
-
-// endOut forgets an outgoing move: the tap, the snapshot, the fence. If the
-// buckets were switched away, their data here is deleted (after the fence
-// is lifted, so waiting requests go to the new owner).
-func (m *migrator) endOut(om *outMove, switched bool) {
-	m.mu.Lock()
-	if m.out[om.token] != om {
-		m.mu.Unlock()
-		return
-	}
-	delete(m.out, om.token)
-	for b := range om.buckets {
-		if m.byBucket[b] == om {
-			delete(m.byBucket, b)
-		}
-	}
-	m.nout.Store(int64(len(m.byBucket)))
-	m.unfenceLocked(om)
-	m.mu.Unlock()
-	om.scanMu.Lock() // a page being served finishes first
-	sn, it := om.snap, om.it
-	om.snap, om.it = nil, nil
-	om.scanMu.Unlock()
-	if it != nil {
-		it.Close()
-	}
-	if sn != nil {
-		sn.Close()
-	}
-	if switched {
-		m.deleteBuckets(om.buckets)
-	}
-}
-
-// watchOut ends an outgoing move once its fate is in the applied log: the
-// move gone and the buckets owned elsewhere (switched) or still here
-// (cancelled). A fence held too long proposes the cancellation.
-func (m *migrator) watchOut(om *outMove) {
-	n := m.n
-	for {
-		s, ch := n.coord.Watch()
-		m.mu.Lock()
-		live, fenced, since := m.out[om.token] == om, om.fenced, om.fencedAt
-		m.mu.Unlock()
-		if !live {
-			return
-		}
-		if _, ok := s.Move(om.token); !ok {
-			switched := false
-			for b := range om.buckets {
-				switched = s.Table().OwnerOfBucket(b) != n.cfg.ID
-				break
-			}
-			n.log.Info("outgoing move ended", "token", om.token, "switched", switched, "buckets", len(om.buckets))
-			m.endOut(om, switched)
-			return
-		}
-		if fenced && time.Since(since) > migFenceTimeout {
-			ctx, cancel := context.WithTimeout(n.life, 3*time.Second)
-			_, err := n.leaderDo(ctx, leaderOp{Op: opCancelMove, ID: om.token}, n.gossip.peerRPCAddrs())
-			cancel()
-			n.log.Warn("fence held too long: cancelling the move", "token", om.token, "err", err)
-		}
-		select {
-		case <-ch:
-		case <-time.After(500 * time.Millisecond):
-		case <-n.done:
-			return
-		}
-	}
-}
-
-// fenceUnknownMoves fences the buckets of moves from this node that it
-// does not run (it restarted in the middle of one) and has them cancelled:
-// until the log says whether they switched, nothing may write them here.
-func (m *migrator) fenceUnknownMoves(s *coordinator.State) {
-	for _, mv := range s.Moves() {
-		if mv.From != m.n.cfg.ID {
-			continue
-		}
-		m.mu.Lock()
-		if m.out[mv.Token] != nil {
-			m.mu.Unlock()
-			continue
-		}
-		om := &outMove{token: mv.Token, buckets: map[uint16]bool{}, dirty: map[string]uint16{}, fenced: true,
-			fencedAt: time.Now().Add(-migFenceTimeout)} // cancel at once
-		for _, b := range mv.Buckets {
-			om.buckets[b] = true
-			m.fenced[b] = true
-		}
-		m.out[mv.Token] = om
-		m.nfenced.Store(int64(len(m.fenced)))
-		m.mu.Unlock()
-		m.n.log.Warn("found a move from this node it does not run (restart?): fenced until resolved", "token", mv.Token)
-		m.n.goFunc(func() { m.watchOut(om) })
-	}
-}
-
 // ---- target side ----
 
+// handlePull runs the target side of a move: rebalancer.Pull's steps
+// (begin, copy, tail rounds, fence, durable), each write admitted by
+// Local (ApplyBegin: a newer pull of the same buckets, or the move's end,
+// stops this one's writes).
 func (m *migrator) handlePull(ctx context.Context, req *migPullReq) (*migPullResp, error) {
 	ctx, cancel := context.WithTimeout(ctx, migPullTimeout)
 	defer cancel()
 	n := m.n
 	// Wait until this node has applied the move's start, as the source
 	// does: from then until its switch or cancellation is applied here the
-	// move protects the buckets from cleanup (which judges by the applied
-	// state; incoming covers only the pull itself).
-	mv, err := m.awaitMove(ctx, req.Token, req.Index)
+	// move protects the buckets from cleanup (Local judges by the newest
+	// state it was given, this one included).
+	s, err := m.awaitMove(ctx, req.Token, req.Index)
 	if err != nil {
 		return nil, err
 	}
-	if mv.To != n.cfg.ID || !slices.Equal(mv.Buckets, req.Buckets) {
-		return nil, fmt.Errorf("%w: move %s is %s→%s, not to this node", coordinator.ErrBadMove, req.Token, mv.From, mv.To)
-	}
 	for {
+		var wait bool
 		m.mu.Lock()
-		busy := slices.ContainsFunc(req.Buckets, func(b uint16) bool { return m.deleting[b] })
-		if !busy {
-			break // registered below, still under mu
+		wait, effs, err := m.l.PullStart(s, req.Token, req.Buckets)
+		if err == nil && !wait {
+			m.pulls[req.Token] = cancel
 		}
-		wait := m.deleted
+		wake := m.wake
 		m.mu.Unlock()
-		select { // a cleanup deletes stale data of these buckets: let it finish
-		case <-wait:
+		m.perform(effs)
+		if err != nil {
+			return nil, err
+		}
+		if !wait {
+			break
+		}
+		select { // a cleanup deletes stale data of these buckets, or an older pull's write ends
+		case <-wake:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
-	for _, b := range req.Buckets {
-		m.incoming[b] = req.Token
-	}
-	m.pulled[req.Token] = req.Buckets
-	m.mu.Unlock()
-	defer func() {
+	defer m.step(func(l *rebalancer.Local) []rebalancer.Effect {
+		delete(m.pulls, req.Token)
+		broadcastLocked(&m.wake)
+		return l.PullEnd(req.Token)
+	})
+	// admit runs f as one of the pull's writes, if Local still admits them.
+	admit := func(f func() error) error {
 		m.mu.Lock()
-		for _, b := range req.Buckets {
-			if m.incoming[b] == req.Token {
-				delete(m.incoming, b)
-			}
-		}
+		err := m.l.ApplyBegin(req.Token)
 		m.mu.Unlock()
-	}()
+		if err != nil {
+			return err
+		}
+		defer func() {
+			m.mu.Lock()
+			m.l.ApplyEnd(req.Token)
+			broadcastLocked(&m.wake)
+			m.mu.Unlock()
+		}()
+		return f()
+	}
 	// Whatever an earlier attempt left is stale.
-	if err := n.store.DeleteBuckets(ctx, req.Buckets); err != nil {
+	if err := admit(func() error { return n.store.DeleteBuckets(ctx, req.Buckets) }); err != nil {
 		return nil, err
-	}
-	if _, err := transport.Call[migBeginReq, emptyResp](ctx, n.rpc, req.FromAddr, methodMigBegin, &migBeginReq{Token: req.Token, Buckets: req.Buckets, Index: req.Index}); err != nil {
-		return nil, fmt.Errorf("begin at %s: %w", req.From, err)
-	}
-	abort := func() {
-		actx, acancel := context.WithTimeout(n.life, 2*time.Second)
-		defer acancel()
-		_, _ = transport.Call[migTokenReq, emptyResp](actx, n.rpc, req.FromAddr, methodMigAbort, &migTokenReq{Token: req.Token})
 	}
 	res := &migPullResp{}
 	lim := newRateLimiter(req.BytesPerSec)
@@ -701,7 +646,7 @@ func (m *migrator) handlePull(ctx context.Context, req *migPullReq) (*migPullRes
 	// applyAsync writes changes (one engine batch per shard, so none takes
 	// the store-wide cross-shard path) without waiting for their sync: the
 	// waits are collected, and all are durable before the fence's answer is
-	// confirmed, below.
+	// confirmed (StepDurable).
 	applyAsync := func(es []migEntry) error {
 		if len(es) == 0 {
 			return nil
@@ -722,12 +667,17 @@ func (m *migrator) handlePull(ctx context.Context, req *migPullReq) (*migPullRes
 			}
 			size += len(e.Key) + len(e.Value)
 		}
-		for _, b := range byShard {
-			wait, err := n.store.WriteApplied(ctx, b)
-			if err != nil {
-				return err
+		if err := admit(func() error {
+			for _, b := range byShard {
+				wait, err := n.store.WriteApplied(ctx, b)
+				if err != nil {
+					return err
+				}
+				waits = append(waits, wait)
 			}
-			waits = append(waits, wait)
+			return nil
+		}); err != nil {
+			return err
 		}
 		n.failpoint("mig-target-copy")
 		res.Bytes += int64(size)
@@ -735,19 +685,57 @@ func (m *migrator) handlePull(ctx context.Context, req *migPullReq) (*migPullRes
 		m.copied.Add(int64(size))
 		return lim.wait(ctx, size)
 	}
-	// durable waits for every page written so far.
-	durable := func() error {
-		var err error
-		for _, w := range waits {
-			err = errors.Join(err, w())
+	p := rebalancer.NewPull(m.pcfg)
+	for {
+		switch p.Next() {
+		case rebalancer.StepBegin:
+			_, err := transport.Call[migBeginReq, emptyResp](ctx, n.rpc, req.FromAddr, methodMigBegin, &migBeginReq{Token: req.Token, Buckets: req.Buckets, Index: req.Index})
+			p.Did(err, 0)
+		case rebalancer.StepCopy:
+			p.Did(admit(func() error { return m.copySnapshot(ctx, req, res, lim) }), 0)
+		case rebalancer.StepTail:
+			r, err := transport.Call[migDeltaReq, migDeltaResp](ctx, n.rpc, req.FromAddr, methodMigDelta, &migDeltaReq{Token: req.Token})
+			if err == nil {
+				err = applyAsync(r.Entries)
+			}
+			changes := 0
+			if r != nil {
+				changes = r.Left + len(r.Entries)
+			}
+			p.Did(err, changes)
+		case rebalancer.StepFence:
+			r, err := transport.Call[migDeltaReq, migDeltaResp](ctx, n.rpc, req.FromAddr, methodMigFence, &migDeltaReq{Token: req.Token})
+			if err == nil {
+				err = applyAsync(r.Entries)
+			}
+			p.Did(err, 0)
+		case rebalancer.StepDurable:
+			var err error
+			for _, w := range waits {
+				err = errors.Join(err, w())
+			}
+			waits = nil
+			p.Did(err, 0)
+		case rebalancer.StepDone:
+			return res, nil
+		default: // StepFailed
+			if p.AbortSource {
+				actx, acancel := context.WithTimeout(n.life, 2*time.Second)
+				_, _ = transport.Call[migTokenReq, emptyResp](actx, n.rpc, req.FromAddr, methodMigAbort, &migTokenReq{Token: req.Token})
+				acancel()
+			}
+			return nil, fmt.Errorf("move %s from %s: %w", req.Token, req.From, p.Err)
 		}
-		waits = nil
-		return err
 	}
-	// The snapshot, page by page.
-	// The next page is fetched while this one is applied: a fetcher runs
-	// migScanAhead pages ahead at most (a bounded channel), so the copy is
-	// not one round trip plus one apply per page.
+}
+
+// copySnapshot copies the source's snapshot of the move into an engine
+// ingestion (segment files added to the store when complete: no WAL, no
+// memtable). The next page is fetched while this one is applied: a
+// fetcher runs migScanAhead pages ahead at most (a bounded channel), so
+// the copy is not one round trip plus one apply per page.
+func (m *migrator) copySnapshot(ctx context.Context, req *migPullReq, res *migPullResp, lim *rateLimiter) error {
+	n := m.n
 	type page struct {
 		r   *migScanResp
 		err error
@@ -755,7 +743,7 @@ func (m *migrator) handlePull(ctx context.Context, req *migPullReq) (*migPullRes
 	fctx, stopFetch := context.WithCancel(ctx)
 	pages := make(chan page, migScanAhead)
 	fetched := make(chan struct{})
-	go func() {
+	go func() { // owned: copySnapshot waits for it (fetched) on every path
 		defer close(fetched)
 		defer close(pages)
 		var bk uint16
@@ -775,84 +763,51 @@ func (m *migrator) handlePull(ctx context.Context, req *migPullReq) (*migPullRes
 			bk, after, started = last.Bucket, last.Key, true
 		}
 	}()
-	// The snapshot goes straight into segment files (an engine ingestion:
-	// no WAL, no memtable), added to the store when complete; the changes
-	// since are ordinary writes after it.
-	ing, err := n.store.NewIngestion(ctx, req.Buckets)
-	if err != nil {
+	defer func() {
 		stopFetch()
 		<-fetched
-		abort()
-		return nil, err
+	}()
+	ing, err := n.store.NewIngestion(ctx, req.Buckets)
+	if err != nil {
+		return err
 	}
-	copyErr := func() error {
-		for p := range pages {
-			if p.err != nil {
-				return fmt.Errorf("copy from %s: %w", req.From, p.err)
-			}
-			size := 0
-			for _, e := range p.r.Entries {
-				if err := ing.Add(e.Bucket, e.Key, e.Value, e.ExpireAt); err != nil {
-					return err
-				}
-				size += len(e.Key) + len(e.Value)
-			}
-			n.failpoint("mig-target-copy")
-			res.Bytes += int64(size)
-			res.Keys += int64(len(p.r.Entries))
-			m.copied.Add(int64(size))
-			if err := lim.wait(ctx, size); err != nil {
+	for p := range pages {
+		if p.err != nil {
+			ing.Abort()
+			return fmt.Errorf("from %s: %w", req.From, p.err)
+		}
+		size := 0
+		for _, e := range p.r.Entries {
+			if err := ing.Add(e.Bucket, e.Key, e.Value, e.ExpireAt); err != nil {
+				ing.Abort()
 				return err
 			}
+			size += len(e.Key) + len(e.Value)
 		}
-		return ing.Commit(ctx)
-	}()
-	stopFetch()
-	<-fetched
-	if copyErr != nil {
+		n.failpoint("mig-target-copy")
+		res.Bytes += int64(size)
+		res.Keys += int64(len(p.r.Entries))
+		m.copied.Add(int64(size))
+		if err := lim.wait(ctx, size); err != nil {
+			ing.Abort()
+			return err
+		}
+	}
+	if err := ing.Commit(ctx); err != nil {
 		ing.Abort()
-		abort()
-		return nil, copyErr
+		return err
 	}
-	for round := 0; round < migTailRounds; round++ {
-		r, err := transport.Call[migDeltaReq, migDeltaResp](ctx, n.rpc, req.FromAddr, methodMigDelta, &migDeltaReq{Token: req.Token})
-		if err != nil {
-			abort()
-			return nil, fmt.Errorf("catch up from %s: %w", req.From, err)
-		}
-		if err := applyAsync(r.Entries); err != nil {
-			abort()
-			return nil, err
-		}
-		if r.Left+len(r.Entries) < migFenceLag {
-			break
-		}
-	}
-	r, err := transport.Call[migDeltaReq, migDeltaResp](ctx, n.rpc, req.FromAddr, methodMigFence, &migDeltaReq{Token: req.Token})
-	if err != nil {
-		// The source may be fenced: only the log's verdict lifts it; the
-		// leader cancels the move.
-		return nil, fmt.Errorf("fence at %s: %w", req.From, err)
-	}
-	// Everything durable before the leader may switch.
-	if err := applyAsync(r.Entries); err != nil {
-		return nil, err
-	}
-	if err := durable(); err != nil {
-		return nil, err
-	}
-	return res, nil
+	return nil
 }
 
 // ---- leader side ----
 
 // loop runs on every node: as leader it starts and finishes moves; on any
-// node it cleans buckets it holds but does not own. (Moves from this node
-// it does not know about are fenced once, after a restart: catchUp.)
+// node it cleans buckets it holds but does not own.
 //
 // Cleanup is cheap where the node knows what it left: a source deletes
-// what it handed over (endOut), a target what a cancelled move had copied
-// (dropCancelled). The full scan for anything else (a node that crashed
+// what it handed over, a target what a cancelled move had copied (Local
+// asks for both). The full scan for anything else (a node that crashed
 // before deleting) runs once the node is synced after its start, and
 // again whenever a placement change has finished — never during a
 // migration, where it would compete with the moves on every switch.
@@ -866,7 +821,6 @@ func (m *migrator) loop() {
 		if d := s.Table(); d != nil && d.Digest() != lastDigest {
 			lastDigest, cleanDue = d.Digest(), true
 		}
-		m.dropCancelled(s)
 		if cleanDue && n.synced.Load() && (lastClean.IsZero() || s.Target() == nil && len(s.Moves()) == 0) &&
 			time.Since(lastClean) > 2*time.Second {
 			lastClean, cleanDue = time.Now(), false
@@ -885,109 +839,82 @@ func (m *migrator) loop() {
 	}
 }
 
-// lead starts moves for pending buckets up to the concurrency limit and
-// cancels moves no running leader carries (a previous leader's).
+// newToken makes a move's token.
+func newToken() string {
+	var tb [8]byte
+	_, _ = rand.Read(tb[:])
+	return hex.EncodeToString(tb[:])
+}
+
+// lead performs the Leader's plan: cancel orphan moves, start new ones
+// and have their targets pull them.
 func (m *migrator) lead(s *coordinator.State) {
 	n := m.n
 	ctx, cancel := context.WithTimeout(n.life, 5*time.Second)
 	defer cancel()
-	m.mu.Lock()
-	var orphans []string
-	for _, mv := range s.Moves() {
-		if !m.running[mv.Token] {
-			orphans = append(orphans, mv.Token)
-		}
-	}
-	running := len(m.running)
-	m.mu.Unlock()
-	for _, tok := range orphans {
-		if _, err := n.coord.Apply(ctx, coordinator.CancelMove{Token: tok, Reason: "no leader runs it"}); err != nil && !errors.Is(err, coordinator.ErrUnknownMove) {
-			n.log.Warn("cancelling an orphan move", "token", tok, "err", err)
-		}
-	}
-	if s.Target() == nil {
-		return
-	}
-	if w := m.waitingFor(s); w != m.lastWaiting {
-		m.lastWaiting = w
-		if w != "" {
-			n.log.Warn("migration cannot finish until these nodes are back (or removed)", "waiting", w)
-		} else {
-			n.log.Info("migration no longer waiting for any node")
-		}
-	}
 	lim := s.Limits()
-	pending := s.Pending()
-	busy := map[string]bool{}
-	for _, mv := range s.Moves() {
-		busy[mv.From+">"+mv.To] = true
-	}
-	for len(pending) > 0 && running < lim.Concurrency {
-		from, to := s.Table().OwnerOfBucket(pending[0]), s.Target().OwnerOfBucket(pending[0])
-		var chunk, rest []uint16
-		for _, b := range pending {
-			if len(chunk) < migChunkBuckets && s.Table().OwnerOfBucket(b) == from && s.Target().OwnerOfBucket(b) == to {
-				chunk = append(chunk, b)
+	m.mu.Lock()
+	effs := m.leader.Plan(s, func(id string) bool { return m.alive(s, id) }, lim.Concurrency, newToken)
+	m.mu.Unlock()
+	if s.Target() != nil {
+		if w := m.waitingFor(s); w != m.lastWaiting {
+			m.lastWaiting = w
+			if w != "" {
+				n.log.Warn("migration cannot finish until these nodes are back (or removed)", "waiting", w)
 			} else {
-				rest = append(rest, b)
+				n.log.Info("migration no longer waiting for any node")
 			}
 		}
-		pending = rest
-		if !m.alive(s, from) || !m.alive(s, to) {
-			continue
-		}
-		var tb [8]byte
-		_, _ = rand.Read(tb[:])
-		tok := hex.EncodeToString(tb[:])
-		res, err := n.coord.Apply(ctx, coordinator.StartMove{Token: tok, From: from, To: to, Buckets: chunk})
-		if err != nil {
-			n.log.Warn("starting a move", "from", from, "to", to, "buckets", len(chunk), "err", err)
-			return
-		}
-		m.mu.Lock()
-		m.running[tok] = true
-		m.mu.Unlock()
-		running++
-		if !n.goFunc(func() { m.runMove(tok, from, to, chunk, lim.BytesPerSec, res.Index) }) {
+	}
+	failed := false
+	for _, e := range effs {
+		switch e := e.(type) {
+		case rebalancer.ProposeCancel:
+			if _, err := n.coord.Apply(ctx, coordinator.CancelMove{Token: e.Token, Reason: e.Reason}); err != nil && !errors.Is(err, coordinator.ErrUnknownMove) {
+				n.log.Warn("cancelling an orphan move", "token", e.Token, "err", err)
+			}
+		case rebalancer.ProposeStart:
+			mv := e.Move
+			if failed {
+				m.mu.Lock()
+				m.leader.StartFailed(mv.Token)
+				m.mu.Unlock()
+				continue
+			}
+			res, err := n.coord.Apply(ctx, coordinator.StartMove{Token: mv.Token, From: mv.From, To: mv.To, Buckets: mv.Buckets})
 			m.mu.Lock()
-			delete(m.running, tok) // closing: the next leader cancels the move
+			var run []rebalancer.Effect
+			if err != nil {
+				m.leader.StartFailed(mv.Token)
+			} else {
+				run = m.leader.Started(mv, res.Index, lim.BytesPerSec)
+			}
 			m.mu.Unlock()
-			return
+			if err != nil {
+				n.log.Warn("starting a move", "from", mv.From, "to", mv.To, "buckets", len(mv.Buckets), "err", err)
+				failed = true
+				continue
+			}
+			for _, r := range run {
+				r := r.(rebalancer.RunPull)
+				if !n.goFunc(func() { m.runMove(r) }) {
+					m.mu.Lock()
+					m.leader.Ended(mv.Token) // closing: the next leader cancels the move
+					m.mu.Unlock()
+				}
+			}
 		}
 	}
 }
 
-// waitingFor says which nodes a migration cannot proceed without: the
-// pending buckets whose source or target is not alive (failed, left), as
-// "waiting for n3 (failed): 1488 buckets move from or to it; ..." — empty
-// when none.
+// waitingFor says which nodes a migration cannot proceed without.
 func (m *migrator) waitingFor(s *coordinator.State) string {
-	if s.Target() == nil || s.Table() == nil {
-		return ""
-	}
-	blocked := map[string]int{}
-	for _, b := range s.Pending() {
-		for _, id := range []string{s.Table().OwnerOfBucket(b), s.Target().OwnerOfBucket(b)} {
-			if !m.alive(s, id) {
-				blocked[id]++
-				break
-			}
-		}
-	}
-	ids := make([]string, 0, len(blocked))
-	for id := range blocked {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	var parts []string
-	for _, id := range ids {
-		state := "unknown member"
+	return rebalancer.Waiting(s, func(id string) bool { return m.alive(s, id) }, func(id string) string {
 		if mem, ok := s.Member(id); ok {
-			state = string(mem.State)
+			return string(mem.State)
 		}
-		parts = append(parts, fmt.Sprintf("waiting for %s (%s): %d buckets move from or to it", id, state, blocked[id]))
-	}
-	return strings.Join(parts, "; ")
+		return "unknown member"
+	})
 }
 
 func (m *migrator) alive(s *coordinator.State, id string) bool {
@@ -995,13 +922,14 @@ func (m *migrator) alive(s *coordinator.State, id string) bool {
 	return ok && (mem.State == coordinator.StateActive || mem.State == coordinator.StateDraining || mem.State == coordinator.StateJoining)
 }
 
-// runMove has the target pull the buckets, then commits the switch, or the
-// cancellation if anything failed.
-func (m *migrator) runMove(tok, from, to string, buckets []uint16, rate int64, index uint64) {
+// runMove has the target pull the buckets, then performs the Leader's
+// verdict: commit the switch, or the cancellation if anything failed.
+func (m *migrator) runMove(r rebalancer.RunPull) {
 	n := m.n
+	mv := r.Move
 	defer func() {
 		m.mu.Lock()
-		delete(m.running, tok)
+		m.leader.Ended(mv.Token)
 		m.mu.Unlock()
 		select {
 		case m.kick <- struct{}{}:
@@ -1009,73 +937,51 @@ func (m *migrator) runMove(tok, from, to string, buckets []uint16, rate int64, i
 		}
 	}()
 	start := time.Now()
-	src, ok1 := n.peer(from)
-	dst, ok2 := n.peer(to)
+	src, ok1 := n.peer(mv.From)
+	dst, ok2 := n.peer(mv.To)
 	var res *migPullResp
-	err := fmt.Errorf("no address for %s or %s", from, to)
+	err := fmt.Errorf("no address for %s or %s", mv.From, mv.To)
 	if ok1 && ok2 {
 		ctx, cancel := context.WithTimeout(n.life, migPullTimeout)
 		res, err = transport.Call[migPullReq, migPullResp](ctx, n.rpc, dst.RPCAddr, methodMigPull,
-			&migPullReq{Token: tok, From: from, FromAddr: src.RPCAddr, Buckets: buckets, BytesPerSec: rate, Index: index})
+			&migPullReq{Token: mv.Token, From: mv.From, FromAddr: src.RPCAddr, Buckets: mv.Buckets, BytesPerSec: r.BytesPerSec, Index: r.Index})
 		cancel()
 	}
+	var bytes int64
+	if res != nil {
+		bytes = res.Bytes
+	}
+	m.mu.Lock()
+	effs := m.leader.PullDone(mv.Token, bytes, err)
+	m.mu.Unlock()
 	ctx, cancel := context.WithTimeout(n.life, 10*time.Second)
 	defer cancel()
-	if err != nil {
-		n.log.Warn("move failed, cancelling", "token", tok, "from", from, "to", to, "buckets", len(buckets), "err", err)
-		if _, cerr := n.coord.Apply(ctx, coordinator.CancelMove{Token: tok, Reason: err.Error()}); cerr != nil && !errors.Is(cerr, coordinator.ErrUnknownMove) {
-			n.log.Warn("cancelling a failed move", "token", tok, "err", cerr)
+	for _, e := range effs {
+		switch e := e.(type) {
+		case rebalancer.ProposeCancel:
+			n.log.Warn("move failed, cancelling", "token", mv.Token, "from", mv.From, "to", mv.To, "buckets", len(mv.Buckets), "err", e.Reason)
+			if _, cerr := n.coord.Apply(ctx, coordinator.CancelMove{Token: e.Token, Reason: e.Reason}); cerr != nil && !errors.Is(cerr, coordinator.ErrUnknownMove) {
+				n.log.Warn("cancelling a failed move", "token", e.Token, "err", cerr)
+			}
+		case rebalancer.ProposeFinish:
+			if _, err := n.coord.Apply(ctx, coordinator.FinishMove{Token: e.Token, Bytes: e.Bytes}); err != nil {
+				// Not committed (or unknown): a later leader pass cancels it if it
+				// is still there; the source stays fenced until then.
+				n.log.Warn("switching moved buckets", "token", e.Token, "err", err)
+				return
+			}
+			n.log.Info("buckets moved", "from", mv.From, "to", mv.To, "buckets", len(mv.Buckets), "keys", res.Keys, "bytes", res.Bytes, "took", time.Since(start).Round(time.Millisecond))
 		}
-		return
 	}
-	if _, err := n.coord.Apply(ctx, coordinator.FinishMove{Token: tok, Bytes: res.Bytes}); err != nil {
-		// Not committed (or unknown): a later leader pass cancels it if it
-		// is still there; the source stays fenced until then.
-		n.log.Warn("switching moved buckets", "token", tok, "err", err)
-		return
-	}
-	n.log.Info("buckets moved", "from", from, "to", to, "buckets", len(buckets), "keys", res.Keys, "bytes", res.Bytes, "took", time.Since(start).Round(time.Millisecond))
 }
 
 // ---- cleanup ----
 
-// dropCancelled deletes what pulls into this node copied for moves that
-// have ended without giving it the buckets (cancelled), once the applied
-// state says so.
-func (m *migrator) dropCancelled(s *coordinator.State) {
-	t := s.Table()
-	if t == nil {
-		return
-	}
-	m.mu.Lock()
-	var drop []uint16
-	for tok, buckets := range m.pulled {
-		if _, live := s.Move(tok); live {
-			continue
-		}
-		delete(m.pulled, tok)
-		for _, b := range buckets {
-			if t.OwnerOfBucket(b) != m.n.cfg.ID {
-				drop = append(drop, b)
-			}
-		}
-	}
-	m.mu.Unlock()
-	if len(drop) == 0 {
-		return
-	}
-	set := map[uint16]bool{}
-	for _, b := range drop {
-		set[b] = true
-	}
-	m.deleteBuckets(set)
-	m.n.log.Info("deleted the data of cancelled moves into this node", "buckets", len(drop))
-}
-
-// cleanup deletes local data of buckets this node neither owns nor is
-// receiving (left by a cancelled or interrupted move, or by a source that
-// restarted before deleting what it handed over). It seeks only through
-// the runs of such buckets, one seek per run and per bucket with data.
+// cleanup finds local data of buckets s says this node neither owns nor
+// receives (left by a cancelled or interrupted move, or by a source that
+// restarted before deleting what it handed over) and has Local's gate
+// delete it. It seeks only through the runs of such buckets, one seek per
+// run and per bucket with data.
 func (m *migrator) cleanup(s *coordinator.State) {
 	n := m.n
 	t := s.Table()
@@ -1118,68 +1024,40 @@ func (m *migrator) cleanup(s *coordinator.State) {
 	if len(stale) == 0 {
 		return
 	}
-	set := map[uint16]bool{}
-	for _, b := range stale {
-		set[b] = true
+	m.mu.Lock()
+	effs := m.l.Clean(s, stale)
+	m.mu.Unlock()
+	for _, e := range effs {
+		if d, ok := e.(rebalancer.DeleteBuckets); ok {
+			m.deleteBuckets(d)
+		}
 	}
-	m.deleteBuckets(set)
-	n.log.Info("deleted data of buckets this node does not own", "buckets", len(stale))
 }
 
-// deleteBuckets deletes the data of buckets not owned here and not being
-// pulled here (checked again under the lock, bucket by bucket).
-func (m *migrator) deleteBuckets(set map[uint16]bool) {
+// deleteBuckets performs a DeleteBuckets: Local marked the buckets
+// deleting, so no pull registers them meanwhile; the store's delete runs
+// outside mu, one at a time.
+func (m *migrator) deleteBuckets(d rebalancer.DeleteBuckets) {
 	n := m.n
 	ctx, cancel := context.WithTimeout(n.life, time.Minute)
 	defer cancel()
-	if !n.synced.Load() {
-		return // the table may be an old one replayed from the log
-	}
+	var err error
 	select {
 	case m.delSem <- struct{}{}:
+		err = n.store.DeleteBuckets(ctx, d.Buckets)
+		<-m.delSem
 	case <-ctx.Done():
-		return
+		err = ctx.Err()
 	}
-	defer func() { <-m.delSem }()
 	m.mu.Lock()
-	// The state now, not the one the caller judged by: a move into this
-	// node may have started (and its copy finished) since. Pulls register
-	// their buckets in incoming under m.mu before writing, and wait while
-	// a bucket is marked deleting, so the store's delete runs outside mu.
-	s := n.coord.Current()
-	t := s.Table()
-	if t == nil {
-		m.mu.Unlock()
-		return
-	}
-	receiving := map[uint16]bool{}
-	for _, mv := range s.Moves() {
-		if mv.To == n.cfg.ID {
-			for _, b := range mv.Buckets {
-				receiving[b] = true
-			}
-		}
-	}
-	var del []uint16
-	for b := range set {
-		if _, in := m.incoming[b]; in || receiving[b] || t.OwnerOfBucket(b) == n.cfg.ID || m.byBucket[b] != nil {
-			continue
-		}
-		del = append(del, b)
-		m.deleting[b] = true
-	}
-	m.mu.Unlock()
-	err := n.store.DeleteBuckets(ctx, del)
-	m.mu.Lock()
-	for _, b := range del {
-		delete(m.deleting, b)
-	}
-	close(m.deleted)
-	m.deleted = make(chan struct{})
+	m.l.Deleted(d.Buckets)
+	broadcastLocked(&m.wake)
 	m.mu.Unlock()
 	if err != nil {
-		n.log.Warn("deleting data of buckets not owned here", "buckets", len(del), "err", err)
+		n.log.Warn("deleting data of buckets not owned here", "buckets", len(d.Buckets), "why", d.Why, "err", err)
+		return
 	}
+	n.log.Info("deleted the data of buckets not owned here", "buckets", len(d.Buckets), "why", d.Why)
 }
 
 // rateLimiter spaces writes to bytesPerSec (0: unlimited).
@@ -1257,29 +1135,29 @@ func (n *Node) servable(keys ...[]byte) error {
 // catchUp waits until this restarted node has applied the metadata log as
 // far as the leader had committed when asked (bounded: after 30 s without
 // a leader it serves anyway), so it does not serve buckets a move switched
-// away while it was down.
+// away while it was down. Local decides when that is (CatchUpTo, then
+// Applied) and says Synced.
 func (n *Node) catchUp() {
-	defer n.catchingUp.Store(false)
+	m := n.mig
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(n.life, 2*time.Second)
 		r, err := n.leaderDo(ctx, leaderOp{Op: opIndex}, n.gossip.peerRPCAddrs())
 		cancel()
 		if err == nil {
-			for time.Now().Before(deadline) {
-				s, ch := n.coord.Watch()
-				if s.Index() >= r.Index {
-					n.synced.Store(true)
-					n.mig.fenceUnknownMoves(s)
-					n.log.Info("caught up with the metadata log", "index", s.Index())
-					return
-				}
-				select {
-				case <-ch:
-				case <-time.After(100 * time.Millisecond):
-				case <-n.done:
-					return
-				}
+			m.step(func(l *rebalancer.Local) []rebalancer.Effect {
+				// The feeder may not have given it the newest state yet.
+				return append(l.Applied(n.coord.Current()), l.CatchUpTo(r.Index)...)
+			})
+			m.mu.Lock()
+			synced := m.syncedCh
+			m.mu.Unlock()
+			select {
+			case <-synced:
+				return
+			case <-time.After(time.Until(deadline)):
+			case <-n.done:
+				return
 			}
 		}
 		select {
@@ -1288,6 +1166,10 @@ func (n *Node) catchUp() {
 			return
 		}
 	}
+	m.mu.Lock()
+	m.l.GiveUpCatchUp()
+	m.mu.Unlock()
+	n.catchingUp.Store(false)
 	n.log.Warn("no leader told the metadata log's end within 30 s: serving anyway")
 }
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/dbx-kv/dbx/engine"
+	"github.com/dbx-kv/dbx/rebalancer"
 	"github.com/dbx-kv/dbx/router"
 )
 
@@ -37,11 +38,21 @@ func TestMigScanPages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	om := &outMove{token: "t1", buckets: moved, snap: sn, dirty: map[string]uint16{}}
+	var buckets []uint16
+	for b := range moved {
+		buckets = append(buckets, b)
+	}
+	slices.Sort(buckets)
+	v := oneMoveView{rebalancer.Move{Token: "t1", From: "n1", To: "n2", Buckets: buckets}}
 	n.mig.mu.Lock()
-	n.mig.out["t1"] = om
+	gen, _, err := n.mig.l.Begin(v, "t1", buckets)
+	if err != nil || !n.mig.l.Snapshotted("t1", gen) {
+		t.Fatalf("begin: %v", err)
+	}
+	om := &outSnap{gen: gen, buckets: buckets, snap: sn}
+	n.mig.snaps["t1"] = om
 	n.mig.mu.Unlock()
-	defer n.mig.endOut(om, false)
+	defer n.mig.step(func(l *rebalancer.Local) []rebalancer.Effect { return l.Abort("t1") })
 
 	var got []string
 	req := &migScanReq{Token: "t1", MaxBytes: 4096}
@@ -80,6 +91,18 @@ func TestMigScanPages(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("scanned %d entries, want %d (first difference at %d)", len(got), len(want), firstDiff(got, want))
 	}
+}
+
+// oneMoveView is a View with one move and no placement.
+type oneMoveView struct{ mv rebalancer.Move }
+
+func (v oneMoveView) Index() uint64            { return 1 }
+func (v oneMoveView) Table() *router.Table     { return nil }
+func (v oneMoveView) Target() *router.Table    { return nil }
+func (v oneMoveView) Moves() []rebalancer.Move { return []rebalancer.Move{v.mv} }
+func (v oneMoveView) Pending() []uint16        { return nil }
+func (v oneMoveView) Move(tok string) (rebalancer.Move, bool) {
+	return v.mv, tok == v.mv.Token
 }
 
 func firstDiff(a, b []string) int {

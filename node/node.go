@@ -251,7 +251,7 @@ func (n *Node) start(ctx context.Context) (err error) {
 	if n.txns, err = newTxns(n, reg); err != nil {
 		return fmt.Errorf("node: transactions: %w", err)
 	}
-	n.mig = newMigrator(n)
+	n.mig = newMigrator(n, mustCatchUp)
 	n.mig.register(r)
 	n.local.SetGuard(n.guard)
 	n.local.SetRecheck(n.servable)
@@ -316,6 +316,7 @@ func (n *Node) start(ctx context.Context) (err error) {
 	n.goFunc(n.watchLoop)
 	n.goFunc(n.txns.loop)
 	n.goFunc(n.mig.loop)
+	n.goFunc(n.mig.feed)
 	if cfg.MoveConcurrency > 0 || cfg.MoveBytesPerSec >= 0 {
 		n.goFunc(n.applyMoveLimits)
 	}
