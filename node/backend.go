@@ -8,13 +8,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dbx-kv/dbx/kv"
 	"github.com/dbx-kv/dbx/router"
 	"github.com/dbx-kv/dbx/server"
 	"github.com/dbx-kv/dbx/transport"
 )
 
-// Node-to-node key methods, served on every node by its local
-// EngineBackend for the buckets it owns.
+// Node-to-node key methods, served on every node by its local keyspace
+// (kv.Engine) for the buckets it owns.
 const (
 	methodGet        = "kv.get"
 	methodSet        = "kv.set"
@@ -70,11 +71,11 @@ type (
 
 // backend is the node's server.Backend: every key goes to its bucket's
 // owner under the current placement table, served by the local
-// EngineBackend when that is this node and forwarded over the transport
+// kv.Engine when that is this node and forwarded over the transport
 // otherwise. Multi-key commands are split by owner and fanned out.
 type backend struct {
 	n     *Node
-	local *server.EngineBackend
+	local *kv.Engine
 }
 
 var _ server.Backend = (*backend)(nil)

@@ -31,9 +31,9 @@
 //
 // The RESP server's Backend looks every key's bucket up in the placement
 // table the coordinator publishes (router.Holder): the node's own buckets
-// go to the local server.EngineBackend, others are forwarded over the
+// go to the local keyspace (kv.Engine), others are forwarded over the
 // transport ("kv.get", "kv.set", ...) to the owner, which serves them from
-// its EngineBackend, bounded by the request's context (the server's
+// its kv.Engine, bounded by the request's context (the server's
 // RequestTimeout, 2 s by default). A failure says whether the request can
 // have been applied: never sent (no connection, the owner not serving) is
 // server.ErrOwnerDown ("-CLUSTERDOWN Hash slot not served ... (not
@@ -61,6 +61,16 @@
 // runs a target's Pull steps over the transport and the engine's
 // ingestion, and performs the effects (proposals, deletes, fence wake-ups)
 // in order, never under its mutex.
+//
+// The local keyspace runs the node's per-key checks, given to kv.New at
+// start: Node.guard (catching up, fence, ownership in the applied table,
+// then the wait for prepared keys) before every operation, for writes
+// under the key's stripe lock; Node.servable again after every read; the
+// migrator's onApplied for every key a write applies, while its stripe
+// lock is held. A source's fence waits for every stripe lock
+// (kv.Engine.Barrier) before its last delta, and a prepare holds its keys'
+// stripe locks (kv.Engine.LockKeys): migrate.go's guard and servable say
+// why that order loses no acknowledged write.
 //
 // # Membership
 //

@@ -1085,10 +1085,10 @@ func (l *rateLimiter) wait(ctx context.Context, n int) error {
 	return nil
 }
 
-// guard is the local backend's KeyGuard: keys are not served while the
-// node catches up after a restart or while their bucket is fenced for a
-// move (errFenced: the caller waits and routes again), nor while a
-// prepared transaction holds them.
+// guard is the local keyspace's kv.KeyGuard (kv.WithGuard): keys are not
+// served while the node catches up after a restart or while their bucket
+// is fenced for a move (errFenced: the caller waits and routes again), nor
+// while a prepared transaction holds them.
 //
 // It also checks, for writes under the key's stripe lock, that this node
 // owns every key in the applied metadata: ownership was judged before
@@ -1108,7 +1108,7 @@ func (n *Node) guard(ctx context.Context, keys ...[]byte) error {
 }
 
 // servable is the guard without the wait for prepared transactions; reads
-// check it again after reading (EngineBackend.SetRecheck). A read whose
+// check it again after reading (kv.WithRecheck). A read whose
 // bucket is still unfenced and owned here after the read cannot have
 // missed a write at a new owner: the fence goes up before the last delta,
 // hence before any switch, and comes down only once the switch is applied

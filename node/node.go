@@ -23,6 +23,7 @@ import (
 	"github.com/dbx-kv/dbx/coordinator"
 	"github.com/dbx-kv/dbx/engine"
 	"github.com/dbx-kv/dbx/internal/failpoint"
+	"github.com/dbx-kv/dbx/kv"
 	"github.com/dbx-kv/dbx/router"
 	"github.com/dbx-kv/dbx/server"
 	"github.com/dbx-kv/dbx/transport"
@@ -42,7 +43,7 @@ type Node struct {
 	clusterRespAddr                         string
 
 	store   *engine.Store
-	local   *server.EngineBackend
+	local   *kv.Engine
 	backend *backend
 	txns    *txns
 	mig     *migrator
@@ -156,7 +157,16 @@ func (n *Node) start(ctx context.Context) (err error) {
 		return fmt.Errorf("node: open engine: %w", err)
 	}
 	n.store = st
-	n.local = server.NewEngineBackend(st, ecfg.Now)
+	// The keyspace runs the node's per-key checks inside its operations
+	// (guard and servable in migrate.go say why and in which order), and
+	// the migrator records the keys it applies in buckets being moved. The
+	// hooks reach n.coord and n.txns, set below: nothing calls the keyspace
+	// before then.
+	n.mig = newMigrator(n, mustCatchUp)
+	n.local = kv.New(st, ecfg.Now,
+		kv.WithGuard(n.guard),
+		kv.WithRecheck(n.servable),
+		kv.WithOnApplied(n.mig.onApplied))
 
 	// Listeners first: with port 0 the advertised addresses are only known
 	// once bound.
@@ -251,11 +261,7 @@ func (n *Node) start(ctx context.Context) (err error) {
 	if n.txns, err = newTxns(n, reg); err != nil {
 		return fmt.Errorf("node: transactions: %w", err)
 	}
-	n.mig = newMigrator(n, mustCatchUp)
 	n.mig.register(r)
-	n.local.SetGuard(n.guard)
-	n.local.SetRecheck(n.servable)
-	n.local.SetOnApplied(n.mig.onApplied)
 	n.txns.register(r)
 	// In-doubt transactions take their keys' locks before any key is served.
 	if err := n.txns.restore(); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/dbx-kv/dbx/engine"
+	"github.com/dbx-kv/dbx/kv"
 	"github.com/dbx-kv/dbx/router"
 	"github.com/dbx-kv/dbx/server"
 	"github.com/dbx-kv/dbx/transport"
@@ -72,7 +73,7 @@ type (
 // operation.
 //
 // Locking: mu guards the state machines and the clock; hmu guards held.
-// Order: a key's stripe lock (EngineBackend) before mu or hmu; mu and hmu
+// Order: a key's stripe lock (kv.Engine) before mu or hmu; mu and hmu
 // are never held together. held is the authority for plain operations
 // (the guard) and for later Prepares (VersionBusy): a key enters it when
 // its transaction prepares here and leaves it only once the decision is
@@ -81,7 +82,7 @@ type (
 type txns struct {
 	n     *Node
 	st    *engine.Store
-	local *server.EngineBackend
+	local *kv.Engine
 	log   *slog.Logger
 	self  twophase.NodeID
 
@@ -488,9 +489,10 @@ func (t *txns) holdsAny(buckets map[uint16]bool) bool {
 	return false
 }
 
-// guard is the EngineBackend's KeyGuard: it waits while any of keys is
-// held by a prepared transaction, asking the record holder after
-// txnResolveAfter, until ctx ends.
+// guard is the prepared-key half of the local keyspace's kv.KeyGuard
+// (Node.guard): it waits while any of keys is held by a prepared
+// transaction, asking the record holder after txnResolveAfter, until ctx
+// ends.
 func (t *txns) guard(ctx context.Context, keys ...[]byte) error {
 	if t.nheld.Load() == 0 {
 		return nil

@@ -137,7 +137,7 @@ func (b *backend) txReadMode(ctx context.Context, groups []*group, keys [][]byte
 
 // Exec implements server.TxBackend.
 //
-//   - Every key on this node: 1PC under the keys' locks (EngineBackend.Exec),
+//   - Every key on this node: 1PC under the keys' locks (kv.Engine.Exec),
 //     one engine batch, no retry.
 //   - Every key on one other node: read the keys and their versions there,
 //     run, and send the writes back to commit in one batch if no version

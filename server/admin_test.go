@@ -20,7 +20,7 @@ func TestAdmin(t *testing.T) {
 	}
 	cfg := testConfig(nil)
 	cfg.Metrics = m
-	_, addr := startServer(t, cfg, NewMemBackend(nil))
+	_, addr := startServer(t, cfg, newMemBackend(nil))
 	r := dialRaw(t, addr)
 	r.do("SET", "k", "v")
 	r.do("GET", "k")

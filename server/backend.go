@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 
+	"github.com/dbx-kv/dbx/kv"
 	"github.com/dbx-kv/dbx/router"
 )
 
@@ -56,7 +57,7 @@ type Backend interface {
 	ExpireTime(ctx context.Context, key []byte) (int64, error)
 	// DBSize returns the number of keys this node serves.
 	DBSize(ctx context.Context) (int64, error)
-	// Scan returns some keys matching pattern (nil or empty: all; see Match)
+	// Scan returns some keys matching pattern (nil or empty: all; see kv.Match)
 	// from cursor on, about count of them, and the cursor to continue from
 	// (0 when done). Every key present for the whole iteration is returned
 	// at least once.
@@ -86,29 +87,19 @@ type InfoSection struct {
 	Fields [][2]string
 }
 
-// SetOptions are SET's options, already validated by the server.
-type SetOptions struct {
-	// ExpireAtMs is the new expiry (Unix ms); 0 clears any expiry unless KeepTTL.
-	ExpireAtMs int64
-	// KeepTTL keeps the key's current expiry (SET ... KEEPTTL).
-	KeepTTL bool
-	// NX writes only if the key is absent; XX only if it exists.
-	NX, XX bool
-	// Get asks for the previous value in SetResult.Old (SET ... GET).
-	Get bool
-}
-
-// SetResult reports what Set did.
-type SetResult struct {
-	Applied  bool   // the value was written (NX/XX satisfied)
-	Old      []byte // previous value, if SetOptions.Get and OldFound
-	OldFound bool
-}
-
-// KV is one key/value pair of MSET.
-type KV struct {
-	Key, Value []byte
-}
+// The types of the Backend's data methods are the keyspace's (package kv),
+// named here too so that a Backend can be written against this package
+// alone.
+type (
+	// SetOptions are SET's options, already validated by the server.
+	SetOptions = kv.SetOptions
+	// SetResult reports what Set did.
+	SetResult = kv.SetResult
+	// KV is one key/value pair of MSET.
+	KV = kv.KV
+	// BucketRange is an inclusive range of buckets (Redis Cluster slots).
+	BucketRange = kv.BucketRange
+)
 
 // ClusterView is the placement as CLUSTER SLOTS/SHARDS/NODES/MYID show it.
 type ClusterView struct {
@@ -164,15 +155,10 @@ func (v ClusterView) ClusterState() (state string, assigned, ok, pfail, fail int
 	return state, assigned, ok, pfail, fail
 }
 
-// BucketRange is an inclusive range of buckets (Redis Cluster slots).
-type BucketRange struct {
-	Start, End uint16
-}
-
 // SingleNodeView is the view of a one-node cluster owning every bucket.
 func SingleNodeView(id, addr string) ClusterView {
 	return ClusterView{Epoch: 1, Self: id, Nodes: []ClusterNode{{
-		ID: id, Addr: addr, Ranges: []BucketRange{{0, router.NumBuckets - 1}},
+		ID: id, Addr: addr, Ranges: []BucketRange{{Start: 0, End: router.NumBuckets - 1}},
 	}}}
 }
 
@@ -195,7 +181,7 @@ func Ranges(buckets []uint16) []BucketRange {
 			rs[n-1].End = b
 			continue
 		}
-		rs = append(rs, BucketRange{b, b})
+		rs = append(rs, BucketRange{Start: b, End: b})
 	}
 	return rs
 }

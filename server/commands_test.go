@@ -21,7 +21,7 @@ func testConfig(clk *clock) Config {
 
 func TestCommandReplies(t *testing.T) {
 	clk := newClock()
-	_, addr := startServer(t, testConfig(clk), NewMemBackend(clk.Now))
+	_, addr := startServer(t, testConfig(clk), newMemBackend(clk.Now))
 	r := dialRaw(t, addr)
 	runSteps(t, r, []step{
 		cmd("+PONG", "PING"),
@@ -153,7 +153,7 @@ func TestCommandReplies(t *testing.T) {
 }
 
 func TestScan(t *testing.T) {
-	_, addr := startServer(t, testConfig(nil), NewMemBackend(nil))
+	_, addr := startServer(t, testConfig(nil), newMemBackend(nil))
 	r := dialRaw(t, addr)
 	for i := 0; i < 50; i++ {
 		r.do("SET", "key:"+string(rune('A'+i%26))+string(rune('a'+i/26)), "v")
@@ -197,7 +197,7 @@ func TestErrorsKeepConnectionUsable(t *testing.T) {
 	cfg.KeyBytesMax = 100
 	cfg.RequestBytesMax = 4096
 	cfg.ArgsMax = 10
-	_, addr := startServer(t, cfg, NewMemBackend(nil))
+	_, addr := startServer(t, cfg, newMemBackend(nil))
 	r := dialRaw(t, addr)
 	runSteps(t, r, []step{
 		cmd("-ERR unknown command 'nope', with args beginning with: ", "nope"),
@@ -247,7 +247,7 @@ func TestErrorsKeepConnectionUsable(t *testing.T) {
 }
 
 func TestMalformedRESP(t *testing.T) {
-	_, addr := startServer(t, testConfig(nil), NewMemBackend(nil))
+	_, addr := startServer(t, testConfig(nil), newMemBackend(nil))
 	good := dialRaw(t, addr)
 	for _, garbage := range []string{
 		"*1\r\n$x\r\nPING\r\n",
@@ -276,7 +276,7 @@ func TestMalformedRESP(t *testing.T) {
 func TestAuth(t *testing.T) {
 	cfg := testConfig(nil)
 	cfg.RequirePass = "s3cret"
-	_, addr := startServer(t, cfg, NewMemBackend(nil))
+	_, addr := startServer(t, cfg, newMemBackend(nil))
 	r := dialRaw(t, addr)
 	runSteps(t, r, []step{
 		cmd("-NOAUTH Authentication required.", "GET", "k"),
@@ -305,7 +305,7 @@ func TestAuth(t *testing.T) {
 }
 
 // blockingBackend blocks every Get until ctx ends, like an unreachable owner.
-type blockingBackend struct{ *MemBackend }
+type blockingBackend struct{ *memBackend }
 
 func (b blockingBackend) Get(ctx context.Context, key []byte) ([]byte, int64, error) {
 	<-ctx.Done()
@@ -315,7 +315,7 @@ func (b blockingBackend) Get(ctx context.Context, key []byte) ([]byte, int64, er
 func TestUnreachableOwnerTimesOut(t *testing.T) {
 	cfg := testConfig(nil)
 	cfg.RequestTimeout = 200 * time.Millisecond
-	_, addr := startServer(t, cfg, blockingBackend{NewMemBackend(nil)})
+	_, addr := startServer(t, cfg, blockingBackend{newMemBackend(nil)})
 	r := dialRaw(t, addr)
 	start := time.Now()
 	got := r.do("GET", "k")
@@ -330,7 +330,7 @@ func TestUnreachableOwnerTimesOut(t *testing.T) {
 
 // errBackend returns a fixed error from Set.
 type errBackend struct {
-	*MemBackend
+	*memBackend
 	err error
 }
 
@@ -359,7 +359,7 @@ func TestBackendErrorReplies(t *testing.T) {
 			"-CLUSTERDOWN Hash slot not served: owner n2 at h:1 unreachable: connection refused (not applied)"},
 		{fmt.Errorf("%w: node: bucket is switching owner", ErrTryAgain), "-TRYAGAIN Multiple keys request during rehashing of slot"},
 	} {
-		_, addr := startServer(t, testConfig(nil), errBackend{NewMemBackend(nil), tc.err})
+		_, addr := startServer(t, testConfig(nil), errBackend{newMemBackend(nil), tc.err})
 		r := dialRaw(t, addr)
 		if got := r.do("SET", "k", "v"); got != tc.want {
 			t.Errorf("%v: got %q, want %q", tc.err, got, tc.want)
@@ -383,7 +383,7 @@ func (w *wrapped) Unwrap() error { return w.err }
 func TestConnsMax(t *testing.T) {
 	cfg := testConfig(nil)
 	cfg.ConnsMax = 2
-	s, addr := startServer(t, cfg, NewMemBackend(nil))
+	s, addr := startServer(t, cfg, newMemBackend(nil))
 	a, b := dialRaw(t, addr), dialRaw(t, addr)
 	a.do("PING")
 	b.do("PING")
@@ -406,7 +406,7 @@ func TestCloseEndsBlockedRequests(t *testing.T) {
 	cfg := testConfig(nil)
 	cfg.RequestTimeout = time.Minute
 	entered := make(chan string, 1)
-	s, err := New(cfg, blockBackend{Backend: NewMemBackend(nil), entered: entered})
+	s, err := New(cfg, blockBackend{Backend: newMemBackend(nil), entered: entered})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -444,25 +444,6 @@ func TestConfigValidate(t *testing.T) {
 	for _, want := range []string{"ArgsMax (0)", "RequestBytesMax (100) must be at least KeyBytesMax+ValueBytesMax+1024 (1044)", "ConnsMax", "RequestTimeout", "WriteTimeout", "Now", "Version"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate lacks %q: %v", want, err)
-		}
-	}
-}
-
-func TestMatch(t *testing.T) {
-	for _, tc := range []struct {
-		p, s string
-		want bool
-	}{
-		{"", "x", true}, {"*", "", true}, {"*", "abc", true},
-		{"a*", "abc", true}, {"a*", "bac", false}, {"*c", "abc", true},
-		{"a?c", "abc", true}, {"a?c", "ac", false}, {"h[ae]llo", "hello", true},
-		{"h[ae]llo", "hillo", false}, {"h[^e]llo", "hallo", true}, {"h[^e]llo", "hello", false},
-		{"h[a-b]llo", "hbllo", true}, {"h[a-b]llo", "hcllo", false}, {`h\*llo`, "h*llo", true},
-		{`h\*llo`, "hallo", false}, {"*a*b*c*", "xxaxxbxxcxx", true}, {"*a*b*c*", "xxaxxcxxbxx", false},
-		{"key:*", "key:1", true}, {"[abc", "b", true}, {"a**b", "ab", true},
-	} {
-		if got := Match([]byte(tc.p), []byte(tc.s)); got != tc.want {
-			t.Errorf("Match(%q, %q) = %v, want %v", tc.p, tc.s, got, tc.want)
 		}
 	}
 }

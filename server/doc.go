@@ -6,7 +6,7 @@
 //
 // # Usage
 //
-//	b := server.NewEngineBackend(store, clock)     // or the node's forwarding backend
+//	var b server.Backend = nodeBackend              // kv.Engine for owned keys, forwarding for others
 //	reg := prometheus.NewRegistry()
 //	m, _ := server.NewMetrics(reg)
 //	cfg := server.DefaultConfig()
@@ -89,14 +89,22 @@
 //
 // # Backends
 //
-// EngineBackend serves every key from a local *engine.Store (key →
-// router.Bucket → engine bucket, expiry via engine.Batch.SetWithExpiry) and
-// makes each key's read-modify-write atomic with striped key locks held
-// across the engine commit (see its comment). MemBackend is its in-memory
-// twin; both pass the same conformance test. The node layer wraps
-// EngineBackend: for a key it owns it calls through, for another it forwards
+// The server has no keyspace of its own. The node's Backend serves a key
+// it owns from its kv.Engine (one node's keyspace over the engine: stripe
+// locks held across the commit, WATCH versions, expiry), forwards another
 // (transport, bounded by ctx) or returns a *MovedError; multi-key calls are
 // split by owner and, for MSET and DEL, committed with two-phase commit.
+// The data types of Backend and TxBackend and their errors (SetOptions,
+// TxRequest, ErrNotFound, ErrWatchFailed, ...) are package kv's, under the
+// same names here. Tests serve kv/kvtest's in-memory twin, which passes
+// the keyspace's conformance suite (kvtest.Run) as kv.Engine does. Inside
+// EXEC the queued commands run against the transaction's overlay
+// (overlay.go): a private Backend over the values the TxBackend read, which
+// lives for one EXEC.
+//
+// The package must not own data (no keyspace, no store, no state kept for
+// a key beyond a request or an EXEC) nor import node; kv/kvtest is for its
+// tests only.
 //
 // # Caveats
 //
@@ -113,7 +121,7 @@
 //     buckets only (as in Redis Cluster). MATCH patterns are limited to
 //     4 KiB and COUNT to 100,000; TYPE string matches every key, other
 //     types none.
-//   - DBSIZE on EngineBackend counts keys (O(keys)); INFO's keyspace line
+//   - DBSIZE on kv.Engine counts keys (O(keys)); INFO's keyspace line
 //     calls it too.
 //   - EXPIRE's NX/XX/GT/LT options, RESP3 and ACL users other than
 //     "default" are not supported. An empty multibulk ("*0") is skipped

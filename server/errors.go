@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/dbx-kv/dbx/engine"
+	"github.com/dbx-kv/dbx/kv"
 )
 
 // Errors a Backend returns, classified by the server with errors.Is and
@@ -15,11 +16,11 @@ import (
 // with detail using %w; the detail is dropped from the reply unless noted.
 var (
 	// ErrNotFound means the key has no visible value (absent or expired).
-	ErrNotFound = errors.New("server: not found")
+	ErrNotFound = kv.ErrNotFound
 	// ErrNotInteger: "-ERR value is not an integer or out of range".
-	ErrNotInteger = errors.New("value is not an integer or out of range")
+	ErrNotInteger = kv.ErrNotInteger
 	// ErrOverflow: "-ERR increment or decrement would overflow".
-	ErrOverflow = errors.New("increment or decrement would overflow")
+	ErrOverflow = kv.ErrOverflow
 	// ErrUnreachable means the owner of a key could not be reached in time:
 	// "-ERR owner unreachable: <detail>" (the wrapped message is kept).
 	// Backends that know whether the request reached the owner say so with

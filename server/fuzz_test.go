@@ -11,7 +11,7 @@ import (
 )
 
 // FuzzCommand feeds random argument vectors through the dispatcher (with
-// MemBackend and with a password set) and checks that it never panics and
+// the in-memory twin and with a password set) and checks that it never panics and
 // always writes exactly one well-formed RESP reply.
 //
 // The input is split into arguments at 0x00 bytes; the first byte picks the
@@ -36,13 +36,13 @@ func FuzzCommand(f *testing.F) {
 	cfg := testConfig(clk)
 	cfg.KeyBytesMax, cfg.ValueBytesMax, cfg.ArgsMax = 64, 256, 64
 	cfg.RequestBytesMax = 64 + 256 + 1024
-	s, err := New(cfg, NewMemBackend(clk.Now))
+	s, err := New(cfg, newMemBackend(clk.Now))
 	if err != nil {
 		f.Fatal(err)
 	}
 	cfgPw := cfg
 	cfgPw.RequirePass = "pw"
-	sPw, err := New(cfgPw, NewMemBackend(clk.Now))
+	sPw, err := New(cfgPw, newMemBackend(clk.Now))
 	if err != nil {
 		f.Fatal(err)
 	}

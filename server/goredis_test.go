@@ -16,7 +16,7 @@ import (
 func TestGoRedisClient(t *testing.T) {
 	cfg := testConfig(nil)
 	cfg.RequirePass = "pw"
-	_, addr := startServer(t, cfg, NewMemBackend(nil))
+	_, addr := startServer(t, cfg, newMemBackend(nil))
 	ctx := context.Background()
 	c := redis.NewClient(&redis.Options{Addr: addr, Password: "pw", ClientName: "t1", MaxRetries: -1})
 	defer c.Close()
@@ -128,7 +128,7 @@ func TestGoRedisClient(t *testing.T) {
 }
 
 // TestGoRedisClusterClient runs two servers, each owning half the buckets
-// with its own MemBackend, and checks that go-redis's ClusterClient routes
+// with its own in-memory backend, and checks that go-redis's ClusterClient routes
 // every key to its owner by itself (from CLUSTER SLOTS).
 func TestGoRedisClusterClient(t *testing.T) {
 	lnA, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -138,11 +138,11 @@ func TestGoRedisClusterClient(t *testing.T) {
 	lnB.Close()
 	view := func(self string) ClusterView {
 		return ClusterView{Epoch: 7, Self: self, Nodes: []ClusterNode{
-			{ID: "node-a", Addr: addrA, Ranges: []BucketRange{{0, 8191}}},
-			{ID: "node-b", Addr: addrB, Ranges: []BucketRange{{8192, router.NumBuckets - 1}}},
+			{ID: "node-a", Addr: addrA, Ranges: []BucketRange{{Start: 0, End: 8191}}},
+			{ID: "node-b", Addr: addrB, Ranges: []BucketRange{{Start: 8192, End: router.NumBuckets - 1}}},
 		}}
 	}
-	ma, mb := NewMemBackend(nil), NewMemBackend(nil)
+	ma, mb := newMemBackend(nil), newMemBackend(nil)
 	ma.SetClusterView(view("node-a"))
 	mb.SetClusterView(view("node-b"))
 	for _, x := range []struct {
@@ -195,8 +195,8 @@ func TestGoRedisClusterClient(t *testing.T) {
 
 // TestGoRedisClusterClientMoved checks go-redis follows a MOVED reply.
 func TestGoRedisClusterClientMoved(t *testing.T) {
-	mem := NewMemBackend(nil)
-	_, addr := startServer(t, testConfig(nil), &movedOnce{MemBackend: mem})
+	mem := newMemBackend(nil)
+	_, addr := startServer(t, testConfig(nil), &movedOnce{memBackend: mem})
 	mem.SetClusterView(SingleNodeView("solo", addr))
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{addr}})
 	defer cc.Close()
@@ -211,7 +211,7 @@ func TestGoRedisClusterClientMoved(t *testing.T) {
 
 // movedOnce answers the first Get with MOVED to its own address.
 type movedOnce struct {
-	*MemBackend
+	*memBackend
 	moved atomic.Bool
 }
 
@@ -219,5 +219,5 @@ func (m *movedOnce) Get(ctx context.Context, key []byte) ([]byte, int64, error) 
 	if m.moved.CompareAndSwap(false, true) {
 		return nil, 0, &MovedError{Bucket: router.Bucket(key), Addr: m.ClusterView().Nodes[0].Addr}
 	}
-	return m.MemBackend.Get(ctx, key)
+	return m.memBackend.Get(ctx, key)
 }

@@ -23,7 +23,7 @@ func TestHostileRequests(t *testing.T) {
 	for _, pass := range []string{"", "pw"} {
 		cfg := testConfig(nil)
 		cfg.RequirePass = pass
-		s, addr := startServer(t, cfg, NewMemBackend(nil))
+		s, addr := startServer(t, cfg, newMemBackend(nil))
 		good := dialRaw(t, addr)
 		if pass != "" {
 			runSteps(t, good, []step{cmd("+OK", "AUTH", pass)})
@@ -71,7 +71,7 @@ func TestHostileRequests(t *testing.T) {
 // allowed count and sends nothing costs a blocked read, not a core; once
 // it goes, its goroutine and buffer go too.
 func TestHostileCountDoesNotSpin(t *testing.T) {
-	s, addr := startServer(t, testConfig(nil), NewMemBackend(nil))
+	s, addr := startServer(t, testConfig(nil), newMemBackend(nil))
 	var bad []*rawClient
 	for i := 0; i < 4; i++ {
 		c := dialRaw(t, addr)
@@ -114,7 +114,7 @@ func TestClientInputMemoryBound(t *testing.T) {
 	cfg.RequirePass = "pw"
 	cfg.RequestBytesMax = 20 << 20
 	cfg.ClientInputBytesMax = 40 << 20
-	s, addr := startServer(t, cfg, NewMemBackend(nil))
+	s, addr := startServer(t, cfg, newMemBackend(nil))
 	stream := func(auth bool, declared int, send int) string {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -193,7 +193,7 @@ func TestClientInputMemoryBound(t *testing.T) {
 	if s.budget.Rejected() == 0 || s.stats.inputMemory.Load() == 0 {
 		t.Errorf("rejections not counted: budget %d, stats %d", s.budget.Rejected(), s.stats.inputMemory.Load())
 	}
-	// The MemBackend keeps the stored 15 MB values; beyond them the heap
+	// The in-memory backend keeps the stored 15 MB values; beyond them the heap
 	// (which counts garbage until it is collected: a buffer outgrown by
 	// doubling stays until then, hence twice the budget) must stay within
 	// the budget, plus the clients' own 1 MB chunks and slack. Eight
@@ -230,7 +230,7 @@ func TestPanicClosesOnlyItsConnection(t *testing.T) {
 			logged.Add(1)
 		}
 	}
-	s, addr := startServer(t, cfg, panicBackend{NewMemBackend(nil)})
+	s, addr := startServer(t, cfg, panicBackend{newMemBackend(nil)})
 	good := dialRaw(t, addr)
 	bad := dialRaw(t, addr)
 	bad.send(encode("GET", "boom"))
@@ -278,7 +278,7 @@ func TestCloseIsBounded(t *testing.T) {
 	cfg := testConfig(nil)
 	cfg.CloseTimeout = 500 * time.Millisecond
 	cfg.RequestTimeout = time.Minute
-	mb := NewMemBackend(nil)
+	mb := newMemBackend(nil)
 	entered := make(chan string, 1)
 	s, err := New(cfg, blockBackend{Backend: mb, release: make(chan struct{}), entered: entered})
 	if err != nil {
@@ -332,7 +332,7 @@ func TestCloseGivesUpOnStuckBackend(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
 	entered := make(chan string, 1)
-	s, err := New(cfg, blockBackend{Backend: NewMemBackend(nil), release: release, entered: entered})
+	s, err := New(cfg, blockBackend{Backend: newMemBackend(nil), release: release, entered: entered})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"time"
+
+	"github.com/dbx-kv/dbx/kv"
 )
 
 // TxBackend is the optional Backend extension behind MULTI/EXEC, WATCH and
@@ -29,48 +30,26 @@ type TxBackend interface {
 	Exec(ctx context.Context, req *TxRequest, run TxFunc) error
 }
 
-// TxRequest is what a transaction touches.
-type TxRequest struct {
-	// Keys are the distinct keys read or written, watched keys included.
-	Keys [][]byte
-	// Reads are the keys among Keys whose values run needs (watched keys
-	// included). The others are only written, blindly (SET, MSET, ...):
-	// items need not hold them and a backend validating optimistically
-	// need not check their versions — locking them to write is enough.
-	Reads [][]byte
-	// Watch are the watched keys with the versions seen at WATCH.
-	Watch []WatchedKey
-}
-
-// WatchedKey is one key of WATCH and its version then.
-type WatchedKey struct {
-	Key     []byte
-	Version uint64
-}
-
-// TxItem is a key's value as a transaction reads it.
-type TxItem struct {
-	Value      []byte
-	ExpireAtMs int64 // 0 = none
-	Found      bool
-}
-
-// TxWrite is one write a transaction commits: a value with its expiry, or
-// a delete.
-type TxWrite struct {
-	Key        []byte
-	Value      []byte
-	ExpireAtMs int64
-	Delete     bool
-}
-
-// TxFunc computes a transaction's writes from the values of its keys
-// (items holds every TxRequest key, by string(key)).
-type TxFunc func(items map[string]TxItem) ([]TxWrite, error)
+// The transaction types are the keyspace's (package kv), named here for
+// TxBackend's implementers.
+type (
+	// TxRequest is what a transaction touches.
+	TxRequest = kv.TxRequest
+	// WatchedKey is one key of WATCH and its version then.
+	WatchedKey = kv.WatchedKey
+	// TxItem is a key's value as a transaction reads it.
+	TxItem = kv.TxItem
+	// TxWrite is one write a transaction commits: a value with its
+	// expiry, or a delete.
+	TxWrite = kv.TxWrite
+	// TxFunc computes a transaction's writes from the values of its keys
+	// (items holds every TxRequest key, by string(key)).
+	TxFunc = kv.TxFunc
+)
 
 var (
 	// ErrWatchFailed: a watched key changed; EXEC answers a null array.
-	ErrWatchFailed = errors.New("watched key changed")
+	ErrWatchFailed = kv.ErrWatchFailed
 	// ErrTxnConflict: the transaction kept conflicting with others and was
 	// given up after bounded retries; nothing was written.
 	ErrTxnConflict = errors.New("transaction aborted by conflicts")
@@ -276,7 +255,7 @@ func cmdExec(s *Server, ctx context.Context, c *session, _ [][]byte) {
 	}
 	if len(req.Keys) == 0 { // PING/ECHO only: nothing to commit
 		rec := &replyRecorder{}
-		s.runQueued(ctx, c, tx, rec, NewMemBackend(s.cfg.Now))
+		s.runQueued(ctx, c, tx, rec, newOverlay(s.cfg.Now, nil))
 		rec.replay(c, len(tx.queued))
 		return
 	}
@@ -284,7 +263,7 @@ func cmdExec(s *Server, ctx context.Context, c *session, _ [][]byte) {
 	err := tb.Exec(ctx, req, func(items map[string]TxItem) ([]TxWrite, error) {
 		ov := newOverlay(s.cfg.Now, items)
 		rec = &replyRecorder{}
-		s.runQueued(ctx, c, tx, rec, ov.mem)
+		s.runQueued(ctx, c, tx, rec, ov)
 		return ov.writes(req.Keys), nil
 	})
 	switch {
@@ -381,46 +360,6 @@ func cmdMSetNX(s *Server, ctx context.Context, c *session, args [][]byte) {
 	} else {
 		c.WriteInt64(0)
 	}
-}
-
-// overlay is a transaction's private view: a MemBackend loaded with the
-// values read for it, which the queued commands modify.
-type overlay struct {
-	mem     *MemBackend
-	start   map[string]TxItem
-	loadVer map[string]uint64 // the overlay version each loaded key got
-}
-
-func newOverlay(now func() time.Time, items map[string]TxItem) *overlay {
-	o := &overlay{mem: NewMemBackend(now), start: items, loadVer: make(map[string]uint64, len(items))}
-	for k, it := range items {
-		if it.Found {
-			o.mem.put(k, memItem{v: it.Value, at: it.ExpireAtMs})
-			if mi, ok := o.mem.items[k]; ok {
-				o.loadVer[k] = mi.ver
-			}
-		}
-	}
-	return o
-}
-
-// writes returns the keys the commands wrote (a rewrite of the same value
-// counts, as in Redis) or deleted.
-func (o *overlay) writes(keys [][]byte) []TxWrite {
-	var out []TxWrite
-	o.mem.mu.Lock()
-	defer o.mem.mu.Unlock()
-	for _, k := range keys {
-		after, found := o.mem.lookup(string(k))
-		lv, loaded := o.loadVer[string(k)]
-		switch {
-		case !found && loaded:
-			out = append(out, TxWrite{Key: k, Delete: true})
-		case found && (!loaded || after.ver != lv):
-			out = append(out, TxWrite{Key: k, Value: after.v, ExpireAtMs: after.at})
-		}
-	}
-	return out
 }
 
 // replyRecorder buffers replies written during EXEC.

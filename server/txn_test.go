@@ -128,7 +128,7 @@ func TestTxnLimits(t *testing.T) {
 	clk := newClock()
 	cfg := testConfig(clk)
 	cfg.TxnKeysMax, cfg.TxnCommandsMax = 3, 4
-	_, addr := startServer(t, cfg, NewMemBackend(clk.Now))
+	_, addr := startServer(t, cfg, newMemBackend(clk.Now))
 	r := dialRaw(t, addr)
 	runSteps(t, r, []step{
 		cmd("+OK", "MULTI"),
@@ -222,7 +222,7 @@ func TestTxnGoRedis(t *testing.T) {
 func TestTxnTransfersConserveTotal(t *testing.T) {
 	clk := newClock()
 	st := openEngine(t, clk)
-	_, addr := startServer(t, DefaultConfig(), NewEngineBackend(st, time.Now))
+	_, addr := startServer(t, DefaultConfig(), newEngineBackend(st, time.Now))
 	rdb := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 16})
 	defer rdb.Close()
 	ctx := context.Background()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tidwall/redcon"
 
+	"github.com/dbx-kv/dbx/kv/kvtest"
 	"github.com/dbx-kv/dbx/server"
 )
 
@@ -27,13 +28,20 @@ func run(ctx context.Context, args ...string) (string, string, error) {
 	return out.String(), errOut.String(), err
 }
 
+// memBackend is the keyspace's in-memory twin as a one-node server.Backend.
+type memBackend struct{ *kvtest.Mem }
+
+func (memBackend) ClusterView() server.ClusterView {
+	return server.SingleNodeView("mem", "127.0.0.1:6379")
+}
+
 // startMem serves an in-memory backend with password pass until the test
 // ends.
 func startMem(t *testing.T, pass string) string {
 	t.Helper()
 	cfg := server.DefaultConfig()
 	cfg.RequirePass = pass
-	s, err := server.New(cfg, server.NewMemBackend(time.Now))
+	s, err := server.New(cfg, memBackend{kvtest.NewMem(time.Now)})
 	if err != nil {
 		t.Fatal(err)
 	}

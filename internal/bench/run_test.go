@@ -10,14 +10,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dbx-kv/dbx/kv/kvtest"
 	"github.com/dbx-kv/dbx/server"
 )
 
+// memBackend is the keyspace's in-memory twin as a one-node server.Backend
+// (MULTI included: it is a server.TxBackend).
+type memBackend struct{ *kvtest.Mem }
+
+func (memBackend) ClusterView() server.ClusterView {
+	return server.SingleNodeView("mem", "127.0.0.1:6379")
+}
+
 // startServer serves an in-memory backend on a loopback port until the
 // test ends.
-func startServer(t *testing.T, pass string) (string, *server.MemBackend) {
+func startServer(t *testing.T, pass string) (string, memBackend) {
 	t.Helper()
-	b := server.NewMemBackend(time.Now)
+	b := memBackend{kvtest.NewMem(time.Now)}
 	cfg := server.DefaultConfig()
 	cfg.RequirePass = pass
 	s, err := server.New(cfg, b)

@@ -176,7 +176,7 @@ func TestTxnPlacementNeedsCluster(t *testing.T) {
 			[]string{"same-node needs CLUSTER SLOTS"}},
 		{"one node", one.start(t), func(c *Config) { c.CrossNode = true },
 			[]string{"lists 1 node(s) [solo]", "at least 2"}},
-		{"MemBackend", memAddr, func(c *Config) { c.CrossNode = true },
+		{"in-memory dbx", memAddr, func(c *Config) { c.CrossNode = true },
 			[]string{"lists 1 node(s)"}},
 		{"keys on one node", lopsided.start(t), func(c *Config) { c.CrossNode, c.Keys = true, 2 },
 			[]string{"key:0 … key:1 all land on node [big]"}},
@@ -249,13 +249,13 @@ func TestPlacement(t *testing.T) {
 	}
 }
 
-func TestRunTxnAgainstMemBackend(t *testing.T) {
+func TestRunTxnAgainstMem(t *testing.T) {
 	addr, b := startServer(t, "")
 	cfg := testConfig(addr)
 	cfg.Workload, cfg.TxnKeys = WorkloadTxn, 4
 	res, err := Run(context.Background(), cfg, nil)
 	if errors.Is(err, ErrNotSupported) {
-		t.Skipf("server.MemBackend does not serve MULTI yet: %v", err)
+		t.Skipf("the in-memory backend does not serve MULTI yet: %v", err)
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package server
+package kv
 
 // Match reports whether s matches the Redis glob pattern p (as KEYS and SCAN
 // MATCH): '*' any run of bytes, '?' any one byte, "[abc]", "[^abc]" and

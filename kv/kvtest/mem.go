@@ -1,66 +1,50 @@
-package server
+package kvtest
 
 import (
 	"context"
-	"math"
 	"slices"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/dbx-kv/dbx/kv"
 	"github.com/dbx-kv/dbx/router"
 )
 
-// MemBackend is an in-memory Backend: one map with expiries behind one
-// mutex, presenting a single-node cluster view (SetClusterView changes it).
-// It is the twin EngineBackend is tested against, and a backend for tests of
-// code above the server. It is safe for concurrent use.
-type MemBackend struct {
+// Mem is the in-memory twin of kv.Engine: one map with expiries behind
+// one mutex, with the same methods and the same results (Run checks
+// both). Tests of the code above the keyspace (the server, benchmarks)
+// use it where an engine would only cost time. It is safe for concurrent
+// use.
+type Mem struct {
 	now func() time.Time
 
 	mu       sync.Mutex
 	items    map[string]memItem
 	byBucket map[uint16]map[string]struct{}
-	view     ClusterView
 	seq      uint64 // last version given out
 }
 
 type memItem struct {
 	v   []byte
 	at  int64  // Unix ms, 0 = none
-	ver uint64 // WATCH version: set from MemBackend.seq by put
+	ver uint64 // WATCH version: set from Mem.seq by put
 }
 
-// NewMemBackend returns an empty MemBackend using clock now (nil: time.Now)
-// for expiry, with SingleNodeView("mem", "127.0.0.1:6379").
-func NewMemBackend(now func() time.Time) *MemBackend {
+// NewMem returns an empty Mem using clock now (nil: time.Now) for expiry.
+func NewMem(now func() time.Time) *Mem {
 	if now == nil {
 		now = time.Now
 	}
-	return &MemBackend{
+	return &Mem{
 		now:      now,
 		items:    map[string]memItem{},
 		byBucket: map[uint16]map[string]struct{}{},
-		view:     SingleNodeView("mem", "127.0.0.1:6379"),
 	}
 }
 
-// SetClusterView replaces the view ClusterView returns.
-func (m *MemBackend) SetClusterView(v ClusterView) {
-	m.mu.Lock()
-	m.view = v
-	m.mu.Unlock()
-}
-
-// ClusterView implements Backend.
-func (m *MemBackend) ClusterView() ClusterView {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.view
-}
-
 // lookup returns key's live item; an expired one is deleted. m.mu is held.
-func (m *MemBackend) lookup(key string) (memItem, bool) {
+func (m *Mem) lookup(key string) (memItem, bool) {
 	it, ok := m.items[key]
 	if ok && it.at != 0 && it.at <= m.now().UnixMilli() {
 		m.remove(key)
@@ -69,7 +53,7 @@ func (m *MemBackend) lookup(key string) (memItem, bool) {
 	return it, ok
 }
 
-func (m *MemBackend) put(key string, it memItem) {
+func (m *Mem) put(key string, it memItem) {
 	if it.at != 0 && it.at <= m.now().UnixMilli() {
 		m.remove(key)
 		return
@@ -88,7 +72,7 @@ func (m *MemBackend) put(key string, it memItem) {
 	m.items[key] = it
 }
 
-func (m *MemBackend) remove(key string) {
+func (m *Mem) remove(key string) {
 	if _, ok := m.items[key]; !ok {
 		return
 	}
@@ -100,8 +84,8 @@ func (m *MemBackend) remove(key string) {
 	}
 }
 
-// Get implements Backend.
-func (m *MemBackend) Get(ctx context.Context, key []byte) ([]byte, int64, error) {
+// Get behaves as kv.Engine.Get.
+func (m *Mem) Get(ctx context.Context, key []byte) ([]byte, int64, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
 	}
@@ -109,21 +93,21 @@ func (m *MemBackend) Get(ctx context.Context, key []byte) ([]byte, int64, error)
 	defer m.mu.Unlock()
 	it, ok := m.lookup(string(key))
 	if !ok {
-		return nil, 0, ErrNotFound
+		return nil, 0, kv.ErrNotFound
 	}
 	return it.v, it.at, nil
 }
 
-// Set implements Backend.
-func (m *MemBackend) Set(ctx context.Context, key, value []byte, opt SetOptions) (SetResult, error) {
+// Set behaves as kv.Engine.Set.
+func (m *Mem) Set(ctx context.Context, key, value []byte, opt kv.SetOptions) (kv.SetResult, error) {
 	if err := ctx.Err(); err != nil {
-		return SetResult{}, err
+		return kv.SetResult{}, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	k := string(key)
 	old, found := m.lookup(k)
-	r := SetResult{}
+	r := kv.SetResult{}
 	if opt.Get && found {
 		r.Old, r.OldFound = old.v, true
 	}
@@ -139,8 +123,8 @@ func (m *MemBackend) Set(ctx context.Context, key, value []byte, opt SetOptions)
 	return r, nil
 }
 
-// Del implements Backend.
-func (m *MemBackend) Del(ctx context.Context, keys ...[]byte) (int, error) {
+// Del behaves as kv.Engine.Del.
+func (m *Mem) Del(ctx context.Context, keys ...[]byte) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -156,8 +140,8 @@ func (m *MemBackend) Del(ctx context.Context, keys ...[]byte) (int, error) {
 	return n, nil
 }
 
-// Exists implements Backend.
-func (m *MemBackend) Exists(ctx context.Context, keys ...[]byte) (int, error) {
+// Exists behaves as kv.Engine.Exists.
+func (m *Mem) Exists(ctx context.Context, keys ...[]byte) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -172,8 +156,8 @@ func (m *MemBackend) Exists(ctx context.Context, keys ...[]byte) (int, error) {
 	return n, nil
 }
 
-// MGet implements Backend.
-func (m *MemBackend) MGet(ctx context.Context, keys ...[]byte) ([][]byte, error) {
+// MGet behaves as kv.Engine.MGet.
+func (m *Mem) MGet(ctx context.Context, keys ...[]byte) ([][]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -188,8 +172,8 @@ func (m *MemBackend) MGet(ctx context.Context, keys ...[]byte) ([][]byte, error)
 	return out, nil
 }
 
-// MSet implements Backend.
-func (m *MemBackend) MSet(ctx context.Context, pairs ...KV) error {
+// MSet behaves as kv.Engine.MSet.
+func (m *Mem) MSet(ctx context.Context, pairs ...kv.KV) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -201,8 +185,8 @@ func (m *MemBackend) MSet(ctx context.Context, pairs ...KV) error {
 	return nil
 }
 
-// IncrBy implements Backend.
-func (m *MemBackend) IncrBy(ctx context.Context, key []byte, delta int64) (int64, error) {
+// IncrBy behaves as kv.Engine.IncrBy.
+func (m *Mem) IncrBy(ctx context.Context, key []byte, delta int64) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -210,7 +194,7 @@ func (m *MemBackend) IncrBy(ctx context.Context, key []byte, delta int64) (int64
 	defer m.mu.Unlock()
 	k := string(key)
 	it, _ := m.lookup(k)
-	v, err := addInt(it.v, delta)
+	v, err := kv.AddInt(it.v, delta)
 	if err != nil {
 		return 0, err
 	}
@@ -218,23 +202,8 @@ func (m *MemBackend) IncrBy(ctx context.Context, key []byte, delta int64) (int64
 	return v, nil
 }
 
-// addInt parses cur (nil: 0) as a canonical int64 and adds delta.
-func addInt(cur []byte, delta int64) (int64, error) {
-	var v int64
-	if cur != nil {
-		var ok bool
-		if v, ok = parseInt(cur); !ok {
-			return 0, ErrNotInteger
-		}
-	}
-	if (delta > 0 && v > math.MaxInt64-delta) || (delta < 0 && v < math.MinInt64-delta) {
-		return 0, ErrOverflow
-	}
-	return v + delta, nil
-}
-
-// Expire implements Backend.
-func (m *MemBackend) Expire(ctx context.Context, key []byte, atMs int64) (bool, error) {
+// Expire behaves as kv.Engine.Expire.
+func (m *Mem) Expire(ctx context.Context, key []byte, atMs int64) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
@@ -250,8 +219,8 @@ func (m *MemBackend) Expire(ctx context.Context, key []byte, atMs int64) (bool, 
 	return true, nil
 }
 
-// Persist implements Backend.
-func (m *MemBackend) Persist(ctx context.Context, key []byte) (bool, error) {
+// Persist behaves as kv.Engine.Persist.
+func (m *Mem) Persist(ctx context.Context, key []byte) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
@@ -267,8 +236,8 @@ func (m *MemBackend) Persist(ctx context.Context, key []byte) (bool, error) {
 	return true, nil
 }
 
-// ExpireTime implements Backend.
-func (m *MemBackend) ExpireTime(ctx context.Context, key []byte) (int64, error) {
+// ExpireTime behaves as kv.Engine.ExpireTime.
+func (m *Mem) ExpireTime(ctx context.Context, key []byte) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -276,13 +245,13 @@ func (m *MemBackend) ExpireTime(ctx context.Context, key []byte) (int64, error) 
 	defer m.mu.Unlock()
 	it, ok := m.lookup(string(key))
 	if !ok {
-		return 0, ErrNotFound
+		return 0, kv.ErrNotFound
 	}
 	return it.at, nil
 }
 
-// DBSize implements Backend.
-func (m *MemBackend) DBSize(ctx context.Context) (int64, error) {
+// DBSize behaves as kv.Engine.DBSize.
+func (m *Mem) DBSize(ctx context.Context) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -298,9 +267,9 @@ func (m *MemBackend) DBSize(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// Scan implements Backend with EngineBackend's cursor: the next bucket to
+// Scan behaves as kv.Engine.Scan, with its cursor: the next bucket to
 // visit, whole buckets at a time.
-func (m *MemBackend) Scan(ctx context.Context, cursor uint64, pattern []byte, count int) (uint64, [][]byte, error) {
+func (m *Mem) Scan(ctx context.Context, cursor uint64, pattern []byte, count int) (uint64, [][]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, nil, err
 	}
@@ -317,27 +286,22 @@ func (m *MemBackend) Scan(ctx context.Context, cursor uint64, pattern []byte, co
 		slices.Sort(batch)
 		seen += len(batch)
 		for _, k := range batch {
-			if _, ok := m.lookup(k); ok && Match(pattern, []byte(k)) {
+			if _, ok := m.lookup(k); ok && kv.Match(pattern, []byte(k)) {
 				keys = append(keys, []byte(k))
 			}
 		}
 		if seen >= count {
-			return nextCursor(b), keys, nil
+			if b+1 >= router.NumBuckets {
+				return 0, keys, nil
+			}
+			return b + 1, keys, nil
 		}
 	}
 	return 0, keys, nil
 }
 
-// nextCursor is the cursor after bucket b: b+1, or 0 past the last bucket.
-func nextCursor(b uint64) uint64 {
-	if b+1 >= router.NumBuckets {
-		return 0
-	}
-	return b + 1
-}
-
-// Versions implements TxBackend.
-func (m *MemBackend) Versions(ctx context.Context, keys [][]byte) ([]uint64, error) {
+// Versions behaves as kv.Engine.Versions.
+func (m *Mem) Versions(ctx context.Context, keys [][]byte) ([]uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -352,23 +316,23 @@ func (m *MemBackend) Versions(ctx context.Context, keys [][]byte) ([]uint64, err
 	return out, nil
 }
 
-// Exec implements TxBackend under the backend's one mutex.
-func (m *MemBackend) Exec(ctx context.Context, req *TxRequest, run TxFunc) error {
+// Exec behaves as kv.Engine.Exec, under Mem's one mutex.
+func (m *Mem) Exec(ctx context.Context, req *kv.TxRequest, run kv.TxFunc) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	items := make(map[string]TxItem, len(req.Keys))
+	items := make(map[string]kv.TxItem, len(req.Keys))
 	for _, k := range req.Keys {
 		if it, ok := m.lookup(string(k)); ok {
-			items[string(k)] = TxItem{Value: it.v, ExpireAtMs: it.at, Found: true}
+			items[string(k)] = kv.TxItem{Value: it.v, ExpireAtMs: it.at, Found: true}
 		}
 	}
 	for _, w := range req.Watch {
 		it, _ := m.lookup(string(w.Key))
 		if it.ver != w.Version {
-			return ErrWatchFailed
+			return kv.ErrWatchFailed
 		}
 	}
 	writes, err := run(items)

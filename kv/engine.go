@@ -1,4 +1,4 @@
-package server
+package kv
 
 import (
 	"context"
@@ -7,53 +7,105 @@ import (
 	"hash/maphash"
 	"slices"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/dbx-kv/dbx/engine"
 	"github.com/dbx-kv/dbx/router"
 )
 
-// lockStripes is the number of key locks of an EngineBackend.
+// lockStripes is the number of key locks of an Engine.
 const lockStripes = 1024
 
-// EngineBackend is a Backend over a local *engine.Store that serves every
-// key itself (key → router.Bucket → engine bucket): a single node's backend,
-// which the node layer wraps with ownership checks and forwarding.
+// Engine is one node's keyspace over a local *engine.Store: it serves every
+// key it is asked for (key → router.Bucket → engine bucket) and knows
+// nothing of other nodes; the node layer decides which keys reach it and
+// adds its per-key checks with the options of New.
 //
 // Atomicity: every write (SET with or without conditions, DEL, MSET, INCR,
-// EXPIRE, PERSIST) holds the locks of its keys' stripes (a key hashes to one
-// of 1024 stripes; multi-key writes take them in ascending order) across its
-// read-modify-write until the engine has applied it in commit order
-// (engine.Store.WriteApplied); reads under the lock see applied writes
-// (GetLatestItem). The stripes are released before the fsync, so writers of
-// one hot key share group commits; each still replies only once its write is
-// durable, which implies every earlier write of the key is durable too.
-// Writes of one key are therefore linearizable; plain reads take no lock and
-// see durable, published state.
+// EXPIRE, PERSIST, Exec) holds the locks of its keys' stripes (a key hashes
+// to one of 1024 stripes; multi-key writes take them in ascending order)
+// across its read-modify-write until the engine has applied it in commit
+// order (engine.Store.WriteApplied); reads under the lock see applied
+// writes (GetLatestItem). The stripes are released before the fsync, so
+// writers of one hot key share group commits; each still replies only once
+// its write is durable, which implies every earlier write of the key is
+// durable too. Writes of one key are therefore linearizable; plain reads
+// take no lock and see durable, published state.
 // Lock waits honour ctx. MSET and DEL commit as one engine batch (atomic
 // even across shards); MGET reads one engine snapshot.
-type EngineBackend struct {
+//
+// Every method may be called from any number of goroutines at once. Key,
+// value and pattern slices passed in are only read during the call.
+type Engine struct {
 	st        *engine.Store
 	now       func() time.Time
 	seed      maphash.Seed
 	locks     [lockStripes]chan struct{}
-	view      atomic.Pointer[ClusterView]
 	guard     KeyGuard
 	recheck   func(keys ...[]byte) error
 	onApplied func(bucket uint16, key []byte)
 }
 
-// SetOnApplied installs f, called for every key a write of this backend
-// has applied, before the key's lock is released (so a reader that takes
-// the lock afterwards finds f's effect). The node records keys of buckets
-// being migrated with it. Call it before the backend serves anything.
-func (e *EngineBackend) SetOnApplied(f func(bucket uint16, key []byte)) { e.onApplied = f }
+// KeyGuard is called before a key is read or written (for writes, under the
+// key's stripe lock). It may wait (honouring ctx) and fails the operation
+// with its error. The node uses it to keep keys of prepared transactions
+// out of reach until the transaction is resolved, and keys of buckets it
+// does not own or has fenced for a move out of reach at all.
+type KeyGuard func(ctx context.Context, keys ...[]byte) error
+
+// Option is a per-key check or notification of an Engine, given to New:
+// the checks run inside the Engine's operations (under the stripe lock,
+// between the read and the commit), where a decorator around the Engine
+// could not reach without holding the stripes through the fsync.
+type Option func(*Engine)
+
+// WithGuard has every operation call g first: reads before reading,
+// writes (Exec included) once they hold their keys' stripe locks and
+// before they read, so a write that passes g is applied (and reported to
+// WithOnApplied) before anyone else takes the stripe — in particular
+// before Barrier returns. An error of g fails the operation, which then
+// writes nothing.
+func WithGuard(g KeyGuard) Option { return func(e *Engine) { e.guard = g } }
+
+// WithRecheck has every read (Get, Exists, MGet, ExpireTime, Versions,
+// Items) call f again after reading, without a lock: the guard before the
+// read may have passed just before the key's bucket switched owner, and
+// the value read is then only good if f still passes — the node checks
+// that the bucket is neither fenced nor owned elsewhere now. An error of f
+// fails the read.
+func WithRecheck(f func(keys ...[]byte) error) Option {
+	return func(e *Engine) { e.recheck = f }
+}
+
+// WithOnApplied has every write call f for each key it applied, after the
+// engine applied the write and before the key's stripe lock is released
+// (so a reader that takes the lock afterwards, or Barrier's caller, finds
+// f's effect). The node records keys of buckets being migrated with it.
+func WithOnApplied(f func(bucket uint16, key []byte)) Option {
+	return func(e *Engine) { e.onApplied = f }
+}
+
+// New returns the keyspace over st. now must be the clock st was opened
+// with (engine.Config.Now), nil meaning time.Now. The options install the
+// per-key checks; without them every key is served.
+func New(st *engine.Store, now func() time.Time, opts ...Option) *Engine {
+	if now == nil {
+		now = time.Now
+	}
+	e := &Engine{st: st, now: now, seed: maphash.MakeSeed()}
+	for i := range e.locks {
+		e.locks[i] = make(chan struct{}, 1)
+	}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
+}
 
 // Barrier takes and releases every stripe lock: every write that held one
-// when Barrier was called has been applied (and reported to OnApplied)
-// when it returns.
-func (e *EngineBackend) Barrier(ctx context.Context) error {
+// when Barrier was called has been applied (and reported to WithOnApplied's
+// f) when it returns.
+func (e *Engine) Barrier(ctx context.Context) error {
 	for i := range e.locks {
 		select {
 		case e.locks[i] <- struct{}{}:
@@ -65,69 +117,31 @@ func (e *EngineBackend) Barrier(ctx context.Context) error {
 	return nil
 }
 
-// KeyGuard is called before a key is read or written (for writes, under the
-// key's stripe lock). It may wait (honouring ctx) and fails the operation
-// with its error. The node uses it to keep keys of prepared transactions
-// out of reach until the transaction is resolved.
-type KeyGuard func(ctx context.Context, keys ...[]byte) error
+// LockKeys takes the stripe locks of keys (ascending, honouring ctx), as
+// every write of the Engine does; the returned func releases them. The
+// node holds them while it prepares a transaction on those keys.
+func (e *Engine) LockKeys(ctx context.Context, keys ...[]byte) (func(), error) {
+	return e.lock(ctx, keys...)
+}
 
-// SetGuard installs g. Call it before the backend serves anything.
-func (e *EngineBackend) SetGuard(g KeyGuard) { e.guard = g }
-
-// SetRecheck installs f, which reads call again after reading (without
-// a lock): the guard before the read may have passed just before the
-// key's bucket switched owner, and the value read is then only good if f
-// still passes — the node checks that the bucket is neither fenced nor
-// owned elsewhere now. Call it before the backend serves anything.
-func (e *EngineBackend) SetRecheck(f func(keys ...[]byte) error) { e.recheck = f }
-
-// checkAfterRead is the read's second check (SetRecheck).
-func (e *EngineBackend) checkAfterRead(keys ...[]byte) error {
+// checkAfterRead is the read's second check (WithRecheck).
+func (e *Engine) checkAfterRead(keys ...[]byte) error {
 	if e.recheck == nil {
 		return nil
 	}
 	return e.recheck(keys...)
 }
 
-func (e *EngineBackend) check(ctx context.Context, keys ...[]byte) error {
+func (e *Engine) check(ctx context.Context, keys ...[]byte) error {
 	if e.guard == nil {
 		return nil
 	}
 	return e.guard(ctx, keys...)
 }
 
-// LockKeys takes the stripe locks of keys (ascending, honouring ctx), as
-// every write of the backend does; the returned func releases them. The
-// node holds them while it prepares a transaction on those keys.
-func (e *EngineBackend) LockKeys(ctx context.Context, keys ...[]byte) (func(), error) {
-	return e.lock(ctx, keys...)
-}
-
-// NewEngineBackend returns a backend over st. now must be the clock st was
-// opened with (engine.Config.Now), nil meaning time.Now. Its cluster view is
-// SingleNodeView("local", "") until SetClusterView.
-func NewEngineBackend(st *engine.Store, now func() time.Time) *EngineBackend {
-	if now == nil {
-		now = time.Now
-	}
-	e := &EngineBackend{st: st, now: now, seed: maphash.MakeSeed()}
-	for i := range e.locks {
-		e.locks[i] = make(chan struct{}, 1)
-	}
-	v := SingleNodeView("local", "")
-	e.view.Store(&v)
-	return e
-}
-
-// SetClusterView replaces the view ClusterView returns.
-func (e *EngineBackend) SetClusterView(v ClusterView) { e.view.Store(&v) }
-
-// ClusterView implements Backend.
-func (e *EngineBackend) ClusterView() ClusterView { return *e.view.Load() }
-
 // lock takes the stripes of keys in ascending order; the returned func
 // releases them.
-func (e *EngineBackend) lock(ctx context.Context, keys ...[]byte) (func(), error) {
+func (e *Engine) lock(ctx context.Context, keys ...[]byte) (func(), error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err // select below would pick a free stripe at random
 	}
@@ -160,7 +174,7 @@ func (e *EngineBackend) lock(ctx context.Context, keys ...[]byte) (func(), error
 	}, nil
 }
 
-func (e *EngineBackend) item(key []byte) (engine.Item, bool, error) {
+func (e *Engine) item(key []byte) (engine.Item, bool, error) {
 	it, err := e.st.GetItem(router.Bucket(key), key)
 	if errors.Is(err, engine.ErrNotFound) {
 		return engine.Item{}, false, nil
@@ -173,7 +187,7 @@ func (e *EngineBackend) item(key []byte) (engine.Item, bool, error) {
 
 // latest reads key including writes applied but not yet durable: only
 // under the key's stripe lock, where it sees the previous holder's write.
-func (e *EngineBackend) latest(key []byte) (engine.Item, bool, error) {
+func (e *Engine) latest(key []byte) (engine.Item, bool, error) {
 	it, err := e.st.GetLatestItem(router.Bucket(key), key)
 	if errors.Is(err, engine.ErrNotFound) {
 		return engine.Item{}, false, nil
@@ -184,10 +198,12 @@ func (e *EngineBackend) latest(key []byte) (engine.Item, bool, error) {
 	return it, true, nil
 }
 
-// commit applies b in commit order, releases the stripes (unlock) and then
-// waits until b is durable: writers of one key queue only for the apply,
-// not for the fsync, so they share group commits.
-func (e *EngineBackend) commit(ctx context.Context, b *engine.Batch, unlock func()) error {
+// commit applies b in commit order, reports its keys (WithOnApplied),
+// releases the stripes (unlock) and then waits until b is durable: writers
+// of one key queue only for the apply, not for the fsync, so they share
+// group commits. The report comes before the release so that whoever takes
+// the stripe next — Barrier, before a move's last delta — finds it.
+func (e *Engine) commit(ctx context.Context, b *engine.Batch, unlock func()) error {
 	wait, err := e.st.WriteApplied(ctx, b)
 	if err == nil && e.onApplied != nil {
 		b.ForEachKey(e.onApplied)
@@ -199,14 +215,14 @@ func (e *EngineBackend) commit(ctx context.Context, b *engine.Batch, unlock func
 	return wait()
 }
 
-func (e *EngineBackend) write(ctx context.Context, key, value []byte, atMs int64, unlock func()) error {
+func (e *Engine) write(ctx context.Context, key, value []byte, atMs int64, unlock func()) error {
 	var b engine.Batch
 	b.SetWithExpiry(router.Bucket(key), key, value, atMs)
 	return e.commit(ctx, &b, unlock)
 }
 
-// Get implements Backend.
-func (e *EngineBackend) Get(ctx context.Context, key []byte) ([]byte, int64, error) {
+// Get returns key's value and expiry, or ErrNotFound.
+func (e *Engine) Get(ctx context.Context, key []byte) ([]byte, int64, error) {
 	if err := e.check(ctx, key); err != nil {
 		return nil, 0, err
 	}
@@ -226,8 +242,9 @@ func (e *EngineBackend) Get(ctx context.Context, key []byte) ([]byte, int64, err
 	return it.Value, it.ExpireAt, nil
 }
 
-// Set implements Backend.
-func (e *EngineBackend) Set(ctx context.Context, key, value []byte, opt SetOptions) (SetResult, error) {
+// Set writes key under opt's conditions, atomically with respect to every
+// other write of key.
+func (e *Engine) Set(ctx context.Context, key, value []byte, opt SetOptions) (SetResult, error) {
 	unlock, err := e.lock(ctx, key)
 	if err != nil {
 		return SetResult{}, err
@@ -261,8 +278,9 @@ func (e *EngineBackend) Set(ctx context.Context, key, value []byte, opt SetOptio
 	return r, nil
 }
 
-// Del implements Backend.
-func (e *EngineBackend) Del(ctx context.Context, keys ...[]byte) (int, error) {
+// Del removes keys, as one engine batch, and returns how many existed (a
+// key named twice counts once).
+func (e *Engine) Del(ctx context.Context, keys ...[]byte) (int, error) {
 	unlock, err := e.lock(ctx, keys...)
 	if err != nil {
 		return 0, err
@@ -295,8 +313,8 @@ func (e *EngineBackend) Del(ctx context.Context, keys ...[]byte) (int, error) {
 	return b.Len(), nil
 }
 
-// Exists implements Backend.
-func (e *EngineBackend) Exists(ctx context.Context, keys ...[]byte) (int, error) {
+// Exists returns how many of keys exist, counting a key named twice twice.
+func (e *Engine) Exists(ctx context.Context, keys ...[]byte) (int, error) {
 	if err := e.check(ctx, keys...); err != nil {
 		return 0, err
 	}
@@ -319,8 +337,9 @@ func (e *EngineBackend) Exists(ctx context.Context, keys ...[]byte) (int, error)
 	return n, nil
 }
 
-// MGet implements Backend: every key is read from one snapshot.
-func (e *EngineBackend) MGet(ctx context.Context, keys ...[]byte) ([][]byte, error) {
+// MGet returns one entry per key, nil for a missing key: every key is read
+// from one snapshot.
+func (e *Engine) MGet(ctx context.Context, keys ...[]byte) ([][]byte, error) {
 	if err := e.check(ctx, keys...); err != nil {
 		return nil, err
 	}
@@ -352,8 +371,9 @@ func (e *EngineBackend) MGet(ctx context.Context, keys ...[]byte) ([][]byte, err
 	return out, nil
 }
 
-// MSet implements Backend.
-func (e *EngineBackend) MSet(ctx context.Context, pairs ...KV) error {
+// MSet writes every pair as one engine batch, clearing their expiries (a
+// key named twice gets its last value).
+func (e *Engine) MSet(ctx context.Context, pairs ...KV) error {
 	keys := make([][]byte, len(pairs))
 	last := make(map[string]int, len(pairs))
 	for i, p := range pairs {
@@ -377,8 +397,9 @@ func (e *EngineBackend) MSet(ctx context.Context, pairs ...KV) error {
 	return e.commit(ctx, &b, unlock)
 }
 
-// IncrBy implements Backend.
-func (e *EngineBackend) IncrBy(ctx context.Context, key []byte, delta int64) (int64, error) {
+// IncrBy adds delta to key's integer value (a missing key counts as 0),
+// keeping its expiry (see AddInt).
+func (e *Engine) IncrBy(ctx context.Context, key []byte, delta int64) (int64, error) {
 	unlock, err := e.lock(ctx, key)
 	if err != nil {
 		return 0, err
@@ -395,7 +416,7 @@ func (e *EngineBackend) IncrBy(ctx context.Context, key []byte, delta int64) (in
 	if ok && cur == nil {
 		cur = []byte{}
 	}
-	v, err := addInt(cur, delta)
+	v, err := AddInt(cur, delta)
 	if err != nil {
 		return 0, err
 	}
@@ -405,8 +426,9 @@ func (e *EngineBackend) IncrBy(ctx context.Context, key []byte, delta int64) (in
 	return v, nil
 }
 
-// Expire implements Backend.
-func (e *EngineBackend) Expire(ctx context.Context, key []byte, atMs int64) (bool, error) {
+// Expire sets key's expiry to atMs if key exists and reports whether it
+// did. An atMs not in the future deletes the key (and reports true).
+func (e *Engine) Expire(ctx context.Context, key []byte, atMs int64) (bool, error) {
 	unlock, err := e.lock(ctx, key)
 	if err != nil {
 		return false, err
@@ -427,8 +449,8 @@ func (e *EngineBackend) Expire(ctx context.Context, key []byte, atMs int64) (boo
 	return true, e.write(ctx, key, it.Value, atMs, unlock)
 }
 
-// Persist implements Backend.
-func (e *EngineBackend) Persist(ctx context.Context, key []byte) (bool, error) {
+// Persist removes key's expiry and reports whether it had one.
+func (e *Engine) Persist(ctx context.Context, key []byte) (bool, error) {
 	unlock, err := e.lock(ctx, key)
 	if err != nil {
 		return false, err
@@ -444,8 +466,8 @@ func (e *EngineBackend) Persist(ctx context.Context, key []byte) (bool, error) {
 	return true, e.write(ctx, key, it.Value, 0, unlock)
 }
 
-// ExpireTime implements Backend.
-func (e *EngineBackend) ExpireTime(ctx context.Context, key []byte) (int64, error) {
+// ExpireTime returns key's expiry (0 if none) or ErrNotFound.
+func (e *Engine) ExpireTime(ctx context.Context, key []byte) (int64, error) {
 	if err := e.check(ctx, key); err != nil {
 		return 0, err
 	}
@@ -465,8 +487,8 @@ func (e *EngineBackend) ExpireTime(ctx context.Context, key []byte) (int64, erro
 	return it.ExpireAt, nil
 }
 
-// DBSize implements Backend by counting the visible keys (O(keys)).
-func (e *EngineBackend) DBSize(ctx context.Context) (int64, error) {
+// DBSize counts the visible keys (O(keys)).
+func (e *Engine) DBSize(ctx context.Context) (int64, error) {
 	it, err := e.st.NewIter(0, router.NumBuckets-1)
 	if err != nil {
 		return 0, err
@@ -484,11 +506,12 @@ func (e *EngineBackend) DBSize(ctx context.Context) (int64, error) {
 	return n, it.Error()
 }
 
-// Scan implements Backend. The cursor is the next bucket to visit; a call
-// visits whole buckets until it has visited at least count keys (matching
-// or not, as Redis's COUNT is an amount of work), so it may return more or
-// fewer than count keys, and none with a non-zero cursor.
-func (e *EngineBackend) Scan(ctx context.Context, cursor uint64, pattern []byte, count int) (uint64, [][]byte, error) {
+// Scan returns keys matching pattern (see Match) from cursor on, and the
+// cursor to continue from (0 when done). The cursor is the next bucket to
+// visit; a call visits whole buckets until it has visited at least count
+// keys (matching or not, as Redis's COUNT is an amount of work), so it may
+// return more or fewer than count keys, and none with a non-zero cursor.
+func (e *Engine) Scan(ctx context.Context, cursor uint64, pattern []byte, count int) (uint64, [][]byte, error) {
 	if cursor >= router.NumBuckets {
 		return 0, nil, nil
 	}
@@ -531,11 +554,11 @@ const scanRangesBytesMax = 8 << 20
 // returns the first bucket it did not visit (router.NumBuckets when it
 // visited every one) and the matching keys of the buckets before it. A node
 // uses it to serve its part of a cluster-wide SCAN.
-func (e *EngineBackend) ScanRanges(ctx context.Context, ranges []BucketRange, pattern []byte, count int) (stop int, keys [][]byte, err error) {
+func (e *Engine) ScanRanges(ctx context.Context, ranges []BucketRange, pattern []byte, count int) (stop int, keys [][]byte, err error) {
 	seen, size := 0, 0
 	for _, r := range ranges {
 		if r.Start > r.End || int(r.End) >= router.NumBuckets {
-			return 0, nil, fmt.Errorf("server: bad bucket range [%d, %d]", r.Start, r.End)
+			return 0, nil, fmt.Errorf("kv: bad bucket range [%d, %d]", r.Start, r.End)
 		}
 		it, err := e.st.NewIter(r.Start, r.End)
 		if err != nil {
@@ -570,11 +593,11 @@ func (e *EngineBackend) ScanRanges(ctx context.Context, ranges []BucketRange, pa
 }
 
 // CountRanges counts the visible keys of the buckets of ranges (O(keys)).
-func (e *EngineBackend) CountRanges(ctx context.Context, ranges []BucketRange) (int64, error) {
+func (e *Engine) CountRanges(ctx context.Context, ranges []BucketRange) (int64, error) {
 	n := int64(0)
 	for _, r := range ranges {
 		if r.Start > r.End || int(r.End) >= router.NumBuckets {
-			return 0, fmt.Errorf("server: bad bucket range [%d, %d]", r.Start, r.End)
+			return 0, fmt.Errorf("kv: bad bucket range [%d, %d]", r.Start, r.End)
 		}
 		it, err := e.st.NewIter(r.Start, r.End)
 		if err != nil {
@@ -597,7 +620,7 @@ func (e *EngineBackend) CountRanges(ctx context.Context, ranges []BucketRange) (
 	return n, nil
 }
 
-// Versions implements TxBackend: a key's version is the engine sequence
+// Versions returns the WATCH version of each key: the engine sequence
 // number of its write that GET sees (engine.Item.Seq of the published,
 // durable state), 0 when absent or expired, read after every write applied
 // so far has become visible. WATCH must match what the client reads next:
@@ -605,7 +628,7 @@ func (e *EngineBackend) CountRanges(ctx context.Context, ranges []BucketRange) (
 // taken from it would let EXEC commit over a value the client never saw.
 // (EXEC compares with the latest applied version: a write after WATCH
 // fails it, as in Redis.)
-func (e *EngineBackend) Versions(ctx context.Context, keys [][]byte) ([]uint64, error) {
+func (e *Engine) Versions(ctx context.Context, keys [][]byte) ([]uint64, error) {
 	if err := e.check(ctx, keys...); err != nil {
 		return nil, err
 	}
@@ -633,7 +656,7 @@ func (e *EngineBackend) Versions(ctx context.Context, keys [][]byte) ([]uint64, 
 
 // Items reads keys for a transaction that cannot hold their locks (keys
 // on several nodes): their latest values and versions, after the guard.
-func (e *EngineBackend) Items(ctx context.Context, keys [][]byte) ([]TxItem, []uint64, error) {
+func (e *Engine) Items(ctx context.Context, keys [][]byte) ([]TxItem, []uint64, error) {
 	if err := e.check(ctx, keys...); err != nil {
 		return nil, nil, err
 	}
@@ -655,10 +678,12 @@ func (e *EngineBackend) Items(ctx context.Context, keys [][]byte) ([]TxItem, []u
 	return items, vers, nil
 }
 
-// Exec implements TxBackend with locks: it holds every key's stripe from
-// the read to the apply, so run is called once and the writes commit as
-// one engine batch (atomic across shards).
-func (e *EngineBackend) Exec(ctx context.Context, req *TxRequest, run TxFunc) error {
+// Exec runs a transaction as the server's TxBackend.Exec does, with
+// locks: it holds every key's stripe from the read to the apply, so run is
+// called once and the writes commit as one engine batch (atomic across
+// shards). A watched key whose version differs fails it with
+// ErrWatchFailed, before run.
+func (e *Engine) Exec(ctx context.Context, req *TxRequest, run TxFunc) error {
 	unlock, err := e.lock(ctx, req.Keys...)
 	if err != nil {
 		return err
