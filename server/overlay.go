@@ -163,8 +163,12 @@ func (o *overlay) IncrBy(ctx context.Context, key []byte, delta int64) (int64, e
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	it, _ := o.lookup(string(key))
-	v, err := kv.AddInt(it.Value, delta)
+	it, ok := o.lookup(string(key))
+	cur := it.Value
+	if ok && cur == nil { // an empty string, not a missing key
+		cur = []byte{}
+	}
+	v, err := kv.AddInt(cur, delta)
 	if err != nil {
 		return 0, err
 	}

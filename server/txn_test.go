@@ -44,6 +44,13 @@ func TestTxnReplies(t *testing.T) {
 				cmd(`"11"`, "GET", "n"),
 				cmd("(nil)", "GET", "x"),
 				cmd(`"str"`, "GET", "s"),
+				// INCR of an empty string is an error inside MULTI too
+				// (the engine hands an empty value to EXEC as nil).
+				cmd("+OK", "SET", "e", ""),
+				cmd("+OK", "MULTI"),
+				cmd("+QUEUED", "INCR", "e"),
+				cmd(`[-ERR value is not an integer or out of range]`, "EXEC"),
+				cmd(`""`, "GET", "e"),
 				// Errors while queuing abort the whole transaction.
 				cmd("+OK", "MULTI"),
 				cmd("+QUEUED", "SET", "a", "3"),
