@@ -54,13 +54,15 @@
 //   - Drive each state machine from one goroutine at a time; none is safe
 //     for concurrent use. Call Tick at a steady interval (DefaultConfig
 //     assumes 100 ms).
-//   - Perform the effects of each transaction in the order they were
-//     returned, across calls: effects of different transactions may run
-//     concurrently, those of one never (node/ keeps a queue per
-//     transaction and state machine; TxnOf names an effect's
-//     transaction). Make PersistPrepare and PersistRecord durable before
-//     performing that transaction's later effects; when a write fails,
-//     perform none of them (as if the node had crashed), except as below.
+//   - Perform the effects a state machine returns for one transaction in
+//     the order it returned them, across calls: effects of different
+//     transactions (or of a node's Coordinator and Participant for the
+//     same one, which only talk through messages) may run concurrently,
+//     those of one never (node/ keeps a queue per transaction and state
+//     machine; TxnOf names an effect's transaction). Make PersistPrepare
+//     and PersistRecord durable before performing that transaction's
+//     later effects; when a write fails, perform none of them (as if the
+//     node had crashed), except as below.
 //   - For a Prepared record: once durable, call Persisted and perform what
 //     it returns; if it cannot be written, call AbortUnvoted instead.
 //   - For a Committed PersistPrepare: apply Rec.Intents, then write the

@@ -222,22 +222,21 @@ func (c *cluster) run(cmd string) error {
 		}
 		return c.plainWrite(n, pos[1], pos[2])
 	case "hold", "release":
-		if len(pos) < 1 || len(pos) > 2 || (f[0] == "hold" && len(pos) != 1) {
-			return fmt.Errorf("%s: want NODE%s", f[0], map[string]string{"hold": "", "release": " [TXN]"}[f[0]])
+		if len(pos) < 1 || len(pos) > 2 || (f[0] == "hold" && len(pos) == 2) {
+			return fmt.Errorf("%s: wrong arguments %v", f[0], pos)
 		}
 		n := c.nodes[NodeID(pos[0])]
 		if n == nil || n.p == nil {
 			return fmt.Errorf("node %s unknown or down", pos[0])
 		}
-		if f[0] == "hold" {
+		switch {
+		case f[0] == "hold":
 			n.hold = true
-			return nil
+		case len(pos) == 2:
+			c.release(n, TxID(pos[1]))
+		default:
+			c.release(n, "")
 		}
-		var txn TxID
-		if len(pos) == 2 {
-			txn = TxID(pos[1])
-		}
-		c.release(n, txn)
 	case "queue":
 		c.printQueue()
 	case "state":
