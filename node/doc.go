@@ -101,6 +101,22 @@
 // RestoreSnapshot copy a snapshot out and put a part back into a stopped
 // node (gsnapshot.go, snaprestore.go).
 //
+// # Transactions
+//
+// Multi-key writes on several nodes run through two-phase commit
+// (txnbackend.go picks the path; txn.go drives the twophase state
+// machines). Each state machine call queues its effects per transaction
+// and state machine, and the goroutine that finds a queue idle performs it
+// in order, so one transaction's record writes, votes and applies never
+// race while different transactions run concurrently. Records live in the
+// engine bucket txnBucket, encoded and read back at start by twophase's
+// storage adapter. A commit's intents are written per engine shard, then
+// its marker, and only then does Participant.Applied release its keys.
+// The participant's lock table is the one record of locked keys: the key
+// guard (reads, writes, 1PC), prepares, a move's fence and a snapshot's
+// drain all ask it, with an atomic count as the lock-free path while
+// nothing is locked.
+//
 // # Goroutines
 //
 // Every long-lived goroutine the node starts (loops, bucket moves, the move

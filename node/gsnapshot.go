@@ -204,13 +204,9 @@ func (g *snapGate) sentDecisions(ids []twophase.TxID) []twophase.TxID {
 
 // heldTxns returns the transactions holding keys on this node.
 func (t *txns) heldTxns() []twophase.TxID {
-	t.hmu.Lock()
-	defer t.hmu.Unlock()
-	out := make([]twophase.TxID, 0, len(t.heldKeys))
-	for id := range t.heldKeys {
-		out = append(out, id)
-	}
-	return out
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.part.Holding()
 }
 
 // resumeDecisions ends the pause and sends the decisions it held.

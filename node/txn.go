@@ -6,17 +6,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"os"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/dbx-kv/dbx/engine"
 	"github.com/dbx-kv/dbx/kv"
@@ -68,17 +65,21 @@ type (
 
 // txns drives this node's twophase Coordinator and Participant: it
 // delivers messages, performs effects (records in the engine's txnBucket,
-// intents applied in the same batch as the COMMITTED marker), ticks the
-// clock and keeps the keys of prepared transactions away from every other
-// operation.
+// through twophase's storage adapter; a commit's intents, then its marker),
+// ticks the clock and keeps the keys the participant has locked away from
+// every other operation (guard).
 //
-// Locking: mu guards the state machines and the clock; hmu guards held.
-// Order: a key's stripe lock (kv.Engine) before mu or hmu; mu and hmu
-// are never held together. held is the authority for plain operations
-// (the guard) and for later Prepares (VersionBusy): a key enters it when
-// its transaction prepares here and leaves it only once the decision is
-// durable and, for a commit, the intents are applied — later than the
-// participant's own lock table, which releases inside Step.
+// Effects are performed in order per transaction and state machine: every
+// state machine call queues its effects under mu (queues), and the
+// goroutine that finds a queue idle performs it until it is empty, so
+// the effects of one transaction never race each other while different
+// transactions proceed concurrently. The participant's lock table is the
+// one authority on locked keys: a key stays locked from its Prepare until
+// the driver reports the decision durable (Participant.Applied).
+//
+// Locking: mu guards the state machines, the clock, the queues and
+// released. Order: a key's stripe lock (kv.Engine) before mu. No I/O
+// under mu.
 type txns struct {
 	n     *Node
 	st    *engine.Store
@@ -91,15 +92,13 @@ type txns struct {
 	part    *twophase.Participant
 	now     twophase.Tick
 	waiters map[twophase.TxID]chan twophase.ReplyClient
-
-	// recMu orders the record writes of one transaction (persist).
-	recMu [256]sync.Mutex
-
-	hmu      sync.Mutex
-	held     map[string]twophase.TxID
-	heldKeys map[twophase.TxID][]string
-	released chan struct{} // closed (and replaced) whenever keys leave held
-	nheld    atomic.Int64
+	queues  map[queueID]*effQueue
+	// released is closed (and replaced) whenever the participant releases
+	// locks.
+	released chan struct{}
+	// nheld is the participant's number of locked keys, for the lock-free
+	// fast path of guard and holdsAny.
+	nheld atomic.Int64
 
 	incarnation uint32
 	seq         atomic.Uint64
@@ -108,6 +107,25 @@ type txns struct {
 	// gate holds commit decisions and Prepares while a global snapshot is
 	// taken (gsnapshot.go).
 	gate snapGate
+}
+
+// queueID names the effects of one transaction from one state machine:
+// the coordinator's and the participant's of a transaction are ordered
+// separately (they only talk through messages, which may be reordered
+// anyway), so a client's reply never waits for this node's own apply.
+type queueID struct {
+	txn   twophase.TxID
+	coord bool
+}
+
+// effQueue is the effects of one queueID not yet performed. It exists
+// while a goroutine performs it (drain), or for good once a write of the
+// transaction failed (failed): the rest of its effects are dropped, as if
+// the node had crashed for that transaction, and a restart replays it from
+// its records.
+type effQueue struct {
+	effs   []twophase.Effect
+	failed bool
 }
 
 type txnMetrics struct {
@@ -138,7 +156,7 @@ func newTxns(n *Node, reg prometheus.Registerer) (*txns, error) {
 	t := &txns{
 		n: n, st: n.store, local: n.local, log: n.log.With("component", "txn"), self: self,
 		coord: coord, part: part, waiters: map[twophase.TxID]chan twophase.ReplyClient{},
-		held: map[string]twophase.TxID{}, heldKeys: map[twophase.TxID][]string{}, released: make(chan struct{}),
+		queues: map[queueID]*effQueue{}, released: make(chan struct{}),
 		incarnation: binary.BigEndian.Uint32(inc[:]), sends: make(chan struct{}, txnSendsMax),
 	}
 	t.m = &txnMetrics{
@@ -204,195 +222,128 @@ func (t *txns) commit1(ctx context.Context, req *txnCommitReq) error {
 
 // ---- records ----
 
-func recKey(kind byte, id twophase.TxID) []byte { return append([]byte{kind, '/'}, id...) }
-
-// restore loads the persisted records into the participant and takes the
-// locks of prepared transactions; the node calls it before serving.
+// restore loads the persisted records into the participant (twophase's
+// storage adapter decodes them); prepared transactions take their locks
+// again. The node calls it before serving.
 func (t *txns) restore() error {
 	it, err := t.st.NewIter(txnBucket, txnBucket)
 	if err != nil {
 		return err
 	}
-	var prepares []twophase.PrepareRecord
-	var records []twophase.TxnRecord
+	var stored twophase.Stored
 	for it.First(); it.Valid(); it.Next() {
-		k := it.Key()
-		switch {
-		case len(k) > 2 && k[0] == 'p':
-			var r twophase.PrepareRecord
-			if err := msgpack.Unmarshal(it.Value(), &r); err != nil {
-				it.Close()
-				return fmt.Errorf("node: prepare record %q: %w", k, err)
-			}
-			prepares = append(prepares, r)
-		case len(k) > 2 && k[0] == 'r':
-			var r twophase.TxnRecord
-			if err := msgpack.Unmarshal(it.Value(), &r); err != nil {
-				it.Close()
-				return fmt.Errorf("node: transaction record %q: %w", k, err)
-			}
-			records = append(records, r)
+		if err := stored.Add(it.Key(), it.Value()); err != nil {
+			it.Close()
+			return fmt.Errorf("node: %w", err)
 		}
 	}
 	if err := it.Close(); err != nil {
 		return err
 	}
-	t.mu.Lock()
-	effs, err := t.part.Restore(t.now, prepares, records)
-	t.mu.Unlock()
-	if err != nil {
-		return err
+	var rerr error
+	t.call(false, func() []twophase.Effect {
+		effs, err := stored.Restore(t.part, t.now)
+		rerr = err
+		return effs
+	})
+	if rerr != nil {
+		return rerr
 	}
-	inDoubt := 0
-	for _, r := range prepares {
-		if r.State == twophase.StatePrepared {
-			t.hold(r.Txn, r.Locks)
-			inDoubt++
-		}
+	if len(stored.Prepares)+len(stored.Records) > 0 {
+		t.log.Info("transaction records restored", "prepares", len(stored.Prepares), "records", len(stored.Records), "in_doubt", stored.InDoubt())
 	}
-	if len(prepares)+len(records) > 0 {
-		t.log.Info("transaction records restored", "prepares", len(prepares), "records", len(records), "in_doubt", inDoubt)
-	}
-	t.perform(effs)
 	return nil
 }
 
-// persist writes a run of PersistPrepare/PersistRecord effects: records
-// and Prepared/Aborted prepare records as one durable batch (all in
-// txnBucket, one engine shard), then releases the votes of prepared
-// transactions and the keys of aborted ones. COMMITTED prepare records are
-// returned for applyCommitted, which the caller runs after the effects
-// that follow (the holder's Decision leaves once the record is durable).
-func (t *txns) persist(effs []twophase.Effect) (committed []twophase.PrepareRecord) {
-	var b engine.Batch
-	var prepared, aborted []twophase.TxID
-	decided := false
-	// Writes of one transaction's records must land in the order the state
-	// machine made them, but runs of effects are performed by different
-	// goroutines (a slow Prepared write can race the Tick's abort of the
-	// same transaction). Each write holds its transactions' stripes and
-	// skips a record the state machine has already moved past: the newer
-	// one is, or will be, written instead.
-	ids := make([]twophase.TxID, 0, len(effs))
-	for _, e := range effs {
-		switch e := e.(type) {
-		case twophase.PersistRecord:
-			ids = append(ids, e.Rec.Txn)
-		case twophase.PersistPrepare:
-			ids = append(ids, e.Rec.Txn)
-		}
+// isRecordWrite reports whether e joins a run of record writes (persist):
+// every PersistRecord and PersistPrepare except a Committed one, which is
+// applied on its own (applyCommitted).
+func isRecordWrite(e twophase.Effect) bool {
+	switch e := e.(type) {
+	case twophase.PersistRecord:
+		return true
+	case twophase.PersistPrepare:
+		return e.Rec.State != twophase.StateCommitted
 	}
-	unlock := t.lockRecords(ids)
-	t.mu.Lock()
-	for _, e := range effs {
+	return false
+}
+
+// persist writes a run of record writes of one transaction as one durable
+// batch (all in txnBucket, one engine shard), then releases the yes vote
+// of a Prepared record (Persisted) and the keys of an Aborted one
+// (Applied). It reports false when the write failed and the transaction's
+// later effects must not be performed; a Prepared record that could not
+// be written aborts its transaction instead (AbortUnvoted).
+func (t *txns) persist(run []twophase.Effect) bool {
+	var b engine.Batch
+	var prepared, finished []twophase.TxID
+	decided := false
+	for _, e := range run {
+		op, _ := twophase.StorageOp(e)
+		b.Set(txnBucket, op.Key, op.Value)
 		switch e := e.(type) {
 		case twophase.PersistRecord:
-			if t.part.Record(e.Rec.Txn) != e.Rec.Status {
-				continue // stale
-			}
-			b.Set(txnBucket, recKey('r', e.Rec.Txn), mustMsgpack(e.Rec))
 			decided = decided || e.Rec.Status == twophase.StatusCommitted
 		case twophase.PersistPrepare:
-			rec := e.Rec
-			if rec.State != twophase.StateCommitted && t.part.State(rec.Txn) != rec.State {
-				continue // stale
-			}
-			switch rec.State {
-			case twophase.StatePrepared:
-				prepared = append(prepared, rec.Txn)
-				b.Set(txnBucket, recKey('p', rec.Txn), mustMsgpack(rec))
-			case twophase.StateCommitted:
-				committed = append(committed, rec)
-			default:
-				aborted = append(aborted, rec.Txn)
-				b.Set(txnBucket, recKey('p', rec.Txn), mustMsgpack(rec))
+			if e.Rec.State == twophase.StatePrepared {
+				prepared = append(prepared, e.Rec.Txn)
+			} else {
+				finished = append(finished, e.Rec.Txn)
 			}
 		}
 	}
-	t.mu.Unlock()
-	if b.Len() > 0 {
-		err := t.st.Write(context.Background(), &b)
-		unlock()
-		if err != nil {
-			t.log.Error("transaction records not written", "err", err, "prepared", len(prepared), "aborted", len(aborted))
-			for _, id := range prepared {
-				t.mu.Lock()
-				out, _ := t.part.AbortUnvoted(t.now, id)
-				t.mu.Unlock()
-				t.perform(out) // its keys leave held once the abort is written
-			}
-			// A decided transaction whose write failed keeps its keys
-			// held: serving them could expose a state the decision
-			// contradicts. A restart replays the decision from the records.
-			return committed
+	if err := t.st.Write(context.Background(), &b); err != nil {
+		t.log.Error("transaction records not written", "err", err, "txn", twophase.TxnOf(run[0]), "prepared", len(prepared))
+		if len(prepared) == 0 {
+			// A decision or an abort that is not durable: serving its keys
+			// could expose a state it contradicts. They stay locked; a
+			// restart replays the transaction from its records.
+			return false
 		}
-	} else {
-		unlock()
+		for _, id := range prepared {
+			t.call(false, func() []twophase.Effect {
+				out, _ := t.part.AbortUnvoted(t.now, id)
+				return out
+			})
+		}
+		return true
 	}
 	if decided {
 		t.n.failpoint("holder-after-decide-write")
 	}
 	for _, id := range prepared {
 		t.n.failpoint("part-after-prepare")
-		t.mu.Lock()
-		out := t.part.Persisted(t.now, id)
-		t.mu.Unlock()
-		t.perform(out)
+		t.call(false, func() []twophase.Effect { return t.part.Persisted(t.now, id) })
 	}
-	for _, id := range aborted {
-		t.unhold(id)
+	for _, id := range finished {
+		t.call(false, func() []twophase.Effect { t.part.Applied(id); return nil })
 	}
-	return committed
+	return true
 }
 
-// lockRecords takes the record stripes of ids in ascending order.
-func (t *txns) lockRecords(ids []twophase.TxID) func() {
-	idx := make([]int, 0, len(ids))
-	for _, id := range ids {
-		h := fnv.New32a()
-		_, _ = h.Write([]byte(id))
-		idx = append(idx, int(h.Sum32()%uint32(len(t.recMu))))
-	}
-	slices.Sort(idx)
-	idx = slices.Compact(idx)
-	for _, i := range idx {
-		t.recMu[i].Lock()
-	}
-	return func() {
-		for _, i := range idx {
-			t.recMu[i].Unlock()
-		}
-	}
-}
-
-// applyCommitted applies committed transactions' intents, then marks them
-// committed, then releases their keys. Intents go in one batch per engine
-// shard, written concurrently: a batch spanning shards would take the
-// store-wide cross-shard path. They need no atomicity with each other or
-// with the marker: the keys stay held until the marker is durable, so a
-// crash in between leaves the Prepared record, the transaction resolves to
-// COMMITTED again after the restart, and the same values are written again
-// with no other write in between.
-func (t *txns) applyCommitted(recs []twophase.PrepareRecord) {
-	if len(recs) == 0 {
-		return
-	}
+// applyCommitted applies a committed transaction's intents, then writes its
+// Committed marker, then reports it Applied, which releases its keys.
+// Intents go in one batch per engine shard, written concurrently, and the
+// marker in a batch of its own: one batch with all of them would take the
+// engine's cross-shard path, serialized per store and stalling every shard
+// it touches for two syncs (twophase/doc.go says why the split is safe).
+// It reports false when a write failed: the keys then stay locked until a
+// restart replays the transaction from its Prepared record.
+func (t *txns) applyCommitted(rec twophase.PrepareRecord) bool {
 	t.n.failpoint("part-before-apply")
 	byShard := map[int]*engine.Batch{}
-	for _, rec := range recs {
-		for _, in := range rec.Intents {
-			bk := router.BucketString(in.Key)
-			sh := t.st.ShardOf(bk)
-			b := byShard[sh]
-			if b == nil {
-				b = &engine.Batch{}
-				byShard[sh] = b
-			}
-			if in.Delete {
-				b.Delete(bk, []byte(in.Key))
-			} else {
-				b.SetWithExpiry(bk, []byte(in.Key), in.Value, in.ExpireAtMs)
-			}
+	for _, in := range rec.Intents {
+		bk := router.BucketString(in.Key)
+		sh := t.st.ShardOf(bk)
+		b := byShard[sh]
+		if b == nil {
+			b = &engine.Batch{}
+			byShard[sh] = b
+		}
+		if in.Delete {
+			b.Delete(bk, []byte(in.Key))
+		} else {
+			b.SetWithExpiry(bk, []byte(in.Key), in.Value, in.ExpireAtMs)
 		}
 	}
 	errs := make(chan error, len(byShard))
@@ -403,85 +354,45 @@ func (t *txns) applyCommitted(recs []twophase.PrepareRecord) {
 	for range byShard {
 		err = errors.Join(err, <-errs)
 	}
-	var marks engine.Batch
-	for _, rec := range recs {
-		rec.Intents, rec.Locks = nil, nil
-		marks.Set(txnBucket, recKey('p', rec.Txn), mustMsgpack(rec))
-	}
 	if err == nil {
-		err = t.st.Write(context.Background(), &marks)
+		var marker engine.Batch
+		op, _ := twophase.StorageOp(twophase.PersistPrepare{Rec: rec})
+		marker.Set(txnBucket, op.Key, op.Value)
+		err = t.st.Write(context.Background(), &marker)
 	}
 	if err != nil {
-		t.log.Error("committed transactions not applied: their keys stay held until a restart replays them", "err", err, "txns", len(recs))
-		return
+		t.log.Error("committed transaction not applied: its keys stay locked until a restart replays it", "err", err, "txn", rec.Txn)
+		return false
 	}
-	// Keys of buckets being moved off this node are recorded before their
+	// Keys of buckets being moved off this node are recorded before the
 	// transaction's keys are released.
 	for _, b := range byShard {
 		b.ForEachKey(t.n.mig.onApplied)
 	}
-	for _, rec := range recs {
-		t.unhold(rec.Txn)
-	}
+	t.call(false, func() []twophase.Effect { t.part.Applied(rec.Txn); return nil })
+	return true
 }
 
-func (t *txns) forget(kind byte, id twophase.TxID) {
+func (t *txns) forget(e twophase.Effect) {
+	op, _ := twophase.StorageOp(e)
 	var b engine.Batch
-	b.Delete(txnBucket, recKey(kind, id))
+	b.Delete(txnBucket, op.Key)
 	if err := t.st.Write(context.Background(), &b); err != nil {
-		t.log.Warn("forgetting a transaction record", "txn", id, "err", err)
+		t.log.Warn("forgetting a transaction record", "txn", twophase.TxnOf(e), "err", err)
 	}
 }
 
-func mustMsgpack(v any) []byte {
-	b, err := msgpack.Marshal(v)
-	if err != nil {
-		panic(fmt.Sprintf("node: encoding %T: %v", v, err)) // plain structs: cannot fail
-	}
-	return b
-}
+// ---- locked keys ----
 
-// ---- held keys ----
-
-func (t *txns) hold(id twophase.TxID, keys []string) {
-	t.hmu.Lock()
-	defer t.hmu.Unlock()
-	if _, dup := t.heldKeys[id]; dup {
-		return
-	}
-	for _, k := range keys {
-		t.held[k] = id
-	}
-	t.heldKeys[id] = keys
-	t.nheld.Add(int64(len(keys)))
-}
-
-func (t *txns) unhold(id twophase.TxID) {
-	t.hmu.Lock()
-	defer t.hmu.Unlock()
-	keys, ok := t.heldKeys[id]
-	if !ok {
-		return
-	}
-	delete(t.heldKeys, id)
-	for _, k := range keys {
-		if t.held[k] == id {
-			delete(t.held, k)
-		}
-	}
-	t.nheld.Add(-int64(len(keys)))
-	close(t.released)
-	t.released = make(chan struct{})
-}
-
-// holdsAny reports whether a prepared transaction holds a key of buckets.
+// holdsAny reports whether a transaction holds a key of buckets locked
+// (prepared, or decided and not yet applied).
 func (t *txns) holdsAny(buckets map[uint16]bool) bool {
 	if t.nheld.Load() == 0 {
 		return false
 	}
-	t.hmu.Lock()
-	defer t.hmu.Unlock()
-	for k := range t.held {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for k := range t.part.Locks().All() {
 		if buckets[router.BucketString(k)] {
 			return true
 		}
@@ -490,9 +401,9 @@ func (t *txns) holdsAny(buckets map[uint16]bool) bool {
 }
 
 // guard is the prepared-key half of the local keyspace's kv.KeyGuard
-// (Node.guard): it waits while any of keys is held by a prepared
-// transaction, asking the record holder after txnResolveAfter, until ctx
-// ends.
+// (Node.guard): it waits while any of keys is locked by a transaction
+// (prepared, or decided and not yet applied), asking the record holder
+// after txnResolveAfter, until ctx ends.
 func (t *txns) guard(ctx context.Context, keys ...[]byte) error {
 	if t.nheld.Load() == 0 {
 		return nil
@@ -500,16 +411,16 @@ func (t *txns) guard(ctx context.Context, keys ...[]byte) error {
 	var timer *time.Timer
 	waited := false
 	for {
-		t.hmu.Lock()
+		t.mu.Lock()
 		var holder twophase.TxID
 		for _, k := range keys {
-			if h, ok := t.held[string(k)]; ok {
+			if h, ok := t.part.Locks().Holder(string(k)); ok {
 				holder = h
 				break
 			}
 		}
 		ch := t.released
-		t.hmu.Unlock()
+		t.mu.Unlock()
 		if holder == "" {
 			if timer != nil {
 				timer.Stop()
@@ -524,10 +435,7 @@ func (t *txns) guard(ctx context.Context, keys ...[]byte) error {
 		select {
 		case <-ch:
 		case <-timer.C:
-			t.mu.Lock()
-			effs := t.part.Resolve(t.now, holder)
-			t.mu.Unlock()
-			t.perform(effs)
+			t.call(false, func() []twophase.Effect { return t.part.Resolve(t.now, holder) })
 			timer.Reset(txnResolveAfter)
 		case <-ctx.Done():
 			timer.Stop()
@@ -545,10 +453,7 @@ func (t *txns) guard(ctx context.Context, keys ...[]byte) error {
 func (t *txns) deliver(ctx context.Context, m twophase.Message) {
 	switch m.Type {
 	case twophase.MsgVote, twophase.MsgDecision:
-		t.mu.Lock()
-		effs := t.coord.Step(t.now, m)
-		t.mu.Unlock()
-		t.perform(effs)
+		t.call(true, func() []twophase.Effect { return t.coord.Step(t.now, m) })
 	case twophase.MsgPrepare:
 		if m.Prepare == nil {
 			return
@@ -558,15 +463,13 @@ func (t *txns) deliver(ctx context.Context, m twophase.Message) {
 		}
 		t.prepare(ctx, m)
 	default:
-		t.mu.Lock()
-		effs := t.part.Step(t.now, m, nil)
-		t.mu.Unlock()
-		t.perform(effs)
+		t.call(false, func() []twophase.Effect { return t.part.Step(t.now, m, nil) })
 	}
 }
 
 // prepare runs a Prepare under the stripe locks of its keys, so the
-// versions it checks cannot change before its locks are in held.
+// versions it checks cannot change before the participant has locked the
+// keys.
 func (t *txns) prepare(ctx context.Context, m twophase.Message) {
 	keys := m.Prepare.Keys()
 	bkeys := make([][]byte, len(keys))
@@ -578,15 +481,18 @@ func (t *txns) prepare(ctx context.Context, m twophase.Message) {
 		return // lost: the coordinator's deadline aborts it
 	}
 	versions := make(map[string]uint64, len(keys))
-	// Not ours (any more), or fenced for a move: vote no, the coordinator retries.
+	// Not ours (any more), or fenced for a move: vote no, the coordinator
+	// retries. A key locked by another transaction votes no too, before
+	// its version is read: that transaction's intents are applied without
+	// the stripe lock, so the version could be one about to change.
 	busy := t.n.catchingUp.Load() || t.n.backend.checkOwned(bkeys...) != nil || t.n.mig.fencedErr(bkeys...) != nil
-	t.hmu.Lock()
+	t.mu.Lock()
 	for _, k := range keys {
-		if h, ok := t.held[k]; busy || (ok && h != m.Txn) {
+		if h, ok := t.part.Locks().Holder(k); busy || (ok && h != m.Txn) {
 			versions[k] = twophase.VersionBusy
 		}
 	}
-	t.hmu.Unlock()
+	t.mu.Unlock()
 	for k := range m.Prepare.Watch {
 		if versions[k] == twophase.VersionBusy {
 			continue
@@ -599,40 +505,106 @@ func (t *txns) prepare(ctx context.Context, m twophase.Message) {
 			versions[k] = twophase.VersionBusy // cannot read it: vote no
 		}
 	}
-	t.mu.Lock()
-	effs := t.part.Step(t.now, m, versions)
-	t.mu.Unlock()
-	for _, e := range effs {
-		if pp, ok := e.(twophase.PersistPrepare); ok && pp.Rec.State == twophase.StatePrepared {
-			t.hold(pp.Rec.Txn, pp.Rec.Locks)
-		}
-	}
+	mine := t.step(false, func() []twophase.Effect { return t.part.Step(t.now, m, versions) })
 	unlock()
-	t.perform(effs)
+	t.drain(mine)
 }
 
-// perform carries out effects in order; runs of persist effects become one
-// durable batch before anything after them, except that committed
-// transactions are applied last (applyCommitted).
-func (t *txns) perform(effs []twophase.Effect) {
-	var committed []twophase.PrepareRecord
-	defer func() { t.applyCommitted(committed) }()
+// call runs f, a call of the coordinator (coord) or of the participant,
+// and performs the effects it returns in order (step, then drain).
+func (t *txns) call(coord bool, f func() []twophase.Effect) {
+	t.drain(t.step(coord, f))
+}
+
+// step runs f under mu and queues its effects by transaction. It returns
+// the queues that were idle, which the caller must drain.
+func (t *txns) step(coord bool, f func() []twophase.Effect) []queueID {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.queueLocked(coord, f())
+}
+
+// queueLocked appends effs to their queues and publishes the lock count;
+// mu is held. It returns the queues that were idle.
+func (t *txns) queueLocked(coord bool, effs []twophase.Effect) []queueID {
+	var idle []queueID
+	for _, e := range effs {
+		id := queueID{txn: twophase.TxnOf(e), coord: coord}
+		q := t.queues[id]
+		if q == nil {
+			q = &effQueue{}
+			t.queues[id] = q
+			idle = append(idle, id)
+		}
+		if !q.failed {
+			q.effs = append(q.effs, e)
+		}
+	}
+	if n := int64(t.part.Locks().Len()); n < t.nheld.Swap(n) {
+		close(t.released)
+		t.released = make(chan struct{})
+	}
+	return idle
+}
+
+// drain performs the queues ids until they are empty; effects queued
+// meanwhile by other goroutines are performed too, in order.
+func (t *txns) drain(ids []queueID) {
+	for _, id := range ids {
+		for {
+			t.mu.Lock()
+			q := t.queues[id]
+			if q.failed || len(q.effs) == 0 {
+				if !q.failed {
+					delete(t.queues, id)
+				}
+				t.mu.Unlock()
+				break
+			}
+			effs := q.effs
+			q.effs = nil
+			t.mu.Unlock()
+			if !t.perform(effs) {
+				t.mu.Lock()
+				q.failed, q.effs = true, nil
+				t.mu.Unlock()
+				break
+			}
+		}
+	}
+}
+
+// perform carries out effects of one queue in order: a run of record
+// writes is one durable batch before anything after it, a committed
+// transaction's intents are applied before its marker. It reports false
+// when a write failed and the transaction's later effects must not be
+// performed.
+func (t *txns) perform(effs []twophase.Effect) bool {
 	for i := 0; i < len(effs); {
 		switch e := effs[i].(type) {
 		case twophase.PersistPrepare, twophase.PersistRecord:
+			if !isRecordWrite(e) {
+				if !t.applyCommitted(e.(twophase.PersistPrepare).Rec) {
+					return false
+				}
+				i++
+				continue
+			}
+			// A run ends before a second write of the same record: one
+			// batch must not hold two values of a key.
 			j := i + 1
-			for j < len(effs) && isPersist(effs[j]) {
+			for j < len(effs) && isRecordWrite(effs[j]) && !sameRecord(effs[i:j], effs[j]) {
 				j++
 			}
-			committed = append(committed, t.persist(effs[i:j])...)
+			if !t.persist(effs[i:j]) {
+				return false
+			}
 			i = j
 			continue
 		case twophase.Send:
 			t.send(e.Msg)
-		case twophase.Forget:
-			t.forget('p', e.Txn)
-		case twophase.ForgetRecord:
-			t.forget('r', e.Txn)
+		case twophase.Forget, twophase.ForgetRecord:
+			t.forget(e)
 		case twophase.ReplyClient:
 			t.mu.Lock()
 			ch := t.waiters[e.Txn]
@@ -644,12 +616,16 @@ func (t *txns) perform(effs []twophase.Effect) {
 		}
 		i++
 	}
+	return true
 }
 
-func isPersist(e twophase.Effect) bool {
-	switch e.(type) {
-	case twophase.PersistPrepare, twophase.PersistRecord:
-		return true
+// sameRecord reports whether e writes a record that run already writes.
+func sameRecord(run []twophase.Effect, e twophase.Effect) bool {
+	op, _ := twophase.StorageOp(e)
+	for _, r := range run {
+		if o, _ := twophase.StorageOp(r); string(o.Key) == string(op.Key) {
+			return true
+		}
 	}
 	return false
 }
@@ -704,10 +680,10 @@ func (t *txns) loop() {
 		}
 		t.mu.Lock()
 		t.now++
-		effs := t.part.Tick(t.now)
-		effs = append(effs, t.coord.Tick(t.now)...)
+		idle := t.queueLocked(false, t.part.Tick(t.now))
+		idle = append(idle, t.queueLocked(true, t.coord.Tick(t.now))...)
 		t.mu.Unlock()
-		t.perform(effs)
+		t.drain(idle)
 	}
 }
 
@@ -720,16 +696,17 @@ func (t *txns) newID() twophase.TxID {
 // run2PC runs txn to its outcome (or ctx's end: unknown).
 func (t *txns) run2PC(ctx context.Context, txn twophase.Txn) twophase.ReplyClient {
 	ch := make(chan twophase.ReplyClient, 1)
-	t.mu.Lock()
-	effs, err := t.coord.Begin(t.now, txn)
-	if err == nil {
-		t.waiters[txn.ID] = ch
-	}
-	t.mu.Unlock()
+	var err error
+	t.call(true, func() []twophase.Effect {
+		var effs []twophase.Effect
+		if effs, err = t.coord.Begin(t.now, txn); err == nil {
+			t.waiters[txn.ID] = ch
+		}
+		return effs
+	})
 	if err != nil {
 		return twophase.ReplyClient{Txn: txn.ID, Outcome: twophase.OutcomeAborted, Err: err}
 	}
-	t.perform(effs)
 	select {
 	case r := <-ch:
 		return r

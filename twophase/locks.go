@@ -1,5 +1,7 @@
 package twophase
 
+import "iter"
+
 // Locks is the lock table of one participant: key → the transaction holding
 // it. Locks are exclusive and acquired without waiting: a conflict is
 // reported at once and the transaction votes no, so there are no deadlocks;
@@ -45,3 +47,15 @@ func (l *Locks) Holder(key string) (TxID, bool) {
 
 // Len returns the number of held keys.
 func (l *Locks) Len() int { return len(l.held) }
+
+// All returns every held key with the transaction holding it, in no
+// particular order. The table must not change during the iteration.
+func (l *Locks) All() iter.Seq2[string, TxID] {
+	return func(yield func(string, TxID) bool) {
+		for k, h := range l.held {
+			if !yield(k, h) {
+				return
+			}
+		}
+	}
+}

@@ -17,6 +17,9 @@ type ptxn struct {
 	since, next Tick
 	// reason is the no vote to repeat for a duplicate Prepare.
 	reason Reason
+	// held are the keys still locked after the decision (Committed or
+	// Aborted) until the caller reports it durable with Applied.
+	held []string
 }
 
 // hrec is a transaction record held by this node.
@@ -40,6 +43,8 @@ type Participant struct {
 	records map[TxID]*hrec
 	// prepared are the txns in StatePrepared: Tick visits only these.
 	prepared map[TxID]bool
+	// unapplied are the decided txns whose keys stay locked until Applied.
+	unapplied map[TxID]bool
 	// finished, aborted and committed queue finished transactions and
 	// final records in the order their clocks started (ticks never go
 	// back), so Tick expires them without scanning everything.
@@ -58,14 +63,18 @@ func NewParticipant(id NodeID, cfg Config) (*Participant, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Participant{id: id, cfg: cfg, txns: make(map[TxID]*ptxn), records: make(map[TxID]*hrec), prepared: make(map[TxID]bool)}, nil
+	return &Participant{id: id, cfg: cfg, txns: make(map[TxID]*ptxn), records: make(map[TxID]*hrec),
+		prepared: make(map[TxID]bool), unapplied: make(map[TxID]bool)}, nil
 }
 
 // Restore loads the persisted prepare records and transaction records of
-// this node. Prepared transactions take their locks again and are in
-// doubt: they count as voted, and the returned effects query their record
-// holders at once. The node must not serve keys until Restore has returned
-// (the locks then keep in-doubt keys out of reach until resolved).
+// this node (Stored.Restore decodes them from the caller's storage).
+// Prepared transactions take their locks again and are in doubt: they
+// count as voted, and the returned effects query their record holders at
+// once. A Committed or Aborted record is a durable, applied decision: it
+// takes no lock. The node must not serve keys until Restore has returned
+// (the locks then keep in-doubt keys out of reach until resolved and
+// applied).
 func (p *Participant) Restore(now Tick, prepares []PrepareRecord, records []TxnRecord) ([]Effect, error) {
 	for _, r := range records {
 		if _, dup := p.records[r.Txn]; dup {
@@ -94,7 +103,37 @@ func (p *Participant) Restore(now Tick, prepares []PrepareRecord, records []TxnR
 }
 
 // Locks returns the lock table, for the node to check before serving a key.
+// A key stays locked from its Prepare until the decision is applied
+// (Applied), not only until the decision is known.
 func (p *Participant) Locks() *Locks { return &p.locks }
+
+// Holding returns the transactions holding locks here, sorted: prepared
+// ones and decided ones not yet Applied.
+func (p *Participant) Holding() []TxID {
+	out := make([]TxID, 0, len(p.prepared)+len(p.unapplied))
+	for id := range p.prepared {
+		out = append(out, id)
+	}
+	for id := range p.unapplied {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Applied tells the participant that the decision of txn is durable: for a
+// commit, its intents are applied and its Committed record written; for an
+// abort, its Aborted record written. Only then are its keys released.
+// Calling it for a transaction that holds no locks does nothing.
+func (p *Participant) Applied(txn TxID) {
+	t := p.txns[txn]
+	if t == nil || !p.unapplied[txn] {
+		return
+	}
+	p.locks.Release(txn, t.held)
+	t.held = nil
+	delete(p.unapplied, txn)
+}
 
 // State returns the participant's state of txn.
 func (p *Participant) State(txn TxID) State {
@@ -140,13 +179,24 @@ func (p *Participant) Step(now Tick, m Message, versions map[string]uint64) []Ef
 	case MsgAbort:
 		return p.finish(now, m.Txn, false)
 	case MsgDecide:
+		// The answer leaves as soon as the record is durable; this
+		// node's own part is finished after it (its locks keep its keys
+		// until applied).
 		var out []Effect
-		st := p.cas(now, m.Txn, m.Status, &out)
-		return append(out, p.send(m.From, Message{Type: MsgDecision, Txn: m.Txn, Status: st}))
+		st, changed := p.cas(now, m.Txn, m.Status, &out)
+		out = append(out, p.send(m.From, Message{Type: MsgDecision, Txn: m.Txn, Status: st}))
+		if changed {
+			out = append(out, p.learnOwn(now, m.Txn, st)...)
+		}
+		return out
 	case MsgResolve:
 		var out []Effect
-		st := p.resolveRecord(now, m.Txn, &out)
-		return append(out, p.send(m.From, Message{Type: MsgResolveReply, Txn: m.Txn, Status: st}))
+		st, changed := p.resolveRecord(now, m.Txn, &out)
+		out = append(out, p.send(m.From, Message{Type: MsgResolveReply, Txn: m.Txn, Status: st}))
+		if changed {
+			out = append(out, p.learnOwn(now, m.Txn, st)...)
+		}
+		return out
 	case MsgResolveReply:
 		return p.learn(now, m.Txn, m.Status)
 	}
@@ -232,7 +282,9 @@ func (p *Participant) Persisted(now Tick, txn TxID) []Effect {
 
 // AbortUnvoted aborts a prepared transaction whose yes vote has not been
 // released by Persisted (its prepare record could not be written, say),
-// and votes no. It returns ErrAlreadyVoted once the vote may have left.
+// and votes no. Its keys stay locked until Applied (its Prepared record
+// may still be on its way to disk). It returns ErrAlreadyVoted once the
+// vote may have left.
 func (p *Participant) AbortUnvoted(now Tick, txn TxID) ([]Effect, error) {
 	t := p.txns[txn]
 	if t == nil || t.rec.State != StatePrepared {
@@ -241,10 +293,20 @@ func (p *Participant) AbortUnvoted(now Tick, txn TxID) ([]Effect, error) {
 	if t.voted {
 		return nil, fmt.Errorf("%w: %s", ErrAlreadyVoted, txn)
 	}
-	p.locks.Release(txn, t.rec.Locks)
 	delete(p.txns, txn)
 	delete(p.prepared, txn)
-	return p.refuse(now, t.rec, ReasonParticipantAborted), nil
+	out := p.refuse(now, t.rec, ReasonParticipantAborted)
+	p.hold(txn, t.rec.Locks)
+	return out, nil
+}
+
+// hold keeps the keys of a decided txn locked until Applied.
+func (p *Participant) hold(txn TxID, keys []string) {
+	if len(keys) == 0 {
+		return
+	}
+	p.txns[txn].held = keys
+	p.unapplied[txn] = true
 }
 
 // finish applies a decision to this participant's state of txn.
@@ -264,9 +326,9 @@ func (p *Participant) finish(now Tick, txn TxID, commit bool) []Effect {
 	if t.rec.State != StatePrepared {
 		return nil // duplicate
 	}
-	p.locks.Release(txn, t.rec.Locks)
 	delete(p.prepared, txn)
 	p.finished = append(p.finished, stamp{now, txn})
+	p.hold(txn, t.rec.Locks)
 	t.rec.Locks = nil
 	t.since = now
 	if commit {
@@ -276,8 +338,8 @@ func (p *Participant) finish(now Tick, txn TxID, commit bool) []Effect {
 	}
 	out := []Effect{PersistPrepare{t.rec}}
 	if commit {
-		// The caller applied the intents with the record; the marker
-		// kept in memory does not need them.
+		// The caller applies the intents before it writes the record;
+		// the marker kept in memory does not need them.
 		t.rec.Intents = nil
 	}
 	return out
@@ -296,8 +358,10 @@ func (p *Participant) learn(now Tick, txn TxID, st Status) []Effect {
 
 // cas is the decision: PENDING (or no record) → want. No record means the
 // holder never prepared or a resolver already presumed abort, so only
-// ABORTED can be set. It returns the final status.
-func (p *Participant) cas(now Tick, txn TxID, want Status, out *[]Effect) Status {
+// ABORTED can be set. It returns the final status and whether this call
+// set it (then out has its PersistRecord, and the caller finishes this
+// node's own part with learnOwn).
+func (p *Participant) cas(now Tick, txn TxID, want Status, out *[]Effect) (Status, bool) {
 	r := p.records[txn]
 	switch {
 	case r == nil:
@@ -306,24 +370,30 @@ func (p *Participant) cas(now Tick, txn TxID, want Status, out *[]Effect) Status
 	case r.status == StatusPending:
 		r.status, r.done = want, now
 	default:
-		return r.status
+		return r.status, false
 	}
 	p.queueRecord(txn, r.status, now)
 	*out = append(*out, PersistRecord{TxnRecord{Txn: txn, Status: r.status}})
+	return r.status, true
+}
+
+// learnOwn finishes this node's own voted part of txn with the status its
+// record just got here.
+func (p *Participant) learnOwn(now Tick, txn TxID, st Status) []Effect {
 	if t := p.txns[txn]; t != nil && t.rec.State == StatePrepared && t.voted {
-		*out = append(*out, p.learn(now, txn, r.status)...)
+		return p.learn(now, txn, st)
 	}
-	return r.status
+	return nil
 }
 
 // resolveRecord answers an in-doubt query: an unknown record or a PENDING
-// one past its TTL becomes ABORTED (presumed abort).
-func (p *Participant) resolveRecord(now Tick, txn TxID, out *[]Effect) Status {
+// one past its TTL becomes ABORTED (presumed abort). changed is as for cas.
+func (p *Participant) resolveRecord(now Tick, txn TxID, out *[]Effect) (st Status, changed bool) {
 	r := p.records[txn]
 	if r == nil || (r.status == StatusPending && now >= r.expires) {
 		return p.cas(now, txn, StatusAborted, out)
 	}
-	return r.status
+	return r.status, false
 }
 
 // Resolve queries the record holder about txn now, if it is in doubt here
@@ -339,7 +409,7 @@ func (p *Participant) Resolve(now Tick, txn TxID) []Effect {
 		// sets itself; a record already final, as after a restart, is
 		// learned here. finish ignores a duplicate.)
 		var out []Effect
-		st := p.resolveRecord(now, txn, &out)
+		st, _ := p.resolveRecord(now, txn, &out)
 		return append(out, p.learn(now, txn, st)...)
 	}
 	return []Effect{p.send(t.rec.Holder, Message{Type: MsgResolve, Txn: txn})}
@@ -347,7 +417,8 @@ func (p *Participant) Resolve(now Tick, txn TxID) []Effect {
 
 // Tick advances time: in-doubt transactions query their record holder
 // every ResolveTicks, prepared ones whose vote never left are aborted after
-// DeadlineTicks, finished ones are forgotten after FinishedTTLTicks, and
+// DeadlineTicks, finished (and applied) ones are forgotten after
+// FinishedTTLTicks, and
 // final transaction records held here are dropped after RecordKeepTicks
 // (COMMITTED) or FinishedTTLTicks (ABORTED). Its cost is proportional to
 // the prepared transactions and to what expires, not to what is kept.
@@ -366,10 +437,19 @@ func (p *Participant) Tick(now Tick) []Effect {
 	for len(p.finished) > 0 && now >= p.finished[0].at+p.cfg.FinishedTTLTicks {
 		s := p.finished[0]
 		p.finished = p.finished[1:]
-		if t := p.txns[s.id]; t != nil && t.rec.State != StatePrepared && t.since == s.at {
-			delete(p.txns, s.id)
-			out = append(out, Forget{Txn: s.id})
+		t := p.txns[s.id]
+		if t == nil || t.rec.State == StatePrepared || t.since != s.at {
+			continue
 		}
+		if p.unapplied[s.id] {
+			// Not applied yet (its write failed, say): keep it, and its
+			// locks, for another FinishedTTLTicks.
+			t.since = now
+			p.finished = append(p.finished, stamp{now, s.id})
+			continue
+		}
+		delete(p.txns, s.id)
+		out = append(out, Forget{Txn: s.id})
 	}
 	out = p.expireRecords(now, &p.aborted, p.cfg.FinishedTTLTicks, out)
 	return p.expireRecords(now, &p.committed, p.cfg.RecordKeepTicks, out)

@@ -32,6 +32,8 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected outputs in testd
 //	tick N [nodes=N,...]              advance the nodes' clocks (all by default) N ticks
 //	resolve NODE TXN                  participant NODE queries the record now
 //	write NODE KEY VALUE              a plain write (bumps the version)
+//	hold NODE                         NODE's driver queues its writes (and what follows them per txn)
+//	release NODE [TXN]                perform NODE's queued effects (of TXN only), in order
 //	queue | state                     print the queue | every node
 func TestScenarios(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.txt")
@@ -215,11 +217,26 @@ func (c *cluster) run(cmd string) error {
 			return err
 		}
 		n := c.nodes[NodeID(pos[0])]
-		if h, locked := n.p.Locks().Holder(pos[1]); locked {
-			return fmt.Errorf("key %s locked by %s", pos[1], h)
+		if n == nil || n.p == nil {
+			return fmt.Errorf("node %s unknown or down", pos[0])
 		}
-		n.disk.data[pos[1]] = pos[2]
-		n.disk.versions[pos[1]]++
+		return c.plainWrite(n, pos[1], pos[2])
+	case "hold", "release":
+		if len(pos) < 1 || len(pos) > 2 || (f[0] == "hold" && len(pos) == 2) {
+			return fmt.Errorf("%s: wrong arguments %v", f[0], pos)
+		}
+		n := c.nodes[NodeID(pos[0])]
+		if n == nil || n.p == nil {
+			return fmt.Errorf("node %s unknown or down", pos[0])
+		}
+		switch {
+		case f[0] == "hold":
+			n.hold = true
+		case len(pos) == 2:
+			c.release(n, TxID(pos[1]))
+		default:
+			c.release(n, "")
+		}
 	case "queue":
 		c.printQueue()
 	case "state":

@@ -191,9 +191,14 @@ type Send struct {
 }
 
 // PersistPrepare asks the caller to write Rec durably, replacing any record
-// of the same Txn. When Rec.State is StateCommitted the caller applies
-// Rec.Intents to the store in the same atomic batch. A Prepared record must
-// be durable before the caller calls Participant.Persisted.
+// of the same Txn. A Prepared record must be durable before the caller
+// calls Participant.Persisted. When Rec.State is StateCommitted the caller
+// first applies Rec.Intents to the store (durably, in any number of
+// batches), then writes the record (EncodePrepare drops the intents: it is
+// a marker), then calls Participant.Applied; for StateAborted it calls
+// Applied once the record is durable. Until Applied the transaction's keys
+// stay locked. See the package documentation for why the intents and the
+// marker need not be one atomic batch.
 type PersistPrepare struct{ Rec PrepareRecord }
 
 // PersistRecord asks the caller to write the transaction record durably,
@@ -231,6 +236,26 @@ type ReplyClient struct {
 	Err     error
 }
 
+// TxnOf returns the transaction an effect belongs to: every effect belongs
+// to exactly one, so a driver can keep one ordered queue per transaction.
+func TxnOf(e Effect) TxID {
+	switch e := e.(type) {
+	case Send:
+		return e.Msg.Txn
+	case PersistPrepare:
+		return e.Rec.Txn
+	case PersistRecord:
+		return e.Rec.Txn
+	case Forget:
+		return e.Txn
+	case ForgetRecord:
+		return e.Txn
+	case ReplyClient:
+		return e.Txn
+	}
+	panic(fmt.Sprintf("twophase: unknown effect %T", e))
+}
+
 func (Send) effect()           {}
 func (PersistPrepare) effect() {}
 func (PersistRecord) effect()  {}
@@ -239,10 +264,10 @@ func (ForgetRecord) effect()   {}
 func (ReplyClient) effect()    {}
 
 // VersionBusy, given as a key's version to Participant.Step for a
-// MsgPrepare, says the caller still holds the key for another transaction
-// (one the participant has finished but whose writes the caller has not
-// applied yet): the Prepare votes no with ErrLockConflict, as for a held
-// lock.
+// MsgPrepare, says the caller cannot serve the key to this transaction now
+// (not owned here, fenced for a move, unreadable, or locked by another
+// transaction when the caller read the versions): the Prepare votes no
+// with ErrLockConflict, as for a held lock.
 const VersionBusy = ^uint64(0)
 
 // Keys returns the sorted, distinct keys p locks: written, read and watched

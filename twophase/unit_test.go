@@ -60,13 +60,18 @@ func TestAbortOnlyBeforeVote(t *testing.T) {
 	if len(effs) != 1 || effs[0].(PersistPrepare).Rec.State != StatePrepared {
 		t.Fatalf("prepare: want only the prepare record before the vote, got %v", effs)
 	}
-	// The prepare record could not be written: abort, vote no, unlock.
+	// The prepare record could not be written: abort, vote no, and unlock
+	// once the Aborted record is durable (Applied).
 	effs, err = p.AbortUnvoted(1, "t1")
-	if err != nil || p.State("t1") != StateAborted || p.Locks().Len() != 0 {
-		t.Fatalf("AbortUnvoted: %v, state %s, %d locks", err, p.State("t1"), p.Locks().Len())
+	if err != nil || p.State("t1") != StateAborted || p.Locks().Len() != 1 {
+		t.Fatalf("AbortUnvoted: %v, state %s, %d locks, want aborted with its lock until Applied", err, p.State("t1"), p.Locks().Len())
 	}
 	if v := effs[len(effs)-1].(Send).Msg; v.Type != MsgVote || v.Yes || v.Reason != ReasonParticipantAborted {
 		t.Fatalf("want a no vote, got %v", v)
+	}
+	p.Applied("t1")
+	if p.Locks().Len() != 0 {
+		t.Fatalf("%d locks after Applied", p.Locks().Len())
 	}
 	p.Step(2, prep("t2"), nil)
 	p.Persisted(3, "t2")
@@ -106,8 +111,8 @@ func TestRestoreSelfHolderLearnsOwnRecord(t *testing.T) {
 		if st == StatusAborted {
 			want = StateAborted
 		}
-		if p.State("t1") != want || p.Locks().Len() != 0 {
-			t.Fatalf("record %s: after Restore state %s with %d locks, want %s and none", st, p.State("t1"), p.Locks().Len(), want)
+		if p.State("t1") != want || p.Locks().Len() != 1 {
+			t.Fatalf("record %s: after Restore state %s with %d locks, want %s with its lock until Applied", st, p.State("t1"), p.Locks().Len(), want)
 		}
 		var got *PrepareRecord
 		for _, e := range effs {
@@ -117,6 +122,10 @@ func TestRestoreSelfHolderLearnsOwnRecord(t *testing.T) {
 		}
 		if got == nil || got.State != want || (want == StateCommitted && len(got.Intents) != 1) {
 			t.Fatalf("record %s: effects %v, want a %s prepare record (with the intents if committed)", st, effs, want)
+		}
+		p.Applied("t1")
+		if p.Locks().Len() != 0 || len(p.Holding()) != 0 {
+			t.Fatalf("record %s: %d locks, holding %v after Applied", st, p.Locks().Len(), p.Holding())
 		}
 	}
 }
@@ -170,5 +179,45 @@ func TestRecordsExpire(t *testing.T) {
 	}
 	if got := forgotten(1001); len(got) != 1 || got[0] != "tc" {
 		t.Fatalf("tick 1001: forgot %v, want [tc]", got)
+	}
+}
+
+// A decided transaction keeps its locks until Applied, and is not
+// forgotten before: its Forget waits until it is applied.
+func TestLockedUntilApplied(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.FinishedTTLTicks, cfg.RecordKeepTicks = 100, 1000
+	p, _ := NewParticipant("p1", cfg)
+	p.Step(0, Message{Type: MsgPrepare, Txn: "t1", From: "c", To: "p1",
+		Prepare: &Prepare{Holder: "p2", Intents: []Intent{{Key: "a", Value: []byte("1")}}}}, nil)
+	p.Persisted(0, "t1")
+	effs := p.Step(1, Message{Type: MsgCommit, Txn: "t1", From: "c", To: "p1"}, nil)
+	if len(effs) != 1 || effs[0].(PersistPrepare).Rec.State != StateCommitted || len(effs[0].(PersistPrepare).Rec.Intents) != 1 {
+		t.Fatalf("commit: effects %v, want the Committed record with its intents", effs)
+	}
+	if h, ok := p.Locks().Holder("a"); !ok || h != "t1" {
+		t.Fatalf("a is held by %q (%v) after the commit, before Applied; want t1", h, ok)
+	}
+	if v := p.Step(2, Message{Type: MsgPrepare, Txn: "t2", From: "c", To: "p1",
+		Prepare: &Prepare{Holder: "p2", Intents: []Intent{{Key: "a"}}}}, nil); v[len(v)-1].(Send).Msg.Reason != ReasonLockConflict {
+		t.Fatalf("prepare of a committed, unapplied key: %v, want a lock conflict", v)
+	}
+	for _, e := range p.Tick(200) {
+		if f, ok := e.(Forget); ok && f.Txn == "t1" {
+			t.Fatal("t1 forgotten before it was applied")
+		}
+	}
+	p.Applied("t1")
+	if p.Locks().Len() != 0 || len(p.Holding()) != 0 {
+		t.Fatalf("after Applied: %d locks, holding %v; want none", p.Locks().Len(), p.Holding())
+	}
+	forgot := false
+	for _, e := range p.Tick(400) {
+		if f, ok := e.(Forget); ok && f.Txn == "t1" {
+			forgot = true
+		}
+	}
+	if !forgot {
+		t.Fatal("t1 not forgotten FinishedTTLTicks after it was applied")
 	}
 }
