@@ -125,8 +125,7 @@
 // waits for all of them before it closes Raft, the transport and the
 // engine, so none outlives what it uses. Background work derives its
 // contexts from life. Goroutines that fan a call out and wait for it
-// (fanOut, a snapshot step, a page prefetch) are scoped to that call. The
-// commit path's engine writes in txn.go still use their own context.
+// (fanOut, a snapshot step, a page prefetch) are scoped to that call.
 //
 // # Caveats
 //

@@ -137,10 +137,10 @@ type migrator struct {
 	pulls  map[string]context.CancelFunc // pulls running here
 	// fenceCh is closed and replaced when a fence goes (Unfenced); wake
 	// when a deletion, a pull or a pull's write ends (what PullStart waits
-	// for); syncedCh is closed by Synced.
+	// for); caughtUp is closed when the catch-up ends (Synced, or given up).
 	fenceCh  chan struct{}
 	wake     chan struct{}
-	syncedCh chan struct{}
+	caughtUp chan struct{}
 	delSem   chan struct{} // one DeleteBuckets at a time
 	// lastWaiting is the last waiting message the leader logged (loop
 	// goroutine only).
@@ -159,7 +159,7 @@ type migrator struct {
 func newMigrator(n *Node, catchUp bool) *migrator {
 	return &migrator{n: n, l: rebalancer.NewLocal(n.cfg.ID, rebalancer.DefaultLocalConfig(), catchUp), leader: rebalancer.NewLeader(),
 		pcfg: rebalancer.DefaultPullConfig(), snaps: map[string]*outSnap{}, pulls: map[string]context.CancelFunc{},
-		fenceCh: make(chan struct{}), wake: make(chan struct{}), syncedCh: make(chan struct{}), delSem: make(chan struct{}, 1),
+		fenceCh: make(chan struct{}), wake: make(chan struct{}), caughtUp: make(chan struct{}), delSem: make(chan struct{}, 1),
 		kick: make(chan struct{}, 1)}
 }
 
@@ -232,17 +232,22 @@ func (m *migrator) perform(effs []rebalancer.Effect) {
 		case rebalancer.Synced:
 			n.synced.Store(true)
 			n.catchingUp.Store(false)
-			m.mu.Lock()
-			select {
-			case <-m.syncedCh:
-			default:
-				close(m.syncedCh)
-			}
-			m.mu.Unlock()
+			m.endCatchUp()
 			n.log.Info("caught up with the metadata log", "index", e.Index)
 		default:
 			n.log.Error("move effect not performed here", "effect", fmt.Sprint(e))
 		}
+	}
+}
+
+// endCatchUp wakes what waits for the catch-up to end.
+func (m *migrator) endCatchUp() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	select {
+	case <-m.caughtUp:
+	default:
+		close(m.caughtUp)
 	}
 }
 
@@ -319,7 +324,7 @@ func (m *migrator) waitUnfenced(ctx context.Context, key []byte) error {
 	b := router.Bucket(key)
 	for {
 		m.mu.Lock()
-		f, ch, synced := m.l.Fenced(b), m.fenceCh, m.syncedCh
+		f, ch, synced := m.l.Fenced(b), m.fenceCh, m.caughtUp
 		m.mu.Unlock()
 		if !f && !m.n.catchingUp.Load() {
 			return nil
@@ -329,7 +334,6 @@ func (m *migrator) waitUnfenced(ctx context.Context, key []byte) error {
 		}
 		select {
 		case <-ch:
-		case <-time.After(time.Second): // GiveUpCatchUp closes nothing
 		case <-ctx.Done():
 			return fmt.Errorf("%w: bucket %d still switching owner: %v", errFenced, b, ctx.Err())
 		}
@@ -1150,7 +1154,7 @@ func (n *Node) catchUp() {
 				return append(l.Applied(n.coord.Current()), l.CatchUpTo(r.Index)...)
 			})
 			m.mu.Lock()
-			synced := m.syncedCh
+			synced := m.caughtUp
 			m.mu.Unlock()
 			select {
 			case <-synced:
@@ -1170,6 +1174,7 @@ func (n *Node) catchUp() {
 	m.l.GiveUpCatchUp()
 	m.mu.Unlock()
 	n.catchingUp.Store(false)
+	m.endCatchUp()
 	n.log.Warn("no leader told the metadata log's end within 30 s: serving anyway")
 }
 

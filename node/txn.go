@@ -292,7 +292,7 @@ func (t *txns) persist(run []twophase.Effect) bool {
 			}
 		}
 	}
-	if err := t.st.Write(context.Background(), &b); err != nil {
+	if err := t.st.Write(t.n.life, &b); err != nil {
 		t.log.Error("transaction records not written", "err", err, "txn", twophase.TxnOf(run[0]), "prepared", len(prepared))
 		if len(prepared) == 0 {
 			// A decision or an abort that is not durable: serving its keys
@@ -348,7 +348,7 @@ func (t *txns) applyCommitted(rec twophase.PrepareRecord) bool {
 	}
 	errs := make(chan error, len(byShard))
 	for _, b := range byShard {
-		go func() { errs <- t.st.Write(context.Background(), b) }()
+		go func() { errs <- t.st.Write(t.n.life, b) }()
 	}
 	var err error
 	for range byShard {
@@ -358,7 +358,7 @@ func (t *txns) applyCommitted(rec twophase.PrepareRecord) bool {
 		var marker engine.Batch
 		op, _ := twophase.StorageOp(twophase.PersistPrepare{Rec: rec})
 		marker.Set(txnBucket, op.Key, op.Value)
-		err = t.st.Write(context.Background(), &marker)
+		err = t.st.Write(t.n.life, &marker)
 	}
 	if err != nil {
 		t.log.Error("committed transaction not applied: its keys stay locked until a restart replays it", "err", err, "txn", rec.Txn)
@@ -377,7 +377,7 @@ func (t *txns) forget(e twophase.Effect) {
 	op, _ := twophase.StorageOp(e)
 	var b engine.Batch
 	b.Delete(txnBucket, op.Key)
-	if err := t.st.Write(context.Background(), &b); err != nil {
+	if err := t.st.Write(t.n.life, &b); err != nil {
 		t.log.Warn("forgetting a transaction record", "txn", twophase.TxnOf(e), "err", err)
 	}
 }
