@@ -78,14 +78,21 @@
 // # Global snapshots
 //
 // POST /v1/snapshots (any node; run on the leader) takes a consistent
-// cluster-wide snapshot: every node holds new 2PC commit decisions and
-// Prepares for a moment (a lease), the leader waits until decisions sent
-// before are applied everywhere, every owner checkpoints its engine into
-// DataDir/snapshots/<id>, decisions resume, and the leader commits the
-// manifest to Raft and applies the retention (Config.SnapshotRetention).
-// GET /v1/snapshots and /v1/snapshots/{id} list them; ExportSnapshot and
-// RestoreSnapshot copy a snapshot out and put a part back into a stopped
-// node (gsnapshot.go, snaprestore.go).
+// cluster-wide snapshot. The steps are package snapshot's: NewPlan checks
+// the metadata allows one, Take is the sequence (pause every node's new
+// 2PC commit decisions and Prepares for a lease, drain the decisions sent
+// before, checkpoint every owner's engine into DataDir/snapshots/<id>,
+// resume, describe the parts, commit the manifest) as effects that
+// takeSnapshot (gsnapshot.go) performs in order: RPCs fanned out to the
+// nodes, waits, the Raft commit, releases. Then the leader writes the
+// manifest file and applies the retention (Config.SnapshotRetention).
+// What stays here is I/O: the gate (snapGate) every node pauses
+// decisions with, the steps' handlers, the manifest and epoch files every
+// node keeps in line with the committed manifests (snapshotReconcile), the
+// admin endpoints. GET /v1/snapshots and /v1/snapshots/{id} list them;
+// ExportSnapshot and RestoreSnapshot (snaprestore.go) are
+// snapshot.Export and snapshot.Restore. Every snapshot file the node
+// writes or reads goes through the engine's vfs.FS (Config.Engine.FS).
 //
 // # Goroutines
 //
