@@ -27,6 +27,17 @@
 // (coordinator.Join). A restart with the same DataDir rejoins with its data;
 // its addresses may change (the node re-announces them to the leader).
 //
+// start (node.go) is a list of steps read top to bottom — data dir,
+// engine, listeners, RPC transport, coordinator, goroutine tracking, RPC
+// methods, admin server, RESP server, gossip, serve loops, join, ready —
+// each starting one component and pushing what stops it onto a cleanup
+// stack (Node.stops). A failed step returns; Start then calls Close,
+// which ends the node's lifetime and unwinds the stack, last pushed
+// first, so only what was started is stopped: not ready, gossip (peers
+// hear the node leave while it still serves), the RESP and admin servers
+// (the admin shutdown bounded by 2 s), the wait for every goroutine,
+// the coordinator, the transport and port, the listeners, the engine.
+//
 // # Requests
 //
 // The RESP server's Backend looks every key's bucket up in the placement
