@@ -97,8 +97,8 @@
 // takeSnapshot (gsnapshot.go) performs in order: RPCs fanned out to the
 // nodes, waits, the Raft commit, releases. Then the leader writes the
 // manifest file and applies the retention (Config.SnapshotRetention).
-// What stays here is I/O: the gate (snapGate) every node pauses
-// decisions with, the steps' handlers, the manifest and epoch files every
+// What stays here is I/O: the lock, lease timer and Prepare waits around
+// every node's snapshot.Gate (snapGate), the steps' handlers, the manifest and epoch files every
 // node keeps in line with the committed manifests (snapshotReconcile), the
 // admin endpoints. GET /v1/snapshots and /v1/snapshots/{id} list them;
 // ExportSnapshot and RestoreSnapshot (snaprestore.go) are

@@ -29,21 +29,16 @@ import (
 // The take's steps are snapshot.Take, a pure state machine the leader
 // drives here (takeSnapshot): it performs each effect — an RPC to a set
 // of nodes at once, a wait, the Raft commit, a release — in order and
-// reports the outcome. This file holds the I/O around it: the gate every
-// node pauses decisions with, the steps' handlers on every node, the
-// manifest files, retention and the admin API.
+// reports the outcome. This file holds the I/O around it: the clock, lock
+// and timer of the snapshot.Gate every node pauses decisions with, the
+// steps' handlers on every node, the manifest files, retention and the
+// admin API.
 const (
 	// snapPauseLeaseMax is how long a node holds decisions for a snapshot
 	// without hearing the resume.
 	snapPauseLeaseMax = 15 * time.Second
 	// snapTakeTimeout bounds a whole take (describing hashes every file).
 	snapTakeTimeout = 10 * time.Minute
-	// snapDecidedKeep is how long a sent commit decision is remembered for
-	// the drain: a transaction whose decision went out longer ago and that
-	// still holds keys is taken as stuck, not in flight.
-	snapDecidedKeep = time.Minute
-	// snapDecidedMax bounds the decisions remembered per generation.
-	snapDecidedMax = 1 << 20
 )
 
 // ErrSnapshot reports a global snapshot that failed; nothing was listed.
@@ -52,19 +47,14 @@ var ErrSnapshot = snapshot.ErrFailed
 
 // ---- the gate (participant and coordinator side, one per node) ----
 
-// snapGate holds commit decisions and Prepares during a snapshot's pause.
-// Its methods are safe for concurrent use; it does no I/O.
+// snapGate is the node's snapshot.Gate with its clock and waits: the
+// lock, the wait of Prepares for the resume, and the lease's timer. Its
+// methods are safe for concurrent use; it does no I/O.
 type snapGate struct {
 	mu      sync.Mutex
-	token   string // the paused snapshot, "" when not paused
-	until   time.Time
+	g       snapshot.Gate
 	resumed chan struct{} // closed when the pause ends
-	held    []twophase.Message
-	// decided remembers the transactions whose commit decision was sent
-	// (two generations, rotated every snapDecidedKeep).
-	decided, decidedOld map[twophase.TxID]bool
-	rotated             time.Time
-	expire              *time.Timer
+	expire  *time.Timer
 	// onExpire ends a pause whose lease ran out (set before the first
 	// pause: txns.resumeDecisions).
 	onExpire func(token string)
@@ -75,29 +65,18 @@ type snapGate struct {
 func (g *snapGate) holdDecide(m twophase.Message) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.pausedLocked() {
-		g.held = append(g.held, m)
-		return true
-	}
-	now := time.Now()
-	if g.decided == nil || now.Sub(g.rotated) > snapDecidedKeep || len(g.decided) >= snapDecidedMax {
-		g.decidedOld, g.decided, g.rotated = g.decided, map[twophase.TxID]bool{}, now
-	}
-	g.decided[m.Txn] = true
-	return false
+	return g.g.HoldDecide(time.Now(), m)
 }
-
-func (g *snapGate) pausedLocked() bool { return g.token != "" && time.Now().Before(g.until) }
 
 // enterPrepare waits while paused, until ctx ends (false).
 func (g *snapGate) enterPrepare(ctx context.Context) bool {
 	for range 1000 {
 		g.mu.Lock()
-		if !g.pausedLocked() {
+		if !g.g.Paused(time.Now()) {
 			g.mu.Unlock()
 			return true
 		}
-		ch, wait := g.resumed, time.Until(g.until)
+		ch, wait := g.resumed, time.Until(g.g.Until())
 		g.mu.Unlock()
 		select {
 		case <-ch:
@@ -109,22 +88,20 @@ func (g *snapGate) enterPrepare(ctx context.Context) bool {
 	return false
 }
 
-// pause starts (or extends) a pause for token. Prepares already past the
-// gate need no wait: a transaction they prepare cannot commit during the
-// pause, since its commit decision is held like every other.
+// pause starts (or extends) a pause for token (snapshot.Gate.Pause).
 func (g *snapGate) pause(token string, lease time.Duration) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.pausedLocked() && g.token != token {
-		return fmt.Errorf("%w: paused for snapshot %s already", ErrSnapshot, g.token)
+	began, lapsed, err := g.g.Pause(time.Now(), token, lease)
+	if err != nil {
+		return err
 	}
-	if g.token != token {
-		if g.token != "" { // a lapsed pause: let its waiters go
+	if began {
+		if lapsed { // let the lapsed pause's waiters go
 			close(g.resumed)
 		}
 		g.resumed = make(chan struct{})
 	}
-	g.token, g.until = token, time.Now().Add(lease)
 	if g.expire != nil {
 		g.expire.Stop()
 	}
@@ -139,7 +116,7 @@ func (g *snapGate) pause(token string, lease time.Duration) error {
 func (g *snapGate) active(token string) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.token == token && g.pausedLocked()
+	return g.g.Active(time.Now(), token)
 }
 
 // resume ends the pause of token and returns the decisions it held and
@@ -147,13 +124,8 @@ func (g *snapGate) active(token string) bool {
 func (g *snapGate) resume(token string) (held []twophase.Message, wasActive bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	wasActive = g.token == token && g.pausedLocked()
-	if g.token == "" {
-		return nil, false
-	}
-	if g.token == token || !g.pausedLocked() {
-		held, g.held = g.held, nil
-		g.token = ""
+	held, wasActive, ended := g.g.Resume(time.Now(), token)
+	if ended {
 		close(g.resumed)
 		if g.expire != nil {
 			g.expire.Stop()
@@ -166,13 +138,7 @@ func (g *snapGate) resume(token string) (held []twophase.Message, wasActive bool
 func (g *snapGate) sentDecisions(ids []twophase.TxID) []twophase.TxID {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	var out []twophase.TxID
-	for _, id := range ids {
-		if g.decided[id] || g.decidedOld[id] {
-			out = append(out, id)
-		}
-	}
-	return out
+	return g.g.SentDecisions(ids)
 }
 
 // heldTxns returns the transactions holding keys on this node.

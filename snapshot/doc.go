@@ -3,13 +3,15 @@
 // snapshot's files through vfs.FS.
 //
 // It owns the take's sequence (Take), the check that the metadata allows
-// one and what it covers (NewPlan), the steps' wire types, the layout of a
-// node's snapshot files (CheckpointDir, ManifestPath, EpochFile), Export
-// and Restore. It must not send messages, read clocks or start
-// goroutines: the take's steps go out as Effects that node/ performs, and
-// every file operation of Export and Restore goes through the vfs.FS it is
-// given, so MemFS can crash them at every operation (crash_test.go).
-// The gate that holds decisions on every node, the steps' handlers and the
+// one and what it covers (NewPlan), every node's side of the pause (Gate:
+// the commit decisions it holds and the ones it sent), the steps' wire
+// types, the layout of a node's snapshot files (CheckpointDir,
+// ManifestPath, EpochFile), Export and Restore. It must not send
+// messages, read clocks or start goroutines: the take's steps go out as
+// Effects that node/ performs, Gate is told the time, and every file
+// operation of Export and Restore goes through the vfs.FS it is given, so
+// MemFS can crash them at every operation (crash_test.go). The steps'
+// handlers, the Gate's lock, lease timer and Prepare waits, and the
 // manifest files a node keeps are in node/ (gsnapshot.go).
 //
 // # The take
@@ -29,6 +31,9 @@
 // # Caller's duties
 //
 //   - Drive one Take from one goroutine; it is not safe for concurrent use.
+//     Guard each node's Gate with a lock; end a pause at its lease's end
+//     (Gate.Until) by Resume, sending what it returns, and let Prepares
+//     that wait for the pause go when it ends.
 //   - Perform a Call on every node of To at once, each call bounded by
 //     Timeout and the take's context, and report one Reply per node in
 //     To's order; a node's own steps may run without the transport.
