@@ -27,6 +27,17 @@
 // (coordinator.Join). A restart with the same DataDir rejoins with its data;
 // its addresses may change (the node re-announces them to the leader).
 //
+// start (node.go) is a list of steps read top to bottom — data dir,
+// engine, listeners, RPC transport, coordinator, goroutine tracking, RPC
+// methods, admin server, RESP server, gossip, serve loops, join, ready —
+// each starting one component and pushing what stops it onto a cleanup
+// stack (Node.stops). A failed step returns; Start then calls Close,
+// which ends the node's lifetime and unwinds the stack, last pushed
+// first, so only what was started is stopped: not ready, gossip (peers
+// hear the node leave while it still serves), the RESP and admin servers
+// (the admin shutdown bounded by 2 s), the wait for every goroutine,
+// the coordinator, the transport and port, the listeners, the engine.
+//
 // # Requests
 //
 // The RESP server's Backend looks every key's bucket up in the placement
@@ -92,14 +103,21 @@
 // # Global snapshots
 //
 // POST /v1/snapshots (any node; run on the leader) takes a consistent
-// cluster-wide snapshot: every node holds new 2PC commit decisions and
-// Prepares for a moment (a lease), the leader waits until decisions sent
-// before are applied everywhere, every owner checkpoints its engine into
-// DataDir/snapshots/<id>, decisions resume, and the leader commits the
-// manifest to Raft and applies the retention (Config.SnapshotRetention).
-// GET /v1/snapshots and /v1/snapshots/{id} list them; ExportSnapshot and
-// RestoreSnapshot copy a snapshot out and put a part back into a stopped
-// node (gsnapshot.go, snaprestore.go).
+// cluster-wide snapshot. The steps are package snapshot's: NewPlan checks
+// the metadata allows one, Take is the sequence (pause every node's new
+// 2PC commit decisions and Prepares for a lease, drain the decisions sent
+// before, checkpoint every owner's engine into DataDir/snapshots/<id>,
+// resume, describe the parts, commit the manifest) as effects that
+// takeSnapshot (gsnapshot.go) performs in order: RPCs fanned out to the
+// nodes, waits, the Raft commit, releases. Then the leader writes the
+// manifest file and applies the retention (Config.SnapshotRetention).
+// What stays here is I/O: the lock, lease timer and Prepare waits around
+// every node's snapshot.Gate (snapGate), the steps' handlers, the manifest and epoch files every
+// node keeps in line with the committed manifests (snapshotReconcile), the
+// admin endpoints. GET /v1/snapshots and /v1/snapshots/{id} list them;
+// ExportSnapshot and RestoreSnapshot (snaprestore.go) are
+// snapshot.Export and snapshot.Restore. Every snapshot file the node
+// writes or reads goes through the engine's vfs.FS (Config.Engine.FS).
 //
 // # Transactions
 //

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,79 +18,43 @@ import (
 
 	"github.com/dbx-kv/dbx/coordinator"
 	"github.com/dbx-kv/dbx/engine"
-	"github.com/dbx-kv/dbx/router"
+	"github.com/dbx-kv/dbx/engine/vfs"
+	"github.com/dbx-kv/dbx/snapshot"
 	"github.com/dbx-kv/dbx/transport"
 	"github.com/dbx-kv/dbx/twophase"
 )
 
 // Global snapshots (docs/design.md, "Global snapshots").
 //
-// The leader takes one in these steps, all bounded in time:
-//
-//  1. pause: every member that may coordinate or take part in a
-//     transaction (not left, not failed without buckets) holds new commit
-//     decisions (MsgDecide COMMITTED from its 2PC coordinator) and new
-//     Prepares; single-key writes and one-node transactions go on. The
-//     pause is a lease: a node resumes by itself, sending what it held,
-//     after snapPauseLeaseMax if the leader goes quiet.
-//  2. drain: the leader waits until no transaction whose commit decision
-//     was already sent still holds keys on any node — each such
-//     transaction is then applied everywhere, and every transaction still
-//     holding keys has no COMMITTED record anywhere (its decision is held),
-//     so no cross-node transaction is half inside the snapshot.
-//  3. checkpoint: every node that owns buckets checks it routes with the
-//     snapshot's placement epoch and checkpoints its engine (hard links,
-//     the transaction records bucket included) into DataDir/snapshots/<id>.
-//  4. resume; then each node describes its part (files, sizes, SHA-256),
-//     the leader commits the manifest (coordinator.AddSnapshot) — the only
-//     thing that lists a snapshot — and applies the retention.
-//
-// Any failure releases the checkpoints made and names the node.
+// The take's steps are snapshot.Take, a pure state machine the leader
+// drives here (takeSnapshot): it performs each effect — an RPC to a set
+// of nodes at once, a wait, the Raft commit, a release — in order and
+// reports the outcome. This file holds the I/O around it: the clock, lock
+// and timer of the snapshot.Gate every node pauses decisions with, the
+// steps' handlers on every node, the manifest files, retention and the
+// admin API.
 const (
-	methodSnapPause    = "snap.pause"
-	methodSnapDrain    = "snap.drain"
-	methodSnapResume   = "snap.resume"
-	methodSnapCkpt     = "snap.checkpoint"
-	methodSnapDescribe = "snap.describe"
-	methodSnapRelease  = "snap.release"
-
 	// snapPauseLeaseMax is how long a node holds decisions for a snapshot
 	// without hearing the resume.
 	snapPauseLeaseMax = 15 * time.Second
-	// snapDrainMax bounds the wait for decided transactions to apply.
-	snapDrainMax = 5 * time.Second
-	// snapStepTimeout bounds one RPC of a snapshot step.
-	snapStepTimeout = 10 * time.Second
 	// snapTakeTimeout bounds a whole take (describing hashes every file).
 	snapTakeTimeout = 10 * time.Minute
-	// snapDecidedKeep is how long a sent commit decision is remembered for
-	// the drain: a transaction whose decision went out longer ago and that
-	// still holds keys is taken as stuck, not in flight.
-	snapDecidedKeep = time.Minute
-	// snapDecidedMax bounds the decisions remembered per generation.
-	snapDecidedMax = 1 << 20
 )
 
 // ErrSnapshot reports a global snapshot that failed; nothing was listed.
-var ErrSnapshot = errors.New("node: snapshot failed")
-
-func init() { transport.RegisterError("node.snapshot", ErrSnapshot) }
+// It is snapshot.ErrFailed.
+var ErrSnapshot = snapshot.ErrFailed
 
 // ---- the gate (participant and coordinator side, one per node) ----
 
-// snapGate holds commit decisions and Prepares during a snapshot's pause.
-// Its methods are safe for concurrent use; it does no I/O.
+// snapGate is the node's snapshot.Gate with its clock and waits: the
+// lock, the wait of Prepares for the resume, and the lease's timer. Its
+// methods are safe for concurrent use; it does no I/O.
 type snapGate struct {
 	mu      sync.Mutex
-	token   string // the paused snapshot, "" when not paused
-	until   time.Time
+	g       snapshot.Gate
 	resumed chan struct{} // closed when the pause ends
-	held    []twophase.Message
-	// decided remembers the transactions whose commit decision was sent
-	// (two generations, rotated every snapDecidedKeep).
-	decided, decidedOld map[twophase.TxID]bool
-	rotated             time.Time
-	expire              *time.Timer
+	expire  *time.Timer
 	// onExpire ends a pause whose lease ran out (set before the first
 	// pause: txns.resumeDecisions).
 	onExpire func(token string)
@@ -102,29 +65,18 @@ type snapGate struct {
 func (g *snapGate) holdDecide(m twophase.Message) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.pausedLocked() {
-		g.held = append(g.held, m)
-		return true
-	}
-	now := time.Now()
-	if g.decided == nil || now.Sub(g.rotated) > snapDecidedKeep || len(g.decided) >= snapDecidedMax {
-		g.decidedOld, g.decided, g.rotated = g.decided, map[twophase.TxID]bool{}, now
-	}
-	g.decided[m.Txn] = true
-	return false
+	return g.g.HoldDecide(time.Now(), m)
 }
-
-func (g *snapGate) pausedLocked() bool { return g.token != "" && time.Now().Before(g.until) }
 
 // enterPrepare waits while paused, until ctx ends (false).
 func (g *snapGate) enterPrepare(ctx context.Context) bool {
 	for range 1000 {
 		g.mu.Lock()
-		if !g.pausedLocked() {
+		if !g.g.Paused(time.Now()) {
 			g.mu.Unlock()
 			return true
 		}
-		ch, wait := g.resumed, time.Until(g.until)
+		ch, wait := g.resumed, time.Until(g.g.Until())
 		g.mu.Unlock()
 		select {
 		case <-ch:
@@ -136,22 +88,20 @@ func (g *snapGate) enterPrepare(ctx context.Context) bool {
 	return false
 }
 
-// pause starts (or extends) a pause for token. Prepares already past the
-// gate need no wait: a transaction they prepare cannot commit during the
-// pause, since its commit decision is held like every other.
+// pause starts (or extends) a pause for token (snapshot.Gate.Pause).
 func (g *snapGate) pause(token string, lease time.Duration) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.pausedLocked() && g.token != token {
-		return fmt.Errorf("%w: paused for snapshot %s already", ErrSnapshot, g.token)
+	began, lapsed, err := g.g.Pause(time.Now(), token, lease)
+	if err != nil {
+		return err
 	}
-	if g.token != token {
-		if g.token != "" { // a lapsed pause: let its waiters go
+	if began {
+		if lapsed { // let the lapsed pause's waiters go
 			close(g.resumed)
 		}
 		g.resumed = make(chan struct{})
 	}
-	g.token, g.until = token, time.Now().Add(lease)
 	if g.expire != nil {
 		g.expire.Stop()
 	}
@@ -166,7 +116,7 @@ func (g *snapGate) pause(token string, lease time.Duration) error {
 func (g *snapGate) active(token string) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.token == token && g.pausedLocked()
+	return g.g.Active(time.Now(), token)
 }
 
 // resume ends the pause of token and returns the decisions it held and
@@ -174,13 +124,8 @@ func (g *snapGate) active(token string) bool {
 func (g *snapGate) resume(token string) (held []twophase.Message, wasActive bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	wasActive = g.token == token && g.pausedLocked()
-	if g.token == "" {
-		return nil, false
-	}
-	if g.token == token || !g.pausedLocked() {
-		held, g.held = g.held, nil
-		g.token = ""
+	held, wasActive, ended := g.g.Resume(time.Now(), token)
+	if ended {
 		close(g.resumed)
 		if g.expire != nil {
 			g.expire.Stop()
@@ -193,13 +138,7 @@ func (g *snapGate) resume(token string) (held []twophase.Message, wasActive bool
 func (g *snapGate) sentDecisions(ids []twophase.TxID) []twophase.TxID {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	var out []twophase.TxID
-	for _, id := range ids {
-		if g.decided[id] || g.decidedOld[id] {
-			out = append(out, id)
-		}
-	}
-	return out
+	return g.g.SentDecisions(ids)
 }
 
 // heldTxns returns the transactions holding keys on this node.
@@ -218,55 +157,96 @@ func (t *txns) resumeDecisions(token string) bool {
 	return ok
 }
 
-// ---- RPCs between the leader and every node ----
+// ---- the steps, on every node ----
 
-type (
-	snapReq struct {
-		ID    string
-		Epoch uint64
-		Txns  []twophase.TxID // snap.drain: which of these did you decide?
-	}
-	snapDrainResp struct {
-		Held    []twophase.TxID
-		Decided []twophase.TxID
-	}
-	snapResumeResp struct{ WasActive bool }
-	snapPartResp   struct{ Part coordinator.SnapshotPart }
-)
+// fs is the file system of the engine, and of every snapshot file.
+func (n *Node) fs() vfs.FS { return n.cfg.Engine.FS }
 
-func (n *Node) snapshotDir(id string) string { return filepath.Join(n.cfg.DataDir, "snapshots", id) }
+func (n *Node) snapshotDir(id string) string { return snapshot.CheckpointDir(n.cfg.DataDir, id) }
 
 // SnapshotManifestPath is where a node keeps the JSON of a committed
 // manifest (written when it applies the manifest; the leader's copy is
 // written before the take returns).
-func SnapshotManifestPath(dataDir, id string) string {
-	return filepath.Join(dataDir, "snapshot-manifests", id+".json")
-}
+func SnapshotManifestPath(dataDir, id string) string { return snapshot.ManifestPath(dataDir, id) }
 
 func (n *Node) registerSnapshots(r *transport.Router) {
 	n.txns.gate.onExpire = func(token string) { n.txns.resumeDecisions(token) }
-	transport.Register(r, methodSnapPause, func(_ context.Context, req *snapReq) (*emptyResp, error) {
-		if !coordinator.ValidSnapshotID(req.ID) {
-			return nil, fmt.Errorf("%w: snapshot ID %q", coordinator.ErrBadCommand, req.ID)
+	empty := func(method string) func(context.Context, *snapshot.Req) (*emptyResp, error) {
+		return func(ctx context.Context, req *snapshot.Req) (*emptyResp, error) {
+			return &emptyResp{}, n.snapStepLocal(ctx, method, req).Err
 		}
-		return &emptyResp{}, n.txns.gate.pause(req.ID, snapPauseLeaseMax)
+	}
+	transport.Register(r, snapshot.MethodPause, empty(snapshot.MethodPause))
+	transport.Register(r, snapshot.MethodCheckpt, empty(snapshot.MethodCheckpt))
+	transport.Register(r, snapshot.MethodRelease, empty(snapshot.MethodRelease))
+	transport.Register(r, snapshot.MethodDrain, func(ctx context.Context, req *snapshot.Req) (*snapshot.DrainResp, error) {
+		rep := n.snapStepLocal(ctx, snapshot.MethodDrain, req)
+		return &rep.Drain, rep.Err
 	})
-	transport.Register(r, methodSnapDrain, func(_ context.Context, req *snapReq) (*snapDrainResp, error) {
-		return &snapDrainResp{Held: n.txns.heldTxns(), Decided: n.txns.gate.sentDecisions(req.Txns)}, nil
+	transport.Register(r, snapshot.MethodResume, func(ctx context.Context, req *snapshot.Req) (*snapshot.ResumeResp, error) {
+		rep := n.snapStepLocal(ctx, snapshot.MethodResume, req)
+		return &rep.Was, rep.Err
 	})
-	transport.Register(r, methodSnapResume, func(_ context.Context, req *snapReq) (*snapResumeResp, error) {
-		return &snapResumeResp{WasActive: n.txns.resumeDecisions(req.ID)}, nil
+	transport.Register(r, snapshot.MethodDescribe, func(ctx context.Context, req *snapshot.Req) (*snapshot.PartResp, error) {
+		rep := n.snapStepLocal(ctx, snapshot.MethodDescribe, req)
+		return &snapshot.PartResp{Part: rep.Part}, rep.Err
 	})
-	transport.Register(r, methodSnapCkpt, func(ctx context.Context, req *snapReq) (*emptyResp, error) {
-		return &emptyResp{}, n.checkpointSnapshot(ctx, req.ID, req.Epoch)
-	})
-	transport.Register(r, methodSnapDescribe, func(ctx context.Context, req *snapReq) (*snapPartResp, error) {
-		p, err := n.describeSnapshot(ctx, req.ID)
-		return &snapPartResp{Part: p}, err
-	})
-	transport.Register(r, methodSnapRelease, func(_ context.Context, req *snapReq) (*emptyResp, error) {
-		return &emptyResp{}, n.releaseSnapshot(req.ID)
-	})
+}
+
+// snapStepLocal runs one step of a take on this node, for the leader's
+// RPC or, on the leader, directly.
+func (n *Node) snapStepLocal(ctx context.Context, method string, req *snapshot.Req) snapshot.Reply {
+	r := snapshot.Reply{Node: n.cfg.ID}
+	switch method {
+	case snapshot.MethodPause:
+		if !coordinator.ValidSnapshotID(req.ID) {
+			r.Err = fmt.Errorf("%w: snapshot ID %q", coordinator.ErrBadCommand, req.ID)
+			break
+		}
+		r.Err = n.txns.gate.pause(req.ID, snapPauseLeaseMax)
+	case snapshot.MethodDrain:
+		r.Drain = snapshot.DrainResp{Held: n.txns.heldTxns(), Decided: n.txns.gate.sentDecisions(req.Txns)}
+	case snapshot.MethodCheckpt:
+		r.Err = n.checkpointSnapshot(ctx, req.ID, req.Epoch)
+	case snapshot.MethodResume:
+		r.Was = snapshot.ResumeResp{WasActive: n.txns.resumeDecisions(req.ID)}
+	case snapshot.MethodDescribe:
+		r.Part, r.Err = n.describeSnapshot(ctx, req.ID)
+	case snapshot.MethodRelease:
+		r.Err = n.releaseSnapshot(req.ID)
+	default:
+		r.Err = fmt.Errorf("%w: %s", coordinator.ErrBadCommand, method)
+	}
+	return r
+}
+
+// snapStep runs one step of a take on tg, over the transport unless tg is
+// this node.
+func (n *Node) snapStep(ctx context.Context, tg snapshot.Target, method string, req *snapshot.Req) snapshot.Reply {
+	if tg.ID == n.cfg.ID {
+		return n.snapStepLocal(ctx, method, req)
+	}
+	r := snapshot.Reply{Node: tg.ID}
+	switch method {
+	case snapshot.MethodDrain:
+		var resp *snapshot.DrainResp
+		if resp, r.Err = transport.Call[snapshot.Req, snapshot.DrainResp](ctx, n.rpc, tg.Addr, method, req); r.Err == nil {
+			r.Drain = *resp
+		}
+	case snapshot.MethodResume:
+		var resp *snapshot.ResumeResp
+		if resp, r.Err = transport.Call[snapshot.Req, snapshot.ResumeResp](ctx, n.rpc, tg.Addr, method, req); r.Err == nil {
+			r.Was = *resp
+		}
+	case snapshot.MethodDescribe:
+		var resp *snapshot.PartResp
+		if resp, r.Err = transport.Call[snapshot.Req, snapshot.PartResp](ctx, n.rpc, tg.Addr, method, req); r.Err == nil {
+			r.Part = resp.Part
+		}
+	default:
+		_, r.Err = transport.Call[snapshot.Req, emptyResp](ctx, n.rpc, tg.Addr, method, req)
+	}
+	return r
 }
 
 // checkpointSnapshot checkpoints the engine for snapshot id, which must be
@@ -282,7 +262,7 @@ func (n *Node) checkpointSnapshot(ctx context.Context, id string, epoch uint64) 
 		return fmt.Errorf("%w: node %s routes with another placement than epoch %d", ErrSnapshot, n.cfg.ID, epoch)
 	}
 	dir := n.snapshotDir(id)
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+	if err := n.fs().MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return err
 	}
 	if _, err := n.store.Checkpoint(ctx, dir); err != nil {
@@ -290,6 +270,9 @@ func (n *Node) checkpointSnapshot(ctx context.Context, id string, epoch uint64) 
 	}
 	return nil
 }
+
+// engineCheckpoint is the engine's record of a checkpoint.
+type engineCheckpoint = engine.CheckpointInfo
 
 // describeSnapshot lists the files of this node's checkpoint for id with
 // their sizes and checksums, and the buckets it owns under the current
@@ -311,7 +294,7 @@ func (n *Node) describeSnapshot(ctx context.Context, id string) (coordinator.Sna
 			return p, err
 		}
 		name = filepath.ToSlash(name)
-		size, sum, err := fileSHA256(filepath.Join(dir, name))
+		size, sum, err := snapshot.FileSHA256(n.fs(), filepath.Join(dir, name))
 		if err != nil {
 			return p, fmt.Errorf("%w: node %s: %w", ErrSnapshot, n.cfg.ID, err)
 		}
@@ -340,29 +323,14 @@ func (n *Node) releaseSnapshot(id string) error {
 		}
 	}
 	// Not recorded (the engine was restored since): plain files.
-	return os.RemoveAll(dir)
+	return n.fs().RemoveAll(dir)
 }
 
-func fileSHA256(path string) (int64, string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	size, err := io.Copy(h, f)
-	if err != nil {
-		return 0, "", fmt.Errorf("read %s: %w", path, err)
-	}
-	return size, hex.EncodeToString(h.Sum(nil)), nil
-}
+// ---- the leader: drive a take ----
 
-// ---- the leader's side ----
-
-// engineCheckpoint is the engine's record of a checkpoint.
-type engineCheckpoint = engine.CheckpointInfo
-
-// takeSnapshot runs a global snapshot (on the leader) and returns its ID.
+// takeSnapshot runs a global snapshot take (on the leader) and returns
+// its ID: snapshot.NewPlan checks the metadata allows one, snapshot.Take
+// decides every step, and this performs them in order.
 func (n *Node) takeSnapshot(ctx context.Context) (string, error) {
 	if !n.snapMu.TryLock() {
 		return "", fmt.Errorf("%w: another snapshot is being taken", ErrSnapshot)
@@ -375,238 +343,72 @@ func (n *Node) takeSnapshot(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	t := s.Table()
-	switch {
-	case t == nil:
-		return "", fmt.Errorf("%w: no placement yet", ErrSnapshot)
-	case s.Target() != nil || len(s.Moves()) > 0:
-		return "", fmt.Errorf("%w: a migration is in progress (buckets would be in two parts or none); retry when it is done", ErrSnapshot)
-	}
-	id := time.Now().UTC().Format("20060102T150405.000Z")
-	if _, dup := s.Snapshot(id); dup {
-		return "", fmt.Errorf("%w: snapshot %s exists", ErrSnapshot, id)
-	}
-	type target struct{ id, addr string }
-	var targets []target
-	for _, nid := range t.Nodes() {
-		if t.Count(nid) == 0 {
-			continue
-		}
-		m, ok := s.Member(nid)
-		if !ok || m.RPCAddr == "" {
-			return "", fmt.Errorf("%w: node %s owns buckets but has no address", ErrSnapshot, nid)
-		}
-		targets = append(targets, target{nid, m.RPCAddr})
-	}
-	// Every node that may coordinate a transaction pauses too, owner or
-	// not; a failed one that owns nothing is skipped (it is down, or cut
-	// off from the nodes its decisions would go to).
-	gated := slices.Clone(targets)
-	for _, m := range s.Members() {
-		if t.Count(m.ID) > 0 || m.State == coordinator.StateLeft || m.State == coordinator.StateFailed {
-			continue
-		}
-		if m.RPCAddr == "" {
-			return "", fmt.Errorf("%w: node %s has no address", ErrSnapshot, m.ID)
-		}
-		gated = append(gated, target{m.ID, m.RPCAddr})
-	}
-	req := &snapReq{ID: id, Epoch: t.Epoch()}
-	call := func(tg target, method string, timeout time.Duration, f func(context.Context) error) error {
-		cctx, ccancel := context.WithTimeout(ctx, timeout)
-		defer ccancel()
-		if err := f(cctx); err != nil {
-			return fmt.Errorf("%w: %s: node %s: %v", ErrSnapshot, method, tg.id, err)
-		}
-		return nil
-	}
-	// each runs f on every target at once and returns the first error.
-	each := func(on []target, method string, timeout time.Duration, f func(context.Context, int, target) error) error {
-		errs := make([]error, len(on))
-		var wg sync.WaitGroup
-		for i, tg := range on {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = call(tg, method, timeout, func(c context.Context) error { return f(c, i, tg) })
-			}()
-		}
-		wg.Wait()
-		return errors.Join(errs...)
-	}
-	rpcTo := func(method string) func(context.Context, int, target) error {
-		return func(c context.Context, _ int, tg target) error {
-			if tg.id == n.cfg.ID {
-				_, err := n.localSnapRPC(c, method, req)
-				return err
-			}
-			_, err := transport.Call[snapReq, emptyResp](c, n.rpc, tg.addr, method, req)
-			return err
-		}
-	}
-	release := func() {
-		for _, tg := range targets {
-			rctx, rcancel := context.WithTimeout(n.life, snapStepTimeout)
-			var err error
-			if tg.id == n.cfg.ID {
-				err = n.releaseSnapshot(id)
-			} else {
-				_, err = transport.Call[snapReq, emptyResp](rctx, n.rpc, tg.addr, methodSnapRelease, req)
-			}
-			rcancel()
-			if err != nil {
-				n.log.Warn("snapshot: releasing a checkpoint", "snapshot", id, "target", tg.id, "err", err)
-			}
-		}
-	}
-	resumed := false
-	resume := func() error {
-		if resumed {
-			return nil
-		}
-		resumed = true
-		var lapsed []string
-		var mu sync.Mutex
-		err := each(gated, methodSnapResume, snapStepTimeout, func(c context.Context, _ int, tg target) error {
-			var r *snapResumeResp
-			var err error
-			if tg.id == n.cfg.ID {
-				r = &snapResumeResp{WasActive: n.txns.resumeDecisions(id)}
-			} else {
-				r, err = transport.Call[snapReq, snapResumeResp](c, n.rpc, tg.addr, methodSnapResume, req)
-			}
-			if err == nil && !r.WasActive {
-				mu.Lock()
-				lapsed = append(lapsed, tg.id)
-				mu.Unlock()
-			}
-			return err
-		})
-		if err == nil && len(lapsed) > 0 {
-			err = fmt.Errorf("%w: the pause ran out on %s before the checkpoints were done", ErrSnapshot, strings.Join(lapsed, ", "))
-		}
-		return err
-	}
-	defer func() { _ = resume() }()
-
-	if err := each(gated, methodSnapPause, snapStepTimeout, rpcTo(methodSnapPause)); err != nil {
+	plan, err := snapshot.NewPlan(s, time.Now().UTC().Format("20060102T150405.000Z"), start.UnixMilli())
+	if err != nil {
 		return "", err
 	}
-	paused := time.Now()
-	addrs := make(map[string]string, len(gated))
-	for _, tg := range gated {
-		addrs[tg.id] = tg.addr
-	}
-	if err := n.drainDecisions(ctx, req, addrs); err != nil {
-		return "", err
-	}
-	ckErr := each(targets, methodSnapCkpt, snapStepTimeout, rpcTo(methodSnapCkpt))
-	if err := resume(); err != nil || ckErr != nil {
-		release()
-		return "", errors.Join(ckErr, err)
-	}
-	pauseDur := time.Since(paused)
-	parts := make([]coordinator.SnapshotPart, len(targets))
-	if err := each(targets, methodSnapDescribe, snapTakeTimeout, func(c context.Context, i int, tg target) error {
-		if tg.id == n.cfg.ID {
-			p, err := n.describeSnapshot(c, id)
-			parts[i] = p
-			return err
+	take := snapshot.NewTake(plan, snapshot.DefaultConfig())
+	var ev snapshot.Event
+	e := take.Start()
+	for ; e.Kind != snapshot.Done; e = take.Step(ev) {
+		ev = snapshot.Event{}
+		switch e.Kind {
+		case snapshot.Call:
+			ev.Replies = n.snapCall(ctx, e)
+		case snapshot.Wait:
+			select {
+			case <-time.After(e.For):
+			case <-ctx.Done():
+			}
+		case snapshot.Release:
+			n.snapRelease(e)
+		case snapshot.Commit:
+			n.failpoint("snap-leader-before-commit")
+			_, ev.Err = n.coord.Apply(ctx, coordinator.AddSnapshot{Manifest: e.Manifest})
 		}
-		r, err := transport.Call[snapReq, snapPartResp](c, n.rpc, tg.addr, methodSnapDescribe, req)
-		if err == nil {
-			parts[i] = r.Part
-		}
-		return err
-	}); err != nil {
-		release()
-		return "", err
+		ev.Now = time.Since(start)
 	}
-	// Ranges come from the table the snapshot was taken under (every node
-	// checked it routed with that epoch while paused).
-	for i := range parts {
-		parts[i].Ranges = coordinator.Ranges(t.BucketsOf(parts[i].Node))
+	if e.Err != nil {
+		return "", e.Err
 	}
-	man := coordinator.SnapshotManifest{ID: id, Buckets: router.NumBuckets, Epoch: t.Epoch(), CreatedMs: start.UnixMilli(), Parts: parts}
-	n.failpoint("snap-leader-before-commit")
-	if _, err := n.coord.Apply(ctx, coordinator.AddSnapshot{Manifest: man}); err != nil {
-		if !errors.Is(err, coordinator.ErrUnknownOutcome) {
-			release()
-		}
-		return "", fmt.Errorf("%w: committing the manifest: %v", ErrSnapshot, err)
+	man := e.Manifest
+	if err := n.writeManifestFile(man); err != nil {
+		n.log.Warn("snapshot: writing the manifest file", "snapshot", man.ID, "err", err)
 	}
-	if err := writeManifestFile(n.cfg.DataDir, man); err != nil {
-		n.log.Warn("snapshot: writing the manifest file", "snapshot", id, "err", err)
-	}
-	n.log.Info("snapshot taken", "snapshot", id, "nodes", len(parts), "bytes", man.Bytes(), "pause", pauseDur, "took", time.Since(start))
+	n.log.Info("snapshot taken", "snapshot", man.ID, "nodes", len(man.Parts), "bytes", man.Bytes(), "pause", e.Pause, "took", time.Since(start))
 	n.applyRetention(ctx)
-	return id, nil
+	return man.ID, nil
 }
 
-// localSnapRPC runs a snapshot step on this node without the transport.
-func (n *Node) localSnapRPC(ctx context.Context, method string, req *snapReq) (any, error) {
-	switch method {
-	case methodSnapPause:
-		return nil, n.txns.gate.pause(req.ID, snapPauseLeaseMax)
-	case methodSnapCkpt:
-		return nil, n.checkpointSnapshot(ctx, req.ID, req.Epoch)
-	case methodSnapDrain:
-		return &snapDrainResp{Held: n.txns.heldTxns(), Decided: n.txns.gate.sentDecisions(req.Txns)}, nil
+// snapCall performs a Call effect: the step on every node of e.To at
+// once, each bounded by e.Timeout; one reply per node, in e.To's order.
+func (n *Node) snapCall(ctx context.Context, e snapshot.Effect) []snapshot.Reply {
+	out := make([]snapshot.Reply, len(e.To))
+	var wg sync.WaitGroup
+	for i, tg := range e.To {
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, e.Timeout)
+			defer cancel()
+			out[i] = n.snapStep(cctx, tg, e.Method, &e.Req)
+		})
 	}
-	return nil, fmt.Errorf("%w: %s", coordinator.ErrBadCommand, method)
+	wg.Wait()
+	return out
 }
 
-// drainDecisions waits until no transaction holding keys on any node had
-// its commit decision sent (before the pause): those are applied
-// everywhere then.
-func (n *Node) drainDecisions(ctx context.Context, req *snapReq, nodes map[string]string) error {
-	ctx, cancel := context.WithTimeout(ctx, snapDrainMax)
-	defer cancel()
-	ask := func(id, addr string, r *snapReq) (*snapDrainResp, error) {
-		if id == n.cfg.ID {
-			v, err := n.localSnapRPC(ctx, methodSnapDrain, r)
-			if err != nil {
-				return nil, err
-			}
-			return v.(*snapDrainResp), nil
-		}
-		return transport.Call[snapReq, snapDrainResp](ctx, n.rpc, addr, methodSnapDrain, r)
-	}
-	ids := slices.Sorted(maps.Keys(nodes))
-	var last []twophase.TxID
-	for range 1000 {
-		var held []twophase.TxID
-		for _, id := range ids {
-			r, err := ask(id, nodes[id], req)
-			if err != nil {
-				return fmt.Errorf("%w: drain: node %s: %v", ErrSnapshot, id, err)
-			}
-			held = append(held, r.Held...)
-		}
-		if len(held) == 0 {
-			return nil
-		}
-		var decided []twophase.TxID
-		q := *req
-		q.Txns = held
-		for _, id := range ids {
-			r, err := ask(id, nodes[id], &q)
-			if err != nil {
-				return fmt.Errorf("%w: drain: node %s: %v", ErrSnapshot, id, err)
-			}
-			decided = append(decided, r.Decided...)
-		}
-		if len(decided) == 0 {
-			return nil
-		}
-		last = decided
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: %d decided transactions (first %s) still not applied after %s", ErrSnapshot, len(last), last[0], snapDrainMax)
-		case <-time.After(5 * time.Millisecond):
+// snapRelease performs a Release effect: one node after the other, each
+// bounded by e.Timeout from the node's lifetime (the take's context may
+// be what ran out), logging what fails (snapshotReconcile releases it
+// later).
+func (n *Node) snapRelease(e snapshot.Effect) {
+	for _, tg := range e.To {
+		ctx, cancel := context.WithTimeout(n.life, e.Timeout)
+		r := n.snapStep(ctx, tg, snapshot.MethodRelease, &e.Req)
+		cancel()
+		if r.Err != nil {
+			n.log.Warn("snapshot: releasing a checkpoint", "snapshot", e.Req.ID, "target", tg.ID, "err", r.Err)
 		}
 	}
-	return fmt.Errorf("%w: decided transactions still not applied", ErrSnapshot)
 }
 
 // applyRetention drops the manifests beyond the retention and releases
@@ -626,7 +428,7 @@ func (n *Node) applyRetention(ctx context.Context) {
 		for _, p := range m.Parts {
 			n.releaseOn(ctx, p.Node, id)
 		}
-		_ = os.Remove(SnapshotManifestPath(n.cfg.DataDir, id))
+		_ = n.fs().Remove(SnapshotManifestPath(n.cfg.DataDir, id))
 	}
 	n.log.Info("snapshot retention applied", "dropped", drop, "keep", n.cfg.SnapshotRetention)
 }
@@ -636,8 +438,8 @@ func (n *Node) releaseOn(ctx context.Context, nodeID, id string) {
 	if nodeID == n.cfg.ID {
 		err = n.releaseSnapshot(id)
 	} else if m, ok := n.peer(nodeID); ok && m.RPCAddr != "" {
-		rctx, cancel := context.WithTimeout(ctx, snapStepTimeout)
-		_, err = transport.Call[snapReq, emptyResp](rctx, n.rpc, m.RPCAddr, methodSnapRelease, &snapReq{ID: id})
+		rctx, cancel := context.WithTimeout(ctx, snapshot.DefaultConfig().StepTimeout)
+		err = n.snapStep(rctx, snapshot.Target{ID: nodeID, Addr: m.RPCAddr}, snapshot.MethodRelease, &snapshot.Req{ID: id}).Err
 		cancel()
 	} else {
 		err = fmt.Errorf("no address")
@@ -648,20 +450,12 @@ func (n *Node) releaseOn(ctx context.Context, nodeID, id string) {
 	}
 }
 
-func writeManifestFile(dataDir string, m coordinator.SnapshotManifest) error {
-	path := SnapshotManifestPath(dataDir, m.ID)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
+func (n *Node) writeManifestFile(m coordinator.SnapshotManifest) error {
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return snapshot.WriteFileAtomic(n.fs(), SnapshotManifestPath(n.cfg.DataDir, m.ID), data)
 }
 
 // ---- every node: follow the committed manifests ----
@@ -675,8 +469,9 @@ func (n *Node) snapshotReconcile(s *coordinator.State) {
 	if n.catchingUp.Load() || !n.synced.Load() {
 		return
 	}
+	fs := n.fs()
 	if t := s.Table(); t != nil {
-		writeEpochFile(n.cfg.DataDir, t.Epoch())
+		n.writeEpochFile(t.Epoch())
 	}
 	listed := map[string]bool{}
 	for _, m := range s.Snapshots() {
@@ -684,52 +479,53 @@ func (n *Node) snapshotReconcile(s *coordinator.State) {
 		if _, ok := m.Part(n.cfg.ID); !ok {
 			continue
 		}
-		if _, err := os.Stat(SnapshotManifestPath(n.cfg.DataDir, m.ID)); errors.Is(err, os.ErrNotExist) {
-			if err := writeManifestFile(n.cfg.DataDir, m); err != nil {
+		if _, err := fs.Stat(SnapshotManifestPath(n.cfg.DataDir, m.ID)); errors.Is(err, os.ErrNotExist) {
+			if err := n.writeManifestFile(m); err != nil {
 				n.log.Warn("snapshot: writing the manifest file", "snapshot", m.ID, "err", err)
 			}
 		}
 	}
-	files, _ := os.ReadDir(filepath.Join(n.cfg.DataDir, "snapshot-manifests"))
+	manDir := filepath.Join(n.cfg.DataDir, snapshot.ManifestsDir)
+	files, _ := fs.List(manDir)
 	for _, f := range files {
-		id, ok := strings.CutSuffix(f.Name(), ".json")
+		id, ok := strings.CutSuffix(f, ".json")
 		if !ok || listed[id] {
 			continue
 		}
 		// Committed once (its file exists), dropped since.
 		_ = n.releaseSnapshot(id)
-		_ = os.Remove(filepath.Join(n.cfg.DataDir, "snapshot-manifests", f.Name()))
+		_ = fs.Remove(filepath.Join(manDir, f))
 	}
 	// Checkpoints of takes that never committed (the take failed on
 	// another node, or its leader died mid-way): no manifest lists them
 	// once Config.SnapshotOrphanAge has passed (a take lasts seconds; a committed one
 	// is listed here within the log's lag).
-	dirs, _ := os.ReadDir(filepath.Join(n.cfg.DataDir, "snapshots"))
+	ckDir := filepath.Join(n.cfg.DataDir, snapshot.CheckpointsDir)
+	dirs, _ := fs.List(ckDir)
 	for _, d := range dirs {
-		if !d.IsDir() || listed[d.Name()] {
+		if listed[d] {
 			continue
 		}
-		if info, err := d.Info(); err == nil && time.Since(info.ModTime()) > n.cfg.SnapshotOrphanAge {
-			n.log.Warn("snapshot: releasing the checkpoint of a take that never committed", "snapshot", d.Name())
-			_ = n.releaseSnapshot(d.Name())
+		if info, err := fs.Stat(filepath.Join(ckDir, d)); err == nil && info.IsDir() && time.Since(info.ModTime()) > n.cfg.SnapshotOrphanAge {
+			n.log.Warn("snapshot: releasing the checkpoint of a take that never committed", "snapshot", d)
+			_ = n.releaseSnapshot(d)
 		}
 	}
 }
 
-// placementEpochFile records the last placement epoch this node applied,
-// for restore's check (the Raft state cannot be read offline cheaply).
-const placementEpochFile = "PLACEMENT_EPOCH"
-
-func writeEpochFile(dataDir string, epoch uint64) {
-	path := filepath.Join(dataDir, placementEpochFile)
+// writeEpochFile records the last placement epoch this node applied
+// (snapshot.EpochFile), when it changed.
+func (n *Node) writeEpochFile(epoch uint64) {
+	path := filepath.Join(n.cfg.DataDir, snapshot.EpochFile)
 	want := fmt.Sprint(epoch)
-	if b, err := os.ReadFile(path); err == nil && string(b) == want {
-		return
+	if f, err := n.fs().Open(path); err == nil {
+		b, err := io.ReadAll(io.LimitReader(f, 64))
+		f.Close()
+		if err == nil && string(b) == want {
+			return
+		}
 	}
-	tmp := path + ".tmp"
-	if os.WriteFile(tmp, []byte(want), 0o644) == nil {
-		_ = os.Rename(tmp, path)
-	}
+	_ = snapshot.WriteFileAtomic(n.fs(), path, []byte(want))
 }
 
 // ---- admin API ----
@@ -858,7 +654,7 @@ func (n *Node) serveSnapshotFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	want := p.Files[i]
-	f, err := os.Open(filepath.Join(n.snapshotDir(id), filepath.FromSlash(want.Name)))
+	f, err := n.fs().Open(filepath.Join(n.snapshotDir(id), filepath.FromSlash(want.Name)))
 	if err != nil {
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": fmt.Sprintf("node %s: %v", n.cfg.ID, err)})
 		return

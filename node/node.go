@@ -87,6 +87,8 @@ type Node struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
+	// stops is start's cleanup stack, unwound by Close.
+	stops stack
 }
 
 // Start opens the node's storage, starts its servers, and bootstraps a new
@@ -113,24 +115,56 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	return n, nil
 }
 
-func (n *Node) start(ctx context.Context) (err error) {
-	// Listeners not yet handed to a server are closed if start fails
-	// (Start then closes everything else through Close); closing one a
-	// server already serves only ends that server sooner.
-	var lns []net.Listener
-	defer func() {
-		if err != nil {
-			for _, ln := range lns {
-				ln.Close()
-			}
+// start runs the node's start steps in order. Each step starts one
+// component and pushes what stops it onto n.stops; if a step fails, start
+// returns and Start's Close unwinds the stack, so only what was started
+// is stopped, in reverse.
+func (n *Node) start(ctx context.Context) error {
+	var s startup
+	for _, step := range []struct {
+		name string
+		run  func(context.Context, *startup) error
+	}{
+		{"data dir", n.openDataDir},
+		{"engine", n.openEngine},
+		{"listeners", n.listen},
+		{"rpc transport", n.openRPC},
+		{"coordinator", n.openCoordinator},
+		{"goroutines", n.trackGoroutines},
+		{"rpc methods", n.serveRPC},
+		{"admin server", n.openAdmin},
+		{"resp server", n.openRESP},
+		{"gossip", n.openGossip},
+		{"serve", n.serve},
+		{"join", n.joinCluster},
+		{"ready", n.ready},
+	} {
+		if err := step.run(ctx, &s); err != nil {
+			return err
 		}
-	}()
+	}
+	return nil
+}
+
+// startup carries what one start step hands to the next.
+type startup struct {
+	hadRaftState bool
+	engine       engine.Config
+	rpcLn        net.Listener
+	respLn       net.Listener
+	clusterLn    net.Listener
+	httpLn       net.Listener
+	raftTrans    *raft.NetworkTransport
+	reg          *prometheus.Registry
+}
+
+func (n *Node) openDataDir(_ context.Context, s *startup) error {
 	cfg := n.cfg
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("node: data dir: %w", err)
 	}
 	_, raftStateErr := os.Stat(filepath.Join(cfg.DataDir, "raft"))
-	hadRaftState := raftStateErr == nil
+	s.hadRaftState = raftStateErr == nil
 	// A restarted node replays the metadata log from old states, and so
 	// does a new node joining a cluster (from the leader's snapshot or the
 	// log's start): nothing may act on them (serve keys, delete buckets it
@@ -138,18 +172,20 @@ func (n *Node) start(ctx context.Context) (err error) {
 	// node can hold an old member's ID (a drained node back with an empty
 	// disk): the old tables then give it buckets it does not own.
 	// Only a node bootstrapping a new cluster starts in step.
-	mustCatchUp := hadRaftState || len(cfg.Join) > 0
+	mustCatchUp := s.hadRaftState || len(cfg.Join) > 0
 	n.catchingUp.Store(mustCatchUp)
 	n.synced.Store(!mustCatchUp)
+	return nil
+}
 
-	// Storage.
-	ecfg := cfg.Engine
-	ecfg.Sync, _ = engine.ParseSyncMode(cfg.Sync)
-	ecfg.ForceRecover = cfg.ForceRecover
+func (n *Node) openEngine(_ context.Context, s *startup) error {
+	ecfg := n.cfg.Engine
+	ecfg.Sync, _ = engine.ParseSyncMode(n.cfg.Sync)
+	ecfg.ForceRecover = n.cfg.ForceRecover
 	if ecfg.Logf == nil {
 		ecfg.Logf = func(format string, args ...any) { n.log.Warn(fmt.Sprintf(format, args...), "component", "engine") }
 	}
-	st, err := engine.Open(filepath.Join(cfg.DataDir, "engine"), ecfg)
+	st, err := engine.Open(filepath.Join(n.cfg.DataDir, "engine"), ecfg)
 	if errors.Is(err, engine.ErrMissingWAL) {
 		return fmt.Errorf("node: open engine: %w (to start without it and lose the writes it held, restart with --force-recover)", err)
 	}
@@ -157,68 +193,70 @@ func (n *Node) start(ctx context.Context) (err error) {
 		return fmt.Errorf("node: open engine: %w", err)
 	}
 	n.store = st
+	n.stops.push("engine", st.Close)
 	// The keyspace runs the node's per-key checks inside its operations
 	// (guard and servable in migrate.go say why and in which order), and
 	// the migrator records the keys it applies in buckets being moved. The
-	// hooks reach n.coord and n.txns, set below: nothing calls the keyspace
-	// before then.
-	n.mig = newMigrator(n, mustCatchUp)
+	// hooks reach n.coord and n.txns, set in later steps: nothing calls the
+	// keyspace before then.
+	n.mig = newMigrator(n, n.catchingUp.Load())
 	n.local = kv.New(st, ecfg.Now,
 		kv.WithGuard(n.guard),
 		kv.WithRecheck(n.servable),
 		kv.WithOnApplied(n.mig.onApplied))
+	s.engine = ecfg
+	return nil
+}
 
-	// Listeners first: with port 0 the advertised addresses are only known
-	// once bound.
-	rpcLn, err := net.Listen("tcp", cfg.RPCAddr)
-	if err == nil {
-		lns = append(lns, rpcLn)
-	}
-	if err != nil {
-		return fmt.Errorf("node: listen rpc %s: %w", cfg.RPCAddr, err)
-	}
-	pm, err := transport.NewPortMux(rpcLn, portMuxConfig(n.log))
-	if err != nil {
-		return fmt.Errorf("node: port mux: %w", err)
-	}
-	n.pm = pm
-	respLn, err := net.Listen("tcp", cfg.RESPAddr)
-	if err == nil {
-		lns = append(lns, respLn)
-	}
-	if err != nil {
-		return fmt.Errorf("node: listen resp %s: %w", cfg.RESPAddr, err)
-	}
+// listen binds every port first: with port 0 the advertised addresses are
+// only known once bound. A listener is closed on the way down even if no
+// server took it (closing one a server already closed does nothing).
+func (n *Node) listen(_ context.Context, s *startup) error {
+	cfg := n.cfg
 	clusterAddr, err := cfg.clusterRESPAddr()
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	clusterLn, err := net.Listen("tcp", clusterAddr)
-	if err == nil {
-		lns = append(lns, clusterLn)
-	}
-	if err != nil {
-		return fmt.Errorf("node: listen cluster resp %s (--cluster-resp-addr): %w", clusterAddr, err)
-	}
-	httpLn, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err == nil {
-		lns = append(lns, httpLn)
-	}
-	if err != nil {
-		return fmt.Errorf("node: listen http %s: %w", cfg.HTTPAddr, err)
+	for _, l := range []struct {
+		ln         *net.Listener
+		addr, what string
+	}{
+		{&s.rpcLn, cfg.RPCAddr, "rpc"},
+		{&s.respLn, cfg.RESPAddr, "resp"},
+		{&s.clusterLn, clusterAddr, "cluster resp"},
+		{&s.httpLn, cfg.HTTPAddr, "http"},
+	} {
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			if l.what == "cluster resp" {
+				return fmt.Errorf("node: listen cluster resp %s (--cluster-resp-addr): %w", l.addr, err)
+			}
+			return fmt.Errorf("node: listen %s %s: %w", l.what, l.addr, err)
+		}
+		*l.ln = ln
+		n.stops.push(l.what+" listener", func() error { _ = ln.Close(); return nil })
 	}
 	advHost, err := advertiseHost(cfg.AdvertiseHost, cfg.RPCAddr)
 	if err != nil {
 		return err
 	}
-	n.rpcAddr = advertise(advHost, rpcLn.Addr())
-	n.respAddr = advertise(advHost, respLn.Addr())
-	n.clusterRespAddr = advertise(advHost, clusterLn.Addr())
-	n.httpAddr = advertise(advHost, httpLn.Addr())
+	n.rpcAddr = advertise(advHost, s.rpcLn.Addr())
+	n.respAddr = advertise(advHost, s.respLn.Addr())
+	n.clusterRespAddr = advertise(advHost, s.clusterLn.Addr())
+	n.httpAddr = advertise(advHost, s.httpLn.Addr())
+	return nil
+}
 
-	// RPC + Raft on one port.
-	tcfg := cfg.Transport
-	tcfg.NodeID = cfg.ID
+// openRPC puts RPC and Raft on one port.
+func (n *Node) openRPC(_ context.Context, s *startup) error {
+	pm, err := transport.NewPortMux(s.rpcLn, portMuxConfig(n.log))
+	if err != nil {
+		return fmt.Errorf("node: port mux: %w", err)
+	}
+	n.pm = pm
+	n.stops.push("port mux", pm.Close)
+	tcfg := n.cfg.Transport
+	tcfg.NodeID = n.cfg.ID
 	tcfg.AdvertiseAddr = n.rpcAddr
 	tcfg.Logger = n.log.With("component", "transport")
 	rpc, err := transport.NewTCPOnListener(tcfg, pm.RPC())
@@ -226,39 +264,47 @@ func (n *Node) start(ctx context.Context) (err error) {
 		return fmt.Errorf("node: rpc transport: %w", err)
 	}
 	n.rpc = rpc
+	n.stops.push("rpc transport", rpc.Close)
 	raftAdv, err := net.ResolveTCPAddr("tcp", n.rpcAddr)
 	if err != nil {
 		return fmt.Errorf("node: raft advertise address: %w", err)
 	}
 	stream := raftStream{transport.NewRaftStreamLayer(pm.Raft(), raftAdv)}
-	raftTrans := raft.NewNetworkTransport(stream, 3, 10*time.Second, &slogWriter{log: n.log.With("component", "raft-transport"), closed: &n.libLogsOff})
+	s.raftTrans = raft.NewNetworkTransport(stream, 3, 10*time.Second, &slogWriter{log: n.log.With("component", "raft-transport"), closed: &n.libLogsOff})
+	return nil
+}
 
-	// Coordinator.
-	weight := cfg.Weight
+func (n *Node) openCoordinator(_ context.Context, s *startup) error {
+	cfg := n.cfg
 	ccfg := cfg.Raft
 	ccfg.NodeID = cfg.ID
 	ccfg.DataDir = filepath.Join(cfg.DataDir, "raft")
 	ccfg.Bootstrap = len(cfg.Join) == 0
 	ccfg.VotersMax = cfg.VotersMax
-	ccfg.Self = coordinator.Member{ID: cfg.ID, RaftAddr: n.rpcAddr, RPCAddr: n.rpcAddr, RESPAddr: n.respAddr, ClusterRESPAddr: n.clusterRespAddr, HTTPAddr: n.httpAddr, Weight: weight}
+	ccfg.Self = n.self()
 	ccfg.Holder = &n.holder
 	ccfg.Logger = n.log.With("component", "coordinator")
-	coord, err := coordinator.Open(ccfg, raftTrans)
+	coord, err := coordinator.Open(ccfg, s.raftTrans)
 	if err != nil {
 		return fmt.Errorf("node: open coordinator: %w", err)
 	}
 	n.coord = coord
+	n.stops.push("coordinator", coord.Close)
 	n.hasData.Store(coord.Current().HasData())
 	n.refreshPeers(coord.Current())
+	return nil
+}
 
-	// Node-to-node methods.
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(recoveryCollectors(st.Recovery())...)
+// serveRPC registers the node-to-node methods and serves them.
+func (n *Node) serveRPC(_ context.Context, s *startup) error {
+	s.reg = prometheus.NewRegistry()
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.reg.MustRegister(recoveryCollectors(n.store.Recovery())...)
 	r := transport.NewRouter()
 	n.backend = &backend{n: n, local: n.local}
 	n.backend.register(r)
-	if n.txns, err = newTxns(n, reg); err != nil {
+	var err error
+	if n.txns, err = newTxns(n, s.reg); err != nil {
 		return fmt.Errorf("node: transactions: %w", err)
 	}
 	n.mig.register(r)
@@ -269,19 +315,44 @@ func (n *Node) start(ctx context.Context) (err error) {
 	}
 	transport.Register(r, methodLeaderOp, n.handleLeaderOp)
 	n.registerSnapshots(r)
-	rpc.Serve(r.Handle)
+	n.rpc.Serve(r.Handle)
+	return nil
+}
 
-	// Gossip.
-	g, err := startGossip(n)
-	if err != nil {
-		return err
-	}
-	n.gossip = g
-	n.ml = g.ml
-	n.gossipAddr = g.ml.LocalNode().Address()
+// trackGoroutines pushes the wait for every goroutine goFunc starts
+// (from here on: RPC handlers and restored transactions may start some):
+// on the way down it runs once the servers and gossip above it are closed
+// (and life has ended: Close), before Raft, the transport and the engine
+// they use.
+func (n *Node) trackGoroutines(context.Context, *startup) error {
+	n.stops.push("goroutines", func() error {
+		n.goMu.Lock()
+		n.closing = true
+		n.goMu.Unlock()
+		n.wg.Wait()
+		return nil
+	})
+	return nil
+}
 
-	// Client-facing servers.
-	metrics, err := server.NewMetrics(reg)
+func (n *Node) openAdmin(_ context.Context, s *startup) error {
+	n.admin = server.NewAdmin(server.AdminConfig{Token: n.cfg.AdminToken}, n.ClusterInfo, s.reg)
+	n.registerAdmin()
+	n.httpSrv = &http.Server{Handler: n.admin, ReadHeaderTimeout: 10 * time.Second}
+	n.stops.push("admin server", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second) // life has ended: a fresh bound
+		defer cancel()
+		if err := n.httpSrv.Shutdown(ctx); err != nil {
+			return n.httpSrv.Close()
+		}
+		return nil
+	})
+	return nil
+}
+
+func (n *Node) openRESP(_ context.Context, s *startup) error {
+	cfg := n.cfg
+	metrics, err := server.NewMetrics(s.reg)
 	if err != nil {
 		return fmt.Errorf("node: metrics: %w", err)
 	}
@@ -291,7 +362,7 @@ func (n *Node) start(ctx context.Context) (err error) {
 	scfg.TxnKeysMax, scfg.TxnTimeout = cfg.TxnKeysMax, cfg.TxnDeadline+time.Second
 	scfg.RequestBytesMax, scfg.ClientInputBytesMax = cfg.ClientQueryBufferBytesMax, cfg.ClientInputBytesMax
 	if scfg.Now == nil {
-		scfg.Now = ecfg.Now
+		scfg.Now = s.engine.Now
 	}
 	if scfg.Logf == nil {
 		scfg.Logf = func(format string, args ...any) { n.log.Debug(fmt.Sprintf(format, args...), "component", "resp") }
@@ -301,21 +372,39 @@ func (n *Node) start(ctx context.Context) (err error) {
 		return fmt.Errorf("node: resp server: %w", err)
 	}
 	n.resp = srv
-	n.admin = server.NewAdmin(server.AdminConfig{Token: cfg.AdminToken}, n.ClusterInfo, reg)
-	n.registerAdmin()
-	n.httpSrv = &http.Server{Handler: n.admin, ReadHeaderTimeout: 10 * time.Second}
+	n.stops.push("resp server", srv.Close)
+	return nil
+}
+
+// openGossip joins nothing yet: it starts memberlist. It is stopped first
+// on the way down, so peers hear this node leave while it still serves.
+func (n *Node) openGossip(context.Context, *startup) error {
+	g, err := startGossip(n)
+	if err != nil {
+		return err
+	}
+	n.gossip = g
+	n.ml = g.ml
+	n.gossipAddr = g.ml.LocalNode().Address()
+	n.stops.push("gossip", g.close)
+	return nil
+}
+
+// serve starts the servers' and the node's loops (goFunc: waited for by
+// the goroutines step).
+func (n *Node) serve(_ context.Context, s *startup) error {
 	n.goFunc(func() {
-		if err := srv.Serve(respLn); err != nil && !errors.Is(err, server.ErrClosed) {
+		if err := n.resp.Serve(s.respLn); err != nil && !errors.Is(err, server.ErrClosed) {
 			n.log.Error("resp server stopped", "err", err)
 		}
 	})
 	n.goFunc(func() {
-		if err := srv.ServeNodeScope(clusterLn); err != nil && !errors.Is(err, server.ErrClosed) {
+		if err := n.resp.ServeNodeScope(s.clusterLn); err != nil && !errors.Is(err, server.ErrClosed) {
 			n.log.Error("cluster resp server stopped", "err", err)
 		}
 	})
 	n.goFunc(func() {
-		if err := n.httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := n.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("admin server stopped", "err", err)
 		}
 	})
@@ -323,30 +412,66 @@ func (n *Node) start(ctx context.Context) (err error) {
 	n.goFunc(n.txns.loop)
 	n.goFunc(n.mig.loop)
 	n.goFunc(n.mig.feed)
-	if cfg.MoveConcurrency > 0 || cfg.MoveBytesPerSec >= 0 {
+	if n.cfg.MoveConcurrency > 0 || n.cfg.MoveBytesPerSec >= 0 {
 		n.goFunc(n.applyMoveLimits)
 	}
-	if hadRaftState {
+	if s.hadRaftState {
 		n.goFunc(n.catchUp)
 	}
 	n.goFunc(n.reconcileLoop)
+	return nil
+}
 
-	if len(cfg.Join) > 0 {
-		jctx, cancel := context.WithTimeout(ctx, cfg.JoinTimeout)
-		defer cancel()
-		if err := n.join(jctx); err != nil {
-			return err
-		}
-		if !hadRaftState {
-			// Now a member: the leader's log end includes the join.
-			n.goFunc(n.catchUp)
-		}
+// joinCluster, with Join, has the leader add this node (bounded by
+// JoinTimeout).
+func (n *Node) joinCluster(ctx context.Context, s *startup) error {
+	if len(n.cfg.Join) == 0 {
+		return nil
 	}
+	jctx, cancel := context.WithTimeout(ctx, n.cfg.JoinTimeout)
+	defer cancel()
+	if err := n.join(jctx); err != nil {
+		return err
+	}
+	if !s.hadRaftState {
+		// Now a member: the leader's log end includes the join.
+		n.goFunc(n.catchUp)
+	}
+	return nil
+}
+
+func (n *Node) ready(_ context.Context, s *startup) error {
 	n.admin.SetReady(true)
+	n.stops.push("ready", func() error { n.admin.SetReady(false); return nil })
 	n.gossip.setState("serving")
 	n.log.Info("node serving", "resp", n.respAddr, "cluster_resp", n.clusterRespAddr, "rpc", n.rpcAddr, "gossip", n.gossipAddr,
-		"http", n.httpAddr, "bootstrap", len(cfg.Join) == 0 && !hadRaftState, "restart", hadRaftState)
+		"http", n.httpAddr, "bootstrap", len(n.cfg.Join) == 0 && !s.hadRaftState, "restart", s.hadRaftState)
 	return nil
+}
+
+// stack is start's cleanup stack: each start step pushes what stops the
+// component it started; unwind runs them last first. Not safe for
+// concurrent use (start, then Close, never both at once).
+type stack struct{ stops []stop }
+
+type stop struct {
+	name string
+	fn   func() error
+}
+
+func (s *stack) push(name string, fn func() error) { s.stops = append(s.stops, stop{name, fn}) }
+
+// unwind runs every stop, last pushed first, and empties the stack; it
+// returns their errors, each naming its component.
+func (s *stack) unwind() error {
+	var errs []error
+	for i := len(s.stops) - 1; i >= 0; i-- {
+		if err := s.stops[i].fn(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.stops[i].name, err))
+		}
+	}
+	s.stops = nil
+	return errors.Join(errs...)
 }
 
 // join enters the gossip ring through cfg.Join and has the Raft leader add
@@ -379,45 +504,17 @@ func (n *Node) self() coordinator.Member {
 
 // Close leaves the gossip ring, stops the servers, Raft and the engine, and
 // waits for every goroutine the node started. It is idempotent.
+//
+// It ends the node's lifetime (done, life) and then unwinds start's stack:
+// not ready, gossip, the RESP and admin servers, the wait for goroutines,
+// the coordinator, the transport and port, the listeners, the engine —
+// only what start reached.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
-		var errs []error
-		if n.admin != nil {
-			n.admin.SetReady(false)
-		}
 		close(n.done)
 		n.endLife()
-		if n.gossip != nil {
-			errs = append(errs, n.gossip.close())
-		}
-		if n.resp != nil {
-			errs = append(errs, n.resp.Close())
-		}
-		if n.httpSrv != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second) // life has ended: a fresh bound
-			if err := n.httpSrv.Shutdown(ctx); err != nil {
-				errs = append(errs, n.httpSrv.Close())
-			}
-			cancel()
-		}
-		n.goMu.Lock()
-		n.closing = true
-		n.goMu.Unlock()
-		n.wg.Wait()
-		defer n.libLogsOff.Store(true) // after every Close below: library goroutines may linger
-		if n.coord != nil {
-			errs = append(errs, n.coord.Close())
-		}
-		if n.rpc != nil {
-			errs = append(errs, n.rpc.Close())
-		}
-		if n.pm != nil {
-			errs = append(errs, n.pm.Close())
-		}
-		if n.store != nil {
-			errs = append(errs, n.store.Close())
-		}
-		n.closeErr = errors.Join(errs...)
+		n.closeErr = n.stops.unwind()
+		n.libLogsOff.Store(true) // after every stop: library goroutines may linger
 		n.log.Info("node closed", "err", n.closeErr)
 	})
 	return n.closeErr
