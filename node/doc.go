@@ -112,11 +112,11 @@
 // nodes, waits, the Raft commit, releases. Then the leader writes the
 // manifest file and applies the retention (Config.SnapshotRetention).
 // What stays here is I/O: the lock, lease timer and Prepare waits around
-// every node's snapshot.Gate (snapGate), the steps' handlers, the manifest and epoch files every
-// node keeps in line with the committed manifests (snapshotReconcile), the
-// admin endpoints. GET /v1/snapshots and /v1/snapshots/{id} list them;
+// every node's snapshot.Gate (snapGate), the steps' handlers, the manifest
+// and epoch files every node keeps in line with the committed manifests
+// (snapshotReconcile), the admin endpoints. GET /v1/snapshots and /v1/snapshots/{id} list them;
 // ExportSnapshot and RestoreSnapshot (snaprestore.go) are
-// snapshot.Export and snapshot.Restore. Every snapshot file the node
+// archive.Export and archive.Restore. Every snapshot file the node
 // writes or reads goes through the engine's vfs.FS (Config.Engine.FS).
 //
 // # Transactions

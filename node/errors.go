@@ -29,6 +29,7 @@ var (
 // A handler error travels with the first registered code it matches, so
 // errFenced (which wraps server.ErrTryAgain) comes before it.
 func init() {
+	transport.RegisterError("node.snapshot", ErrSnapshot)
 	transport.RegisterError("node.fenced", errFenced)
 	transport.RegisterError("node.not_owner", ErrNotOwner)
 	transport.RegisterError("node.no_leader", ErrNoLeader)

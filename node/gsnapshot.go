@@ -20,6 +20,7 @@ import (
 	"github.com/dbx-kv/dbx/engine"
 	"github.com/dbx-kv/dbx/engine/vfs"
 	"github.com/dbx-kv/dbx/snapshot"
+	"github.com/dbx-kv/dbx/snapshot/archive"
 	"github.com/dbx-kv/dbx/transport"
 	"github.com/dbx-kv/dbx/twophase"
 )
@@ -162,12 +163,12 @@ func (t *txns) resumeDecisions(token string) bool {
 // fs is the file system of the engine, and of every snapshot file.
 func (n *Node) fs() vfs.FS { return n.cfg.Engine.FS }
 
-func (n *Node) snapshotDir(id string) string { return snapshot.CheckpointDir(n.cfg.DataDir, id) }
+func (n *Node) snapshotDir(id string) string { return archive.CheckpointDir(n.cfg.DataDir, id) }
 
 // SnapshotManifestPath is where a node keeps the JSON of a committed
 // manifest (written when it applies the manifest; the leader's copy is
 // written before the take returns).
-func SnapshotManifestPath(dataDir, id string) string { return snapshot.ManifestPath(dataDir, id) }
+func SnapshotManifestPath(dataDir, id string) string { return archive.ManifestPath(dataDir, id) }
 
 func (n *Node) registerSnapshots(r *transport.Router) {
 	n.txns.gate.onExpire = func(token string) { n.txns.resumeDecisions(token) }
@@ -294,7 +295,7 @@ func (n *Node) describeSnapshot(ctx context.Context, id string) (coordinator.Sna
 			return p, err
 		}
 		name = filepath.ToSlash(name)
-		size, sum, err := snapshot.FileSHA256(n.fs(), filepath.Join(dir, name))
+		size, sum, err := archive.FileSHA256(n.fs(), filepath.Join(dir, name))
 		if err != nil {
 			return p, fmt.Errorf("%w: node %s: %w", ErrSnapshot, n.cfg.ID, err)
 		}
@@ -455,7 +456,7 @@ func (n *Node) writeManifestFile(m coordinator.SnapshotManifest) error {
 	if err != nil {
 		return err
 	}
-	return snapshot.WriteFileAtomic(n.fs(), SnapshotManifestPath(n.cfg.DataDir, m.ID), data)
+	return archive.WriteFileAtomic(n.fs(), SnapshotManifestPath(n.cfg.DataDir, m.ID), data)
 }
 
 // ---- every node: follow the committed manifests ----
@@ -485,7 +486,7 @@ func (n *Node) snapshotReconcile(s *coordinator.State) {
 			}
 		}
 	}
-	manDir := filepath.Join(n.cfg.DataDir, snapshot.ManifestsDir)
+	manDir := filepath.Join(n.cfg.DataDir, archive.ManifestsDir)
 	files, _ := fs.List(manDir)
 	for _, f := range files {
 		id, ok := strings.CutSuffix(f, ".json")
@@ -500,7 +501,7 @@ func (n *Node) snapshotReconcile(s *coordinator.State) {
 	// another node, or its leader died mid-way): no manifest lists them
 	// once Config.SnapshotOrphanAge has passed (a take lasts seconds; a committed one
 	// is listed here within the log's lag).
-	ckDir := filepath.Join(n.cfg.DataDir, snapshot.CheckpointsDir)
+	ckDir := filepath.Join(n.cfg.DataDir, archive.CheckpointsDir)
 	dirs, _ := fs.List(ckDir)
 	for _, d := range dirs {
 		if listed[d] {
@@ -514,9 +515,9 @@ func (n *Node) snapshotReconcile(s *coordinator.State) {
 }
 
 // writeEpochFile records the last placement epoch this node applied
-// (snapshot.EpochFile), when it changed.
+// (archive.EpochFile), when it changed.
 func (n *Node) writeEpochFile(epoch uint64) {
-	path := filepath.Join(n.cfg.DataDir, snapshot.EpochFile)
+	path := filepath.Join(n.cfg.DataDir, archive.EpochFile)
 	want := fmt.Sprint(epoch)
 	if f, err := n.fs().Open(path); err == nil {
 		b, err := io.ReadAll(io.LimitReader(f, 64))
@@ -525,7 +526,7 @@ func (n *Node) writeEpochFile(epoch uint64) {
 			return
 		}
 	}
-	_ = snapshot.WriteFileAtomic(n.fs(), path, []byte(want))
+	_ = archive.WriteFileAtomic(n.fs(), path, []byte(want))
 }
 
 // ---- admin API ----

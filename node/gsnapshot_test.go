@@ -13,7 +13,7 @@ import (
 	"github.com/dbx-kv/dbx/coordinator"
 	"github.com/dbx-kv/dbx/engine/vfs"
 	"github.com/dbx-kv/dbx/router"
-	"github.com/dbx-kv/dbx/snapshot"
+	"github.com/dbx-kv/dbx/snapshot/archive"
 	"github.com/dbx-kv/dbx/twophase"
 )
 
@@ -78,7 +78,7 @@ func TestRestoreRefusals(t *testing.T) {
 	os.WriteFile(filepath.Join(src, "a", "shard-000", "MANIFEST"), []byte("man"), 0o644)
 	var files []coordinator.SnapshotFile
 	for _, name := range []string{"DBX_STORE", "shard-000/MANIFEST"} {
-		size, sum, err := snapshot.FileSHA256(vfs.Default, filepath.Join(src, "a", name))
+		size, sum, err := archive.FileSHA256(vfs.Default, filepath.Join(src, "a", name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -92,7 +92,7 @@ func TestRestoreRefusals(t *testing.T) {
 	dd := t.TempDir()
 	os.MkdirAll(filepath.Join(dd, "engine"), 0o755)
 	os.WriteFile(filepath.Join(dd, "engine", "OLD"), []byte("old"), 0o644)
-	os.WriteFile(filepath.Join(dd, snapshot.EpochFile), []byte("9"), 0o644)
+	os.WriteFile(filepath.Join(dd, archive.EpochFile), []byte("9"), 0o644)
 	opts := RestoreOptions{DataDir: dd, ID: "a", Snapshot: src}
 	if _, err := RestoreSnapshot(opts); !errors.Is(err, ErrRestoreRefused) || !strings.Contains(err.Error(), "epoch 9") {
 		t.Fatalf("restore across epochs: %v, want a refusal", err)

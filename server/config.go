@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/dbx-kv/dbx/engine"
+	"github.com/dbx-kv/dbx/kv"
 	"github.com/dbx-kv/dbx/server/resp"
 )
 
@@ -17,11 +17,11 @@ type Config struct {
 	// 7's limits for unauthenticated clients).
 	RequirePass string
 	// KeyBytesMax bounds a key ("-ERR key too large"). Default and maximum
-	// engine.KeyBytesLimit (65,534 bytes: what the engine can store and
+	// kv.KeyBytesLimit (65,534 bytes: what the engine can store and
 	// flush with its bucket prefix).
 	KeyBytesMax int
 	// ValueBytesMax bounds every other argument ("-ERR value too large").
-	// Default 16 MiB; at most engine.ValueBytesLimit.
+	// Default 16 MiB; at most kv.ValueBytesLimit.
 	ValueBytesMax int
 	// ArgsMax bounds the arguments of one command, name included
 	// ("-ERR too many arguments"). Default 1,048,576.
@@ -77,7 +77,7 @@ type Config struct {
 // DefaultConfig returns the defaults documented on each field.
 func DefaultConfig() Config {
 	return Config{
-		KeyBytesMax:         engine.KeyBytesLimit,
+		KeyBytesMax:         kv.KeyBytesLimit,
 		ValueBytesMax:       16 << 20,
 		ArgsMax:             1 << 20,
 		RequestBytesMax:     64 << 20,
@@ -100,11 +100,11 @@ func (c *Config) Validate() error {
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
 	}
-	if c.KeyBytesMax < 1 || c.KeyBytesMax > engine.KeyBytesLimit {
-		bad("KeyBytesMax (%d) must be in [1, %d] (engine.KeyBytesLimit)", c.KeyBytesMax, engine.KeyBytesLimit)
+	if c.KeyBytesMax < 1 || c.KeyBytesMax > kv.KeyBytesLimit {
+		bad("KeyBytesMax (%d) must be in [1, %d] (kv.KeyBytesLimit)", c.KeyBytesMax, kv.KeyBytesLimit)
 	}
-	if c.ValueBytesMax < 1 || c.ValueBytesMax > engine.ValueBytesLimit {
-		bad("ValueBytesMax (%d) must be in [1, %d] (engine.ValueBytesLimit)", c.ValueBytesMax, engine.ValueBytesLimit)
+	if c.ValueBytesMax < 1 || c.ValueBytesMax > kv.ValueBytesLimit {
+		bad("ValueBytesMax (%d) must be in [1, %d] (kv.ValueBytesLimit)", c.ValueBytesMax, kv.ValueBytesLimit)
 	}
 	if c.ArgsMax < 3 || c.ArgsMax > 1<<20 {
 		bad("ArgsMax (%d) must be in [3, %d]", c.ArgsMax, 1<<20)

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/dbx-kv/dbx/engine"
 	"github.com/dbx-kv/dbx/kv"
 )
 
@@ -103,9 +102,9 @@ func errorReply(err error, timeout fmt.Stringer) string {
 		return "CLUSTERDOWN The cluster is down"
 	case errors.Is(err, ErrCrossSlot):
 		return "CROSSSLOT Keys in request don't hash to the same slot"
-	case errors.Is(err, ErrKeyTooLarge), errors.Is(err, engine.ErrKeyTooLarge):
+	case errors.Is(err, ErrKeyTooLarge), errors.Is(err, kv.ErrKeyTooLarge):
 		return "ERR key too large"
-	case errors.Is(err, ErrValueTooLarge), errors.Is(err, engine.ErrValueTooLarge):
+	case errors.Is(err, ErrValueTooLarge), errors.Is(err, kv.ErrValueTooLarge):
 		return "ERR value too large"
 	case errors.Is(err, ErrNoReply):
 		return "ERR " + withPrefix(err, ErrNoReply) + " (the command may or may not have been applied: read the key to find out)"

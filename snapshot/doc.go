@@ -1,18 +1,15 @@
-// Package snapshot is dbx's global snapshot: the take as a pure state
-// machine the Raft leader's node drives, and the export and restore of a
-// snapshot's files through vfs.FS.
+// Package snapshot is dbx's global snapshot take: a pure state machine
+// the Raft leader's node drives. The snapshot's files (layout, export,
+// restore) are package snapshot/archive's.
 //
 // It owns the take's sequence (Take), the check that the metadata allows
 // one and what it covers (NewPlan), every node's side of the pause (Gate:
-// the commit decisions it holds and the ones it sent), the steps' wire
-// types, the layout of a node's snapshot files (CheckpointDir,
-// ManifestPath, EpochFile), Export and Restore. It must not send
-// messages, read clocks or start goroutines: the take's steps go out as
-// Effects that node/ performs, Gate is told the time, and every file
-// operation of Export and Restore goes through the vfs.FS it is given, so
-// MemFS can crash them at every operation (crash_test.go). The steps'
-// handlers, the Gate's lock, lease timer and Prepare waits, and the
-// manifest files a node keeps are in node/ (gsnapshot.go).
+// the commit decisions it holds and the ones it sent) and the steps' wire
+// types. It must not do I/O, send messages, read clocks or start
+// goroutines: the take's steps go out as Effects that node/ performs, and
+// Gate is told the time. The steps' handlers, the Gate's lock, lease
+// timer and Prepare waits, and the manifest files a node keeps are in
+// node/ (gsnapshot.go).
 //
 // # The take
 //
@@ -44,27 +41,8 @@
 //     manifest is committed: then write the manifest file and apply the
 //     retention.
 //
-// # Export and restore
-//
-// Export fetches every file of every part from the node holding it,
-// checks its size and SHA-256, syncs it, syncs the part's directories,
-// and writes the manifest last (temporary file, sync, rename, sync of the
-// directory): an export directory with a manifest is complete. Restore
-// checks every file before touching anything, copies the part into
-// DataDir/engine.restore, syncs it with every directory entry, and swaps
-// it in with two renames made durable by one SyncDir of DataDir.
-//
 // # Caveats
 //
-//   - The swap's two renames are made durable together by one SyncDir; a
-//     file system that persisted the first rename alone would leave
-//     DataDir/engine missing (the old one under engine.pre-restore-*).
-//     The in-memory crash model (vfs.MemFS) cannot produce that state.
-//   - A crash mid-restore can leave engine.restore or engine.pre-restore-*
-//     behind; the next restore removes the first, the second is removed
-//     by hand.
-//   - A crash in WriteFileAtomic can leave its temporary file
-//     (<name>.<n>.tmp) next to the file; nothing reads or removes it.
-//   - ErrFailed and ErrRestoreRefused keep the texts and the transport
-//     code they had in node/ ("node: snapshot failed", "node.snapshot").
+//   - ErrFailed keeps the text and the transport code it had in node/
+//     ("node: snapshot failed", "node.snapshot").
 package snapshot
