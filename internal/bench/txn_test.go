@@ -254,9 +254,6 @@ func TestRunTxnAgainstMem(t *testing.T) {
 	cfg := testConfig(addr)
 	cfg.Workload, cfg.TxnKeys = WorkloadTxn, 4
 	res, err := Run(context.Background(), cfg, nil)
-	if errors.Is(err, ErrNotSupported) {
-		t.Skipf("the in-memory backend does not serve MULTI yet: %v", err)
-	}
 	if err != nil {
 		t.Fatal(err)
 	}
