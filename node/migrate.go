@@ -559,13 +559,22 @@ func (m *migrator) handleFence(ctx context.Context, req *migDeltaReq) (*migDelta
 	for _, b := range buckets {
 		set[b] = true
 	}
-	deadline := time.Now().Add(migHeldWait)
-	for m.n.txns.holdsAny(set) {
-		if time.Now().After(deadline) || ctx.Err() != nil {
+	deadline := time.NewTimer(migHeldWait)
+	defer deadline.Stop()
+	for {
+		held, released := m.n.txns.holdsAny(set)
+		if !held {
+			break
+		}
+		select {
+		case <-released:
+		case <-deadline.C:
 			unfence()
 			return nil, fmt.Errorf("move %s: prepared transactions still hold keys of its buckets after %s", req.Token, migHeldWait)
+		case <-ctx.Done():
+			unfence()
+			return nil, fmt.Errorf("move %s: prepared transactions still hold keys of its buckets: %w", req.Token, ctx.Err())
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 	e, _, err := m.takeDelta(req.Token, 0)
 	if err != nil {

@@ -385,19 +385,20 @@ func (t *txns) forget(e twophase.Effect) {
 // ---- locked keys ----
 
 // holdsAny reports whether a transaction holds a key of buckets locked
-// (prepared, or decided and not yet applied).
-func (t *txns) holdsAny(buckets map[uint16]bool) bool {
+// (prepared, or decided and not yet applied). released is closed when
+// locks are released next: wait on it before asking again.
+func (t *txns) holdsAny(buckets map[uint16]bool) (held bool, released <-chan struct{}) {
 	if t.nheld.Load() == 0 {
-		return false
+		return false, nil
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for k := range t.part.Locks().All() {
 		if buckets[router.BucketString(k)] {
-			return true
+			return true, t.released
 		}
 	}
-	return false
+	return false, nil
 }
 
 // guard is the prepared-key half of the local keyspace's kv.KeyGuard
