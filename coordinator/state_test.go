@@ -7,6 +7,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/dbx-kv/dbx/replica"
 	"github.com/dbx-kv/dbx/ring"
 )
 
@@ -340,7 +341,11 @@ func buildLog(t *testing.T) [][]byte {
 		}
 		add(cmd)
 	}
+	add(SetReplicationFactor{Factor: 2})
 	plan()
+	c := rf1Change(st.s, 5)
+	add(ChangeReplicas{Changes: []replica.Change{c, rf1Change(st.s, 6)}})
+	add(ChangeReplicas{Changes: []replica.Change{c}}) // stale: rejected
 	add(SetWeight{ID: "n2", Weight: 9})
 	add(SetState{ID: "n4", State: StateFailed})
 	plan()
