@@ -3,6 +3,8 @@ package coordinator
 import (
 	"fmt"
 	"testing"
+
+	"github.com/dbx-kv/dbx/replica"
 )
 
 // benchState is a placed 8-node state holding data, with a migration
@@ -52,5 +54,16 @@ func BenchmarkApplyFinishMove(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		s.Apply(uint64(i)+100, finish)
+	}
+}
+
+// BenchmarkApplyChangeReplicas commits one bucket's next epoch (an RF-1
+// primary's restart bump): the replica metadata's copy on write.
+func BenchmarkApplyChangeReplicas(b *testing.B) {
+	st := benchState(b)
+	data, _ := Encode(ChangeReplicas{Changes: []replica.Change{rf1Change(st.s, 42)}})
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		st.s.Apply(uint64(i)+100, data)
 	}
 }

@@ -86,10 +86,11 @@
 // the first committed wins); a refused change leaves its bucket alone and
 // the rest of the entry applies (Result.Changes). Owners always come from
 // the table: a change may set the primary and the in-sync set, never the
-// owners. Storage is compact: one epoch per bucket, shared between States
-// and copied only by a command that changes some bucket's epoch, plus a
-// map of the explicit configurations that differ from the derived one
-// (an RF-1 restart's same-configuration bump stores only its epoch).
+// owners. Storage is compact: one epoch per bucket in 64 chunks, shared
+// between States and copied on write chunk by chunk by a command that
+// changes some bucket's epoch, plus a map of the explicit configurations
+// that differ from the derived one (an RF-1 restart's same-configuration
+// bump stores only its epoch). Cloning a State copies one pointer.
 //
 // SetReplicationFactor records the replication factor; the bootstrapping
 // node applies it before the first placement when Config.ReplicationFactor

@@ -26,15 +26,23 @@ const (
 // *State is the replication state machines' view of the metadata.
 var _ replica.View = (*State)(nil)
 
+// epochChunk is the number of bucket epochs copied together on write.
+const epochChunk = router.NumBuckets / 64
+
 // replicas is the per-bucket replication metadata: every bucket's
 // configuration epoch and, for the few buckets whose configuration is not
 // the one derived from the table, its primary and in-sync set. It is
 // immutable once built and shared between States; a command that changes
 // it builds a new one (copy on write), so cloning a State costs nothing
-// for it.
+// for it. The epochs are 64 chunks, themselves copied on write, so a
+// command that changes a few buckets copies 64 pointers and their chunks,
+// not every epoch.
 type replicas struct {
-	// epochs is every bucket's epoch (router.NumBuckets of them).
-	epochs []replica.Epoch
+	// chunks hold every bucket's epoch, epochChunk buckets each.
+	chunks [router.NumBuckets / epochChunk]*[epochChunk]replica.Epoch
+	// owned marks the chunks this copy made its own (only while a
+	// command builds it; published replicas are never written).
+	owned uint64
 	// over holds the explicit configurations that differ from the
 	// derived one; Owners always come from the table.
 	over map[replica.Bucket]override
@@ -49,19 +57,39 @@ type override struct {
 // newReplicas returns the replica metadata of a first table: every bucket
 // at epoch 1 with its derived configuration.
 func newReplicas() *replicas {
-	r := &replicas{epochs: make([]replica.Epoch, router.NumBuckets), over: map[replica.Bucket]override{}}
-	for i := range r.epochs {
-		r.epochs[i] = 1
+	one := new([epochChunk]replica.Epoch)
+	for i := range one {
+		one[i] = 1
+	}
+	r := &replicas{over: map[replica.Bucket]override{}}
+	for i := range r.chunks {
+		r.chunks[i] = one // shared: copied on the first write
 	}
 	return r
 }
 
+// copy returns a copy to modify; its chunks are shared until written.
 func (r *replicas) copy() *replicas {
-	n := &replicas{epochs: slices.Clone(r.epochs), over: make(map[replica.Bucket]override, len(r.over))}
+	n := &replicas{chunks: r.chunks, over: make(map[replica.Bucket]override, len(r.over))}
 	for b, o := range r.over {
 		n.over[b] = o
 	}
 	return n
+}
+
+func (r *replicas) epoch(b replica.Bucket) replica.Epoch {
+	return r.chunks[b/epochChunk][b%epochChunk]
+}
+
+// setEpoch sets b's epoch in a copy being built.
+func (r *replicas) setEpoch(b replica.Bucket, e replica.Epoch) {
+	i := b / epochChunk
+	if r.owned&(1<<i) == 0 {
+		c := *r.chunks[i]
+		r.chunks[i] = &c
+		r.owned |= 1 << i
+	}
+	r.chunks[i][b%epochChunk] = e
 }
 
 // ReplicationFactor returns the cluster's replication factor, set when it
@@ -99,7 +127,7 @@ func (s *State) Membership(b replica.Bucket) (replica.Membership, bool) {
 	owners := s.table.Owners(uint16(b))
 	n := len(owners)
 	ids := make([]replica.NodeID, 2*n) // one allocation for Owners and Set
-	m := replica.Membership{Bucket: b, Epoch: s.repl.epochs[b], Primary: replica.NodeID(owners[0]), Owners: ids[:n:n]}
+	m := replica.Membership{Bucket: b, Epoch: s.repl.epoch(b), Primary: replica.NodeID(owners[0]), Owners: ids[:n:n]}
 	for i, o := range owners {
 		m.Owners[i] = replica.NodeID(o)
 	}
@@ -131,7 +159,7 @@ func (s *State) setTable(t *router.Table) {
 		if r == nil {
 			r = s.repl.copy()
 		}
-		r.epochs[b]++
+		r.setEpoch(replica.Bucket(b), r.epoch(replica.Bucket(b))+1)
 		delete(r.over, replica.Bucket(b))
 	}
 	if r != nil {
@@ -145,7 +173,7 @@ func (s *State) setTable(t *router.Table) {
 func (s *State) moveBuckets(t *router.Table, buckets []uint16) {
 	r := s.repl.copy()
 	for _, b := range buckets {
-		r.epochs[b]++
+		r.setEpoch(replica.Bucket(b), r.epoch(replica.Bucket(b))+1)
 		delete(r.over, replica.Bucket(b))
 	}
 	s.table, s.repl = t, r
@@ -275,7 +303,7 @@ func (s *State) changeReplicas(c ChangeReplicas) ([]error, error) {
 			r = s.repl.copy()
 		}
 		b := ch.To.Bucket
-		r.epochs[b] = ch.To.Epoch
+		r.setEpoch(b, ch.To.Epoch)
 		if ch.To.Primary == replica.NodeID(s.table.OwnerOfBucket(uint16(b))) && slices.Equal(ch.To.Set, ch.To.Owners) {
 			delete(r.over, b) // the derived configuration
 		} else {
@@ -296,7 +324,7 @@ func (s *State) checkChange(cur *replicas, ch replica.Change) error {
 	if int(b) >= router.NumBuckets {
 		return fmt.Errorf("%w: bucket %d out of range", ErrBadMembership, b)
 	}
-	if e := cur.epochs[b]; ch.From != e {
+	if e := cur.epoch(b); ch.From != e {
 		return fmt.Errorf("%w: bucket %d is at epoch %d, not %d", ErrStaleMembership, b, e, ch.From)
 	}
 	if ch.To.Epoch != ch.From+1 || ch.To.Epoch <= ch.From {
@@ -370,7 +398,8 @@ func (s *State) encodeReplicas() ([]epochRun, []replicaSetJSON) {
 		return nil, nil
 	}
 	var runs []epochRun
-	for _, e := range s.repl.epochs {
+	for b := range replica.Bucket(router.NumBuckets) {
+		e := s.repl.epoch(b)
 		if n := len(runs); n > 0 && runs[n-1].Epoch == uint64(e) {
 			runs[n-1].Buckets++
 			continue
@@ -404,7 +433,7 @@ func (s *State) decodeReplicas(runs []epochRun, sets []replicaSetJSON) error {
 				return fmt.Errorf("%w: bucket epoch run %d×%d at bucket %d", ErrBadSnapshot, run.Buckets, run.Epoch, i)
 			}
 			for range run.Buckets {
-				r.epochs[i] = replica.Epoch(run.Epoch)
+				r.setEpoch(replica.Bucket(i), replica.Epoch(run.Epoch))
 				i++
 			}
 		}
