@@ -10,7 +10,7 @@ import (
 // benchState is a placed 8-node state holding data, with a migration
 // target (a ninth node) so FinishMove has work.
 func benchState(b *testing.B) *stepper {
-	st := &stepper{t: &testing.T{}, s: NewState()}
+	st := newStepper(b)
 	for i := range 8 {
 		id := fmt.Sprintf("n%d", i)
 		st.s, _ = st.s.ApplyCommand(st.s.Index()+1, AddMember{Member: member(id, 1)})

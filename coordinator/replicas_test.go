@@ -537,3 +537,92 @@ func TestBootstrapReplicationFactor(t *testing.T) {
 		t.Fatalf("Validate: %v", err)
 	}
 }
+
+// TestReplicaDrivesState runs package replica's state machine on a State:
+// a node that starts as the RF-1 primary of its buckets proposes the same
+// configurations at the next epoch, the State accepts them as
+// ChangeReplicas entries, and the same proposals again lose the race.
+func TestReplicaDrivesState(t *testing.T) {
+	st := newStepper(t)
+	for _, id := range []string{"a", "b"} {
+		st.apply(AddMember{Member: member(id, 1)}, nil)
+		st.apply(SetState{ID: id, State: StateActive}, nil)
+	}
+	st.place()
+	r, err := replica.New("a", replica.DefaultConfig(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var changes []replica.Change
+	for _, e := range r.Applied(0, st.s) {
+		if p, ok := e.(replica.ProposeChange); ok {
+			changes = append(changes, p.Changes...)
+		}
+	}
+	if len(changes) != st.s.Table().Count("a") {
+		t.Fatalf("%d changes proposed for a's %d buckets", len(changes), st.s.Table().Count("a"))
+	}
+	var entries []ChangeReplicas
+	for len(changes) > 0 {
+		n := min(len(changes), MaxReplicaChanges)
+		entries = append(entries, ChangeReplicas{Changes: changes[:n]})
+		changes = changes[n:]
+	}
+	prev := st.s
+	for _, e := range entries {
+		if res := st.apply(e, nil); slices.ContainsFunc(res.Changes, func(err error) bool { return err != nil }) {
+			t.Fatalf("refused: %v", res.Changes)
+		}
+	}
+	for b := range uint16(router.NumBuckets) {
+		want := derived(st.s, b, 1)
+		if st.s.Table().OwnerOfBucket(b) == "a" {
+			want.Epoch = 2
+		}
+		if m, _ := st.s.Membership(replica.Bucket(b)); !reflect.DeepEqual(m, want) {
+			t.Fatalf("bucket %d: %s, want %s", b, m, want)
+		}
+	}
+	if len(st.s.repl.over) != 0 {
+		t.Fatal("RF-1 bumps stored explicit configurations")
+	}
+	for _, e := range r.Applied(1, st.s) {
+		if _, ok := e.(replica.ProposeChange); ok {
+			t.Fatalf("proposal after the bump was applied: %v", e)
+		}
+	}
+	for _, e := range entries {
+		st.apply(e, ErrStaleMembership)
+	}
+	if st.s.Digest() == prev.Digest() {
+		t.Fatal("nothing changed")
+	}
+}
+
+// FuzzApply: no input makes Apply panic, a rejected command changes
+// nothing but the index, and an accepted one still encodes and parses
+// back. Seeds: every command of buildLog, ChangeReplicas included.
+func FuzzApply(f *testing.F) {
+	log := buildLog(f)
+	for _, d := range log {
+		f.Add(d)
+	}
+	base := NewState()
+	for i, d := range log[:len(log)/2] {
+		base, _ = base.Apply(uint64(i+1), d)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		next, res := base.Apply(base.Index()+1, data)
+		if res.Err != nil && !sameExceptIndex(base, next) {
+			t.Fatalf("rejected command changed the state: %v", res.Err)
+		}
+		b, err := next.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := ParseState(b)
+		if err != nil || back.Digest() != next.Digest() {
+			t.Fatalf("state after %x does not round-trip: %v", data, err)
+		}
+	})
+}
