@@ -9,8 +9,9 @@ import (
 )
 
 // Command is an entry of the metadata log: one of AddMember, RemoveMember,
-// SetWeight, SetState, SetPlacement, MarkHasData, the move commands and
-// the global snapshot commands (AddSnapshot, DropSnapshots).
+// SetWeight, SetState, SetPlacement, MarkHasData, the move commands, the
+// global snapshot commands (AddSnapshot, DropSnapshots) and the
+// replication commands (SetReplicationFactor, ChangeReplicas).
 type Command interface {
 	kind() commandKind
 }
@@ -33,6 +34,9 @@ const (
 	// Global snapshots.
 	kindAddSnapshot   commandKind = 11
 	kindDropSnapshots commandKind = 12
+	// Replication.
+	kindChangeReplicas       commandKind = 13
+	kindSetReplicationFactor commandKind = 14
 )
 
 // Migration limits.
@@ -185,6 +189,10 @@ func Decode(data []byte) (Command, error) {
 		c, err = decodeAs[AddSnapshot](data[1:])
 	case kindDropSnapshots:
 		c, err = decodeAs[DropSnapshots](data[1:])
+	case kindChangeReplicas:
+		c, err = decodeAs[ChangeReplicas](data[1:])
+	case kindSetReplicationFactor:
+		c, err = decodeAs[SetReplicationFactor](data[1:])
 	default:
 		return nil, fmt.Errorf("%w: unknown kind %d", ErrBadCommand, data[0])
 	}

@@ -61,6 +61,12 @@ type Config struct {
 	// Placement is the placement policy of the ring (default
 	// ring.DefaultConfig()). Every node must use the same one.
 	Placement ring.Config
+	// ReplicationFactor is recorded in the metadata when this node
+	// bootstraps the cluster (SetReplicationFactor, before the first
+	// placement); other nodes ignore it. Default 1;
+	// 1..MaxReplicationFactor. It does not change the placement, which
+	// Placement.RF still shapes.
+	ReplicationFactor int
 	// Holder, if set, receives every placement table as it is applied, for
 	// the request path to read without touching the coordinator.
 	Holder *router.Holder
@@ -70,7 +76,8 @@ type Config struct {
 
 // DefaultConfig returns the defaults: 3 voters, a heartbeat and election
 // timeout of 500 ms (a new leader within about 1–2 s of the old one's loss
-// on a LAN), a lease of 250 ms, a snapshot every 1024 entries.
+// on a LAN), a lease of 250 ms, a snapshot every 1024 entries, replication
+// factor 1.
 func DefaultConfig() Config {
 	return Config{
 		VotersMax:          DefaultVoters,
@@ -81,6 +88,7 @@ func DefaultConfig() Config {
 		SnapshotThreshold:  1024,
 		ApplyTimeout:       5 * time.Second,
 		Placement:          ring.DefaultConfig(),
+		ReplicationFactor:  DefaultReplicationFactor,
 	}
 }
 
@@ -110,6 +118,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Placement == (ring.Config{}) {
 		c.Placement = d.Placement
+	}
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = d.ReplicationFactor
 	}
 	if c.Self.ID == "" {
 		c.Self.ID = c.NodeID
@@ -157,6 +168,9 @@ func (c Config) Validate() error {
 	}
 	if c.ApplyTimeout <= 0 {
 		bad("ApplyTimeout (%s) must be positive", c.ApplyTimeout)
+	}
+	if c.ReplicationFactor < 1 || c.ReplicationFactor > MaxReplicationFactor {
+		bad("ReplicationFactor (%d) must be in 1..%d", c.ReplicationFactor, MaxReplicationFactor)
 	}
 	if err := c.Placement.Validate(); err != nil {
 		bad("Placement: %w", err)

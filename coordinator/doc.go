@@ -2,7 +2,9 @@
 // every node embeds: the members (addresses, weight, life-cycle state), the
 // placement table with its epoch, the inputs it was computed from, and
 // whether the cluster holds data, the migration (target table, moves in
-// flight, limits, progress) and the global snapshot manifests.
+// flight, limits, progress), the global snapshot manifests, and the
+// replication metadata: the replication factor and every bucket's replica
+// configuration (package replica's Membership).
 //
 // It owns three layers:
 //
@@ -68,6 +70,34 @@
 // RemoveMember of a member that owns buckets is refused with ErrHasData
 // (drain it first). The moves themselves are run by the node layer.
 //
+// # Replication metadata
+//
+// A *State is a replica.View: every bucket has a Membership (epoch,
+// primary, in-sync set, owners) once the first placement exists. It is
+// derived from the table — the primary is the bucket's first owner, the
+// set every owner, so with RF 1 {owner} — unless a ChangeReplicas set it
+// otherwise. The epoch is 1 at the first placement and goes up by one
+// whenever the bucket's owners change (a SetPlacement that replaces the
+// table, a FinishMove's switch; a change of owners also drops an explicit
+// configuration) and with every accepted replica Change; nothing else
+// changes it. ChangeReplicas applies a replica.ProposeChange as one
+// entry: each change is a compare-and-set on its bucket's epoch, judged
+// on its own in order, as replica's contract says (of two racing changes
+// the first committed wins); a refused change leaves its bucket alone and
+// the rest of the entry applies (Result.Changes). Owners always come from
+// the table: a change may set the primary and the in-sync set, never the
+// owners. Storage is compact: one epoch per bucket in 64 chunks, shared
+// between States and copied on write chunk by chunk by a command that
+// changes some bucket's epoch, plus a map of the explicit configurations
+// that differ from the derived one (an RF-1 restart's same-configuration
+// bump stores only its epoch). Cloning a State copies one pointer.
+//
+// SetReplicationFactor records the replication factor; the bootstrapping
+// node applies it before the first placement when Config.ReplicationFactor
+// is not the default 1, and it cannot change once a placement exists.
+// It is recorded only: tables are still built from Config.Placement.RF
+// and the node serves RF 1 until replication is wired.
+//
 // # Concurrency
 //
 // Raft calls FSM.Apply, Restore and Snapshot on one goroutine; Persist
@@ -102,6 +132,22 @@
 //   - The leader adds itself as a member only at bootstrap (empty member
 //     list) or to update its own addresses; other nodes are added by Join.
 //   - Config.DataDir empty keeps the Raft log in memory: tests only.
+//   - Nothing drives the replication metadata yet: node/ neither feeds the
+//     View to package replica nor proposes ChangeReplicas, so with RF 1
+//     every bucket's configuration is its table owner and only owner
+//     changes move epochs.
+//   - A snapshot written before the replication metadata existed restores
+//     with RF 1 and every bucket at epoch 1. Nodes that restore different
+//     such snapshots and replay different log suffixes can disagree on
+//     bucket epochs (on nothing else), and would then disagree on which
+//     ChangeReplicas apply. Harmless while nothing proposes one; before
+//     replication is wired, an upgraded cluster needs its epochs re-based
+//     through the log (not built).
+//   - With a table of RF > 1 (Placement.RF) the derived set is every
+//     owner, right for a cluster without data; moves are RF 1 only today,
+//     so owners with data never change under RF > 1.
+//   - A ChangeReplicas larger than MaxReplicaChanges or MaxCommandBytes
+//     is refused; the driver splits a large ProposeChange into entries.
 //   - Commands and snapshots are JSON behind a kind byte and a versioned,
 //     CRC-32C-checked header; unknown fields are rejected, so all nodes of
 //     a cluster must run the same command format (no mixed-version upgrade

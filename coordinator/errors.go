@@ -37,6 +37,15 @@ var (
 	// ErrBadPlacement reports a SetPlacement whose table does not decode or
 	// was not built from the current active members and weights.
 	ErrBadPlacement = errors.New("coordinator: bad placement")
+	// ErrStaleMembership reports a replica Change whose From is not the
+	// bucket's epoch: another change of the bucket (or of its owners)
+	// was committed since it was proposed.
+	ErrStaleMembership = errors.New("coordinator: stale replica epoch")
+	// ErrBadMembership reports a replica Change whose configuration is
+	// not valid for the bucket: epoch not From+1, owners not the
+	// placement's, a set that is empty, unsorted, not within the owners
+	// or without the primary, or a node that is not a member.
+	ErrBadMembership = errors.New("coordinator: bad replica configuration")
 	// ErrBadSnapshot reports a state snapshot that does not decode: bad
 	// magic, unknown version, checksum mismatch or invalid contents.
 	ErrBadSnapshot = errors.New("coordinator: bad snapshot")

@@ -106,6 +106,14 @@ func (c *Coordinator) reconcile(ctx context.Context) error {
 		s = c.Current()
 	}
 
+	// The bootstrapping node records the replication factor before the
+	// first placement (nothing to do for the default).
+	if c.cfg.Bootstrap && s.Table() == nil && s.ReplicationFactor() != c.cfg.ReplicationFactor {
+		if _, err := c.Apply(ctx, SetReplicationFactor{Factor: c.cfg.ReplicationFactor}); err != nil {
+			return err
+		}
+	}
+
 	for _, m := range s.Members() {
 		if m.State != StateJoining {
 			continue

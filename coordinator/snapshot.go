@@ -42,6 +42,13 @@ type snapshotV1 struct {
 	Limits *MoveLimits       `json:"limits,omitempty"`
 	// Global snapshot manifests, oldest first (absent before the first).
 	Snapshots []SnapshotManifest `json:"snapshots,omitempty"`
+	// Replication (absent in snapshots written before it existed: RF 1,
+	// every bucket at epoch 1 with its derived configuration). Bucket
+	// epochs are runs from bucket 0; replica sets are the explicit
+	// configurations, by bucket.
+	ReplicationFactor int              `json:"replication_factor,omitempty"`
+	BucketEpochs      []epochRun       `json:"bucket_epochs,omitempty"`
+	ReplicaSets       []replicaSetJSON `json:"replica_sets,omitempty"`
 }
 
 // MarshalBinary returns the state's canonical encoding: versioned,
@@ -56,7 +63,10 @@ func (s *State) MarshalBinary() ([]byte, error) {
 		Mig:       s.mig,
 		Limits:    &s.limits,
 		Snapshots: s.snapshots,
+
+		ReplicationFactor: s.rf,
 	}
+	body.BucketEpochs, body.ReplicaSets = s.encodeReplicas()
 	if s.target != nil {
 		t, err := s.target.MarshalBinary()
 		if err != nil {
@@ -121,6 +131,12 @@ func ParseState(data []byte) (*State, error) {
 	if body.Limits != nil {
 		s.limits = *body.Limits
 	}
+	if body.ReplicationFactor != 0 {
+		if body.ReplicationFactor < 1 || body.ReplicationFactor > MaxReplicationFactor {
+			return nil, fmt.Errorf("%w: replication factor %d, want 1 to %d", ErrBadSnapshot, body.ReplicationFactor, MaxReplicationFactor)
+		}
+		s.rf = body.ReplicationFactor
+	}
 	if len(body.Target) > 0 {
 		t, err := router.ParseTable(body.Target)
 		if err != nil {
@@ -165,6 +181,9 @@ func ParseState(data []byte) (*State, error) {
 		if len(body.Placed) != 0 {
 			return nil, fmt.Errorf("%w: placement inputs without a table", ErrBadSnapshot)
 		}
+		if err := s.decodeReplicas(body.BucketEpochs, body.ReplicaSets); err != nil {
+			return nil, err
+		}
 		return s, nil
 	}
 	t, err := router.ParseTable(body.Table)
@@ -188,5 +207,8 @@ func ParseState(data []byte) (*State, error) {
 	}
 	s.table = t
 	s.placed = body.Placed
+	if err := s.decodeReplicas(body.BucketEpochs, body.ReplicaSets); err != nil {
+		return nil, err
+	}
 	return s, nil
 }

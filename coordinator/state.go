@@ -12,8 +12,9 @@ import (
 )
 
 // State is the cluster metadata: members, the current placement table and
-// its epoch, the inputs it was computed from, and whether the cluster holds
-// data. It is the pure state machine behind the Raft FSM: Apply is
+// its epoch, the inputs it was computed from, whether the cluster holds
+// data, and the replication factor and every bucket's replica
+// configuration (State is a replica.View: Buckets, Membership). It is the pure state machine behind the Raft FSM: Apply is
 // deterministic and does no I/O, so every node that applies the same log
 // reaches a byte-identical state (see MarshalBinary).
 //
@@ -40,6 +41,12 @@ type State struct {
 	// snapshots are the committed global snapshot manifests, oldest
 	// first. Shared between states: replaced, never modified in place.
 	snapshots []SnapshotManifest
+	// rf is the replication factor set at bootstrap.
+	rf int
+	// repl is every bucket's replica epoch and explicit configurations
+	// (nil before the first table). Shared between states: replaced,
+	// never modified in place.
+	repl *replicas
 }
 
 // Move is a bucket move in progress: the buckets' primary goes from From
@@ -131,11 +138,15 @@ type Result struct {
 	Epoch uint64
 	// Err is why the command was rejected, or nil.
 	Err error
+	// Changes is, for a ChangeReplicas, why each of its changes was
+	// refused (nil: applied), in order; nil for other commands and for
+	// an entry rejected whole.
+	Changes []error
 }
 
 // NewState returns the empty state: no members, no placement, epoch 0.
 func NewState() *State {
-	return &State{members: map[string]Member{}, moves: map[string]Move{}, limits: DefaultMoveLimits}
+	return &State{members: map[string]Member{}, moves: map[string]Move{}, limits: DefaultMoveLimits, rf: DefaultReplicationFactor}
 }
 
 // Index returns the log index of the last command applied (0 for none).
@@ -228,8 +239,11 @@ func (s *State) clone() *State {
 func (s *State) Apply(index uint64, data []byte) (*State, Result) {
 	next := s.clone()
 	next.index = index
+	var changes []error
 	cmd, err := Decode(data)
-	if err == nil {
+	if c, ok := cmd.(ChangeReplicas); ok && err == nil {
+		changes, err = next.changeReplicas(c)
+	} else if err == nil {
 		err = next.apply(index, cmd)
 	}
 	if err != nil {
@@ -237,7 +251,7 @@ func (s *State) Apply(index uint64, data []byte) (*State, Result) {
 		next = s.clone()
 		next.index = index
 	}
-	return next, Result{Index: index, Epoch: next.Epoch(), Err: err}
+	return next, Result{Index: index, Epoch: next.Epoch(), Err: err, Changes: changes}
 }
 
 // ApplyCommand is Apply for a command value (it encodes it first), for tests
@@ -288,6 +302,8 @@ func (s *State) apply(index uint64, cmd Command) error {
 		return s.addSnapshot(c.Manifest)
 	case DropSnapshots:
 		return s.dropSnapshots(c.IDs)
+	case SetReplicationFactor:
+		return s.setReplicationFactor(c.Factor)
 	}
 	return fmt.Errorf("%w: unhandled %T", ErrBadCommand, cmd)
 }
@@ -401,7 +417,8 @@ func (s *State) setPlacement(c SetPlacement) error {
 	}
 	s.placed = active
 	if !s.hasData || s.table == nil || (len(s.moves) == 0 && sameOwners(s.table, t)) {
-		s.table, s.target, s.mig = t, nil, MigrationProgress{}
+		s.setTable(t)
+		s.target, s.mig = nil, MigrationProgress{}
 		return nil
 	}
 	// With data, buckets move one FinishMove at a time: t becomes the
@@ -475,8 +492,9 @@ func (s *State) finishMove(c FinishMove) error {
 	delete(s.moves, c.Token)
 	s.mig.Done += len(m.Buckets)
 	s.mig.Bytes += c.Bytes
-	s.table = t
+	s.moveBuckets(t, m.Buckets) // each changed owner: StartMove checked From != To
 	if s.target != nil && len(s.moves) == 0 && sameOwners(s.table, s.target) {
+		// The same owners: no bucket's replica epoch changes.
 		s.table, s.target = s.target.WithEpoch(s.table.Epoch()), nil
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/dbx-kv/dbx/replica"
 	"github.com/dbx-kv/dbx/ring"
 )
 
@@ -17,11 +18,11 @@ func member(id string, w float64) Member {
 // stepper applies commands at increasing indexes and fails the test on an
 // unexpected result.
 type stepper struct {
-	t *testing.T
+	t testing.TB
 	s *State
 }
 
-func newStepper(t *testing.T) *stepper { return &stepper{t: t, s: NewState()} }
+func newStepper(t testing.TB) *stepper { return &stepper{t: t, s: NewState()} }
 
 func (st *stepper) apply(c Command, want error) Result {
 	st.t.Helper()
@@ -316,7 +317,7 @@ func TestStateDeterminism(t *testing.T) {
 }
 
 // buildLog returns an encoded log exercising every command.
-func buildLog(t *testing.T) [][]byte {
+func buildLog(t testing.TB) [][]byte {
 	t.Helper()
 	st := newStepper(t)
 	var log [][]byte
@@ -340,7 +341,11 @@ func buildLog(t *testing.T) [][]byte {
 		}
 		add(cmd)
 	}
+	add(SetReplicationFactor{Factor: 2})
 	plan()
+	c := rf1Change(st.s, 5)
+	add(ChangeReplicas{Changes: []replica.Change{c, rf1Change(st.s, 6)}})
+	add(ChangeReplicas{Changes: []replica.Change{c}}) // stale: rejected
 	add(SetWeight{ID: "n2", Weight: 9})
 	add(SetState{ID: "n4", State: StateFailed})
 	plan()
