@@ -133,3 +133,33 @@ func TestWatchVersionsCarryTheOwner(t *testing.T) {
 		t.Fatalf("EXEC after the key changed: %v, want ErrWatchFailed", err)
 	}
 }
+
+// TestWatchHoldsJudgesByTheOwnerRead: a transaction's reads are routed by
+// a second look at the table, which a move's switch may have changed since
+// the watch tags were checked. The watched versions must be judged against
+// the owners the reads went to: a key read at another owner than the one
+// it was watched at is TRYAGAIN (its raw version is another engine's
+// sequence number), never a failed WATCH — the chaos suite's register saw
+// a compare-and-set fail with no write in between (seed 143708, during a
+// drain's switches) when the check used the first look.
+func TestWatchHoldsJudgesByTheOwnerRead(t *testing.T) {
+	key := []byte("reg4.4")
+	reads := [][]byte{key}
+	at := func(owner string) []*group { return []*group{{id: owner, idx: []int{0}}} }
+	watched := []server.WatchedKey{{Key: key, Version: watchVersion("n6", 41)}}
+	// Read at the owner it was watched at: equal versions hold, a newer
+	// one fails the WATCH.
+	if err := watchHolds(at("n6"), reads, watched, map[string]uint64{"reg4.4": 41}); err != nil {
+		t.Fatalf("same owner, same version: %v", err)
+	}
+	if err := watchHolds(at("n6"), reads, watched, map[string]uint64{"reg4.4": 42}); !errors.Is(err, server.ErrWatchFailed) {
+		t.Fatalf("same owner, changed version: %v, want ErrWatchFailed", err)
+	}
+	// Read at the new owner after a switch: whatever its version, the
+	// answer is TRYAGAIN.
+	for _, v := range []uint64{41, 7, 1 << 40} {
+		if err := watchHolds(at("n1"), reads, watched, map[string]uint64{"reg4.4": v}); !errors.Is(err, server.ErrTryAgain) {
+			t.Fatalf("read at n1, watched at n6, version %d: %v, want TRYAGAIN", v, err)
+		}
+	}
+}

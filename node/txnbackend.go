@@ -78,6 +78,23 @@ func untagWatch(groups []*group, keys [][]byte, watch []server.WatchedKey) ([]se
 	return out, nil
 }
 
+// watchHolds checks the WATCH versions (tagged with the owner they were
+// read at) against vers, the versions read from the owners in groups (for
+// keys reads): a key now read at another owner is TRYAGAIN, one whose
+// version changed is ErrWatchFailed.
+func watchHolds(groups []*group, reads [][]byte, watch []server.WatchedKey, vers map[string]uint64) error {
+	raw, err := untagWatch(groups, reads, watch)
+	if err != nil {
+		return err
+	}
+	for _, w := range raw {
+		if vers[string(w.Key)] != w.Version {
+			return server.ErrWatchFailed
+		}
+	}
+	return nil
+}
+
 // txRead reads keys with their versions from their owners, in parallel.
 func (b *backend) txRead(ctx context.Context, groups []*group, keys [][]byte) (map[string]server.TxItem, map[string]uint64, error) {
 	return b.txReadMode(ctx, groups, keys, false)
@@ -208,12 +225,20 @@ func (b *backend) Exec(ctx context.Context, req *server.TxRequest, run server.Tx
 			if err != nil {
 				return err
 			}
-		}
-		for _, w := range watch {
-			if vers[string(w.Key)] != w.Version {
-				t.m.aborts.WithLabelValues("watch").Inc()
-				return server.ErrWatchFailed
+			// The reads were routed by a second look at the table, which
+			// a switch may have changed since the first: the watched
+			// versions are checked against the owners actually read.
+			if err := watchHolds(rgroups, req.Reads, req.Watch, vers); err != nil {
+				if errors.Is(err, server.ErrTryAgain) {
+					t.m.aborts.WithLabelValues("watch_moved").Inc()
+				} else {
+					t.m.aborts.WithLabelValues("watch").Inc()
+				}
+				return err
 			}
+		} else if len(watch) > 0 {
+			t.m.aborts.WithLabelValues("watch").Inc()
+			return server.ErrWatchFailed // watched keys are always read
 		}
 		writes, err := run(items)
 		if err != nil {
