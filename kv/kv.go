@@ -98,7 +98,7 @@ func AddInt(cur []byte, delta int64) (int64, error) {
 	var v int64
 	if cur != nil {
 		var ok bool
-		if v, ok = parseInt(cur); !ok {
+		if v, ok = ParseInt(cur); !ok {
 			return 0, ErrNotInteger
 		}
 	}
@@ -108,10 +108,10 @@ func AddInt(cur []byte, delta int64) (int64, error) {
 	return v + delta, nil
 }
 
-// parseInt parses a canonical decimal int64 as Redis's string2ll: optional
-// '-', no '+', no leading zeros, no spaces. (The server parses arguments
-// with its own copy.)
-func parseInt(b []byte) (int64, bool) {
+// ParseInt parses a canonical decimal int64 as Redis's string2ll: optional
+// '-', no '+', no leading zeros, no spaces. Stored values (INCR) and the
+// server's integer arguments are parsed by it.
+func ParseInt(b []byte) (int64, bool) {
 	if len(b) == 0 || len(b) > 20 {
 		return 0, false
 	}

@@ -26,8 +26,8 @@ func TestParseInt(t *testing.T) {
 		"0": true, "-1": true, "123": true, "9223372036854775807": true, "-9223372036854775808": true,
 		"9223372036854775808": false, "+1": false, "01": false, " 1": false, "": false, "-": false, "-0": false, "1a": false,
 	} {
-		if _, ok := parseInt([]byte(in)); ok != want {
-			t.Errorf("parseInt(%q) ok = %v, want %v", in, ok, want)
+		if _, ok := ParseInt([]byte(in)); ok != want {
+			t.Errorf("ParseInt(%q) ok = %v, want %v", in, ok, want)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dbx-kv/dbx/kv"
 	"github.com/dbx-kv/dbx/router"
 )
 
@@ -216,46 +217,8 @@ func (s *Server) replyErr(c *session, err error) {
 	}
 }
 
-// parseInt parses a canonical decimal int64 as Redis's string2ll: optional
-// '-', no '+', no leading zeros, no spaces.
-func parseInt(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 20 {
-		return 0, false
-	}
-	if len(b) == 1 && b[0] == '0' {
-		return 0, true
-	}
-	neg := b[0] == '-'
-	if neg {
-		b = b[1:]
-		if len(b) == 0 {
-			return 0, false
-		}
-	}
-	if b[0] < '1' || b[0] > '9' {
-		return 0, false
-	}
-	var v uint64
-	for _, ch := range b {
-		if ch < '0' || ch > '9' {
-			return 0, false
-		}
-		if v > (math.MaxUint64-9)/10 {
-			return 0, false
-		}
-		v = v*10 + uint64(ch-'0')
-	}
-	if neg {
-		if v > 1<<63 {
-			return 0, false
-		}
-		return -int64(v), true
-	}
-	if v > math.MaxInt64 {
-		return 0, false
-	}
-	return int64(v), true
-}
+// parseInt parses a canonical decimal int64 argument (kv.ParseInt).
+func parseInt(b []byte) (int64, bool) { return kv.ParseInt(b) }
 
 func eqFold(b []byte, s string) bool {
 	if len(b) != len(s) {
