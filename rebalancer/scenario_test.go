@@ -3,13 +3,13 @@ package rebalancer
 import (
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/dbx-kv/dbx/internal/scenario"
 	"github.com/dbx-kv/dbx/router"
 )
 
@@ -42,9 +42,9 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected outputs in testd
 //	check                            owners accepting writes, acknowledged writes lost
 //	queue | state
 func TestScenarios(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.txt")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no scenarios: %v", err)
+	files, err := scenario.Files()
+	if err != nil {
+		t.Fatal(err)
 	}
 	for _, f := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) { runScenario(t, f) })
@@ -52,65 +52,26 @@ func TestScenarios(t *testing.T) {
 }
 
 func runScenario(t *testing.T, path string) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(string(raw), "\n")
-	var out strings.Builder
 	var s *sim
-	var got []string
-	failed := false
-	for i := 0; i < len(lines); i++ {
-		line := lines[i]
-		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") {
-			out.WriteString(line + "\n")
-			continue
-		}
-		cmd := line
-		var want []string
-		if i+1 < len(lines) && lines[i+1] == "----" {
-			i += 2
-			for ; i < len(lines) && lines[i] != ""; i++ {
-				want = append(want, lines[i])
-			}
-		}
-		got = got[:0]
+	problems, err := scenario.Play(path, *rewrite, func(b scenario.Block) []string {
+		var got []string
 		trace := func(l string) { got = append(got, l) }
 		if s != nil {
 			s.trace = trace
 		}
-		s = runCommand(t, s, cmd, trace)
-		if len(got) == 0 {
-			got = append(got, "ok")
-		}
-		if !slices.Equal(got, want) && !*rewrite {
-			t.Errorf("%s: %s\n got:\n  %s\nwant:\n  %s", path, cmd, strings.Join(got, "\n  "), strings.Join(want, "\n  "))
-			failed = true
-		}
-		fmt.Fprintf(&out, "%s\n----\n%s\n", cmd, strings.Join(got, "\n"))
-		if i < len(lines) {
-			out.WriteString("\n")
-		}
+		s = runCommand(t, s, b.Cmd, trace)
+		return got
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if *rewrite && !failed {
-		if err := os.WriteFile(path, []byte(strings.TrimRight(out.String(), "\n")+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
+	for _, p := range problems {
+		t.Error(p)
 	}
 }
 
 func runCommand(t *testing.T, s *sim, line string, trace func(string)) *sim {
-	f := strings.Fields(line)
-	args := map[string]string{}
-	var pos []string
-	for _, a := range f[1:] {
-		if k, v, ok := strings.Cut(a, "="); ok {
-			args[k] = v
-		} else {
-			pos = append(pos, a)
-		}
-	}
+	name, pos, args := scenario.Args(line)
 	num := func(k string, def int) int {
 		if v, ok := args[k]; ok {
 			n, err := strconv.Atoi(v)
@@ -127,7 +88,7 @@ func runCommand(t *testing.T, s *sim, line string, trace func(string)) *sim {
 		}
 		return s.nodes[pos[i]]
 	}
-	switch f[0] {
+	switch name {
 	case "setup":
 		s = newSim(t, 1, strings.Split(args["nodes"], ","), num("keys", 3))
 		s.trace = trace
@@ -156,7 +117,7 @@ func runCommand(t *testing.T, s *sim, line string, trace func(string)) *sim {
 			trace(fmt.Sprintf("no %s %s queued", pos[0], pos[1]))
 			break
 		}
-		if f[0] == "drop" {
+		if name == "drop" {
 			s.drop(i)
 		} else {
 			s.deliver(i)

@@ -3,11 +3,12 @@ package replica
 import (
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/dbx-kv/dbx/internal/scenario"
 )
 
 var rewrite = flag.Bool("rewrite", false, "rewrite the expected outputs in testdata/*.txt")
@@ -42,47 +43,13 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected outputs in testd
 //	state                                    every node and the metadata
 //	check                                    every acknowledged write on every member of the set
 func TestScenarios(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.txt")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no scenarios: %v", err)
+	files, err := scenario.Files()
+	if err != nil {
+		t.Fatal(err)
 	}
 	for _, f := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) { runScenario(t, f) })
 	}
-}
-
-type block struct {
-	pre  []string
-	cmd  string
-	want []string
-	line int
-}
-
-func parseScript(t *testing.T, path string) ([]block, []string) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimRight(string(raw), "\n"), "\n")
-	var blocks []block
-	var pre []string
-	for i := 0; i < len(lines); i++ {
-		l := lines[i]
-		if strings.TrimSpace(l) == "" || strings.HasPrefix(l, "#") {
-			pre = append(pre, l)
-			continue
-		}
-		b := block{pre: pre, cmd: l, line: i + 1}
-		pre = nil
-		if i+1 < len(lines) && lines[i+1] == "----" {
-			i += 2
-			for ; i < len(lines) && lines[i] != ""; i++ {
-				b.want = append(b.want, lines[i])
-			}
-		}
-		blocks = append(blocks, b)
-	}
-	return blocks, pre
 }
 
 func runScenario(t *testing.T, path string) {
@@ -126,78 +93,41 @@ func firstLine(s string) string {
 // violation, a failed check. It rewrites the file with -rewrite (and no
 // mutation).
 func playScenario(t *testing.T, path, mut string) string {
-	blocks, tail := parseScript(t, path)
-	var problems []string
 	var s *sim
-	var rewritten strings.Builder
-	for _, b := range blocks {
-		var out []string
-		if strings.HasPrefix(b.cmd, "setup") {
-			var err error
-			cmd := b.cmd
+	problems, err := scenario.Play(path, *rewrite && mut == "", func(b scenario.Block) []string {
+		if strings.HasPrefix(b.Cmd, "setup") {
+			cmd := b.Cmd
 			if mut != "" {
 				cmd += " mut=" + mut
 			}
-			s, err = setup(cmd)
-			if err != nil {
-				t.Fatalf("%s:%d: %v", path, b.line, err)
+			var err error
+			if s, err = setup(cmd); err != nil {
+				t.Fatalf("%s:%d: %v", path, b.Line, err)
 			}
-			out = s.state()
-		} else {
-			if s == nil {
-				t.Fatalf("%s:%d: no setup", path, b.line)
-			}
-			s.out = nil
-			if err := s.run(b.cmd); err != nil {
-				s.out = append(s.out, "error: "+err.Error())
-			}
-			out = s.out
+			return s.state()
 		}
-		if len(out) == 0 {
-			out = []string{"ok"}
+		if s == nil {
+			t.Fatalf("%s:%d: no setup", path, b.Line)
 		}
-		for _, l := range b.pre {
-			if l != "" {
-				rewritten.WriteString(l + "\n")
-			}
+		s.out = nil
+		if err := s.run(b.Cmd); err != nil {
+			s.out = append(s.out, "error: "+err.Error())
 		}
-		rewritten.WriteString(b.cmd + "\n----\n" + strings.Join(out, "\n") + "\n\n")
-		if (!*rewrite || mut != "") && strings.Join(out, "\n") != strings.Join(b.want, "\n") {
-			problems = append(problems, fmt.Sprintf("%s:%d: %s\ngot:\n%s\nwant:\n%s", path, b.line, b.cmd, strings.Join(out, "\n"), strings.Join(b.want, "\n")))
-		}
+		return s.out
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	if s != nil {
 		for _, v := range s.violations {
 			problems = append([]string{fmt.Sprintf("%s: violation: %s", path, v)}, problems...)
 		}
 	}
-	if *rewrite && mut == "" {
-		for _, l := range tail {
-			rewritten.WriteString(l + "\n")
-		}
-		if err := os.WriteFile(path, []byte(rewritten.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 	return strings.Join(problems, "\n")
 }
 
-func parseArgs(cmd string) (string, []string, map[string]string) {
-	f := strings.Fields(cmd)
-	args := map[string]string{}
-	var pos []string
-	for _, a := range f[1:] {
-		if k, v, ok := strings.Cut(a, "="); ok {
-			args[k] = v
-		} else {
-			pos = append(pos, a)
-		}
-	}
-	return f[0], pos, args
-}
-
 func setup(cmd string) (*sim, error) {
-	_, _, args := parseArgs(cmd)
+	_, _, args := scenario.Args(cmd)
 	nodes, buckets := 3, 1
 	var err error
 	if v := args["nodes"]; v != "" {
@@ -214,7 +144,7 @@ func setup(cmd string) (*sim, error) {
 }
 
 func (s *sim) run(cmd string) error {
-	name, pos, args := parseArgs(cmd)
+	name, pos, args := scenario.Args(cmd)
 	need := func(n int) error {
 		if len(pos) != n {
 			return fmt.Errorf("%s: want %d arguments, got %d", name, n, len(pos))

@@ -3,11 +3,12 @@ package twophase
 import (
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/dbx-kv/dbx/internal/scenario"
 )
 
 var rewrite = flag.Bool("rewrite", false, "rewrite the expected outputs in testdata/*.txt")
@@ -36,105 +37,45 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected outputs in testd
 //	release NODE [TXN]                perform NODE's queued effects (of TXN only), in order
 //	queue | state                     print the queue | every node
 func TestScenarios(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.txt")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no scenarios: %v", err)
+	files, err := scenario.Files()
+	if err != nil {
+		t.Fatal(err)
 	}
 	for _, f := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) { runScenario(t, f) })
 	}
 }
 
-type block struct {
-	pre  []string
-	cmd  string
-	want []string
-	line int
-}
-
-func parseScript(t *testing.T, path string) ([]block, []string) {
-	raw, err := os.ReadFile(path)
+func runScenario(t *testing.T, path string) {
+	c := newCluster(testConfig(), 3)
+	problems, err := scenario.Play(path, *rewrite, func(b scenario.Block) []string {
+		c.out = nil
+		if err := c.run(b.Cmd); err != nil {
+			c.out = append(c.out, "error: "+err.Error())
+		}
+		return c.out
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimRight(string(raw), "\n"), "\n")
-	var blocks []block
-	var pre []string
-	for i := 0; i < len(lines); i++ {
-		l := lines[i]
-		if strings.TrimSpace(l) == "" || strings.HasPrefix(l, "#") {
-			pre = append(pre, l)
-			continue
-		}
-		b := block{pre: pre, cmd: l, line: i + 1}
-		pre = nil
-		if i+1 >= len(lines) || lines[i+1] != "----" {
-			t.Fatalf("%s:%d: command without ---- line", path, i+1)
-		}
-		i += 2
-		for ; i < len(lines) && lines[i] != ""; i++ {
-			b.want = append(b.want, lines[i])
-		}
-		blocks = append(blocks, b)
-	}
-	return blocks, pre
-}
-
-func runScenario(t *testing.T, path string) {
-	blocks, tail := parseScript(t, path)
-	c := newCluster(testConfig(), 3)
-	var rewritten strings.Builder
-	for _, b := range blocks {
-		c.out = nil
-		if err := c.run(b.cmd); err != nil {
-			c.out = append(c.out, "error: "+err.Error())
-		}
-		if len(c.out) == 0 {
-			c.out = []string{"ok"}
-		}
-		for _, l := range b.pre {
-			if l != "" {
-				rewritten.WriteString(l + "\n")
-			}
-		}
-		rewritten.WriteString(b.cmd + "\n----\n" + strings.Join(c.out, "\n") + "\n\n")
-		if !*rewrite && strings.Join(c.out, "\n") != strings.Join(b.want, "\n") {
-			t.Errorf("%s:%d: %s\ngot:\n%s\nwant:\n%s", path, b.line, b.cmd,
-				strings.Join(c.out, "\n"), strings.Join(b.want, "\n"))
-		}
+	for _, p := range problems {
+		t.Error(p)
 	}
 	c.checkAtomic()
 	for _, v := range c.violations {
 		t.Errorf("%s: violation: %s", path, v)
 	}
-	if *rewrite {
-		for _, l := range tail {
-			rewritten.WriteString(l + "\n")
-		}
-		if err := os.WriteFile(path, []byte(rewritten.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
 
 func (c *cluster) run(cmd string) error {
-	f := strings.Fields(cmd)
-	args := map[string]string{}
-	var pos []string
-	for _, a := range f[1:] {
-		if k, v, ok := strings.Cut(a, "="); ok {
-			args[k] = v
-		} else {
-			pos = append(pos, a)
-		}
-	}
+	name, pos, args := scenario.Args(cmd)
 	need := func(n int) error {
 		if len(pos) != n {
-			return fmt.Errorf("%s: want %d arguments, got %d", f[0], n, len(pos))
+			return fmt.Errorf("%s: want %d arguments, got %d", name, n, len(pos))
 		}
 		return nil
 	}
-	switch f[0] {
+	switch name {
 	case "begin":
 		if err := need(1); err != nil {
 			return err
@@ -150,7 +91,7 @@ func (c *cluster) run(cmd string) error {
 		}
 		m := c.queue[i]
 		c.queue = append(c.queue[:i], c.queue[i+1:]...)
-		if f[0] == "drop" {
+		if name == "drop" {
 			c.logf("dropped %s -> %s: %s", m.From, m.To, m)
 			return nil
 		}
@@ -183,7 +124,7 @@ func (c *cluster) run(cmd string) error {
 		if id != coordID && c.nodes[id] == nil {
 			return fmt.Errorf("unknown node %s", id)
 		}
-		if f[0] == "crash" {
+		if name == "crash" {
 			c.crash(id)
 			return nil
 		}
@@ -222,15 +163,15 @@ func (c *cluster) run(cmd string) error {
 		}
 		return c.plainWrite(n, pos[1], pos[2])
 	case "hold", "release":
-		if len(pos) < 1 || len(pos) > 2 || (f[0] == "hold" && len(pos) == 2) {
-			return fmt.Errorf("%s: wrong arguments %v", f[0], pos)
+		if len(pos) < 1 || len(pos) > 2 || (name == "hold" && len(pos) == 2) {
+			return fmt.Errorf("%s: wrong arguments %v", name, pos)
 		}
 		n := c.nodes[NodeID(pos[0])]
 		if n == nil || n.p == nil {
 			return fmt.Errorf("node %s unknown or down", pos[0])
 		}
 		switch {
-		case f[0] == "hold":
+		case name == "hold":
 			n.hold = true
 		case len(pos) == 2:
 			c.release(n, TxID(pos[1]))
@@ -242,7 +183,7 @@ func (c *cluster) run(cmd string) error {
 	case "state":
 		c.out = append(c.out, c.state()...)
 	default:
-		return fmt.Errorf("unknown command %q", f[0])
+		return fmt.Errorf("unknown command %q", name)
 	}
 	return nil
 }
