@@ -230,9 +230,9 @@ func (c *Coordinator) timeout(ctx context.Context) (time.Duration, error) {
 // *NotLeaderError (errors.Is(err, ErrNotLeader)) naming the leader, and the
 // caller forwards. A command the state machine rejects returns its Result
 // and the rejection (ErrHasData, ErrStaleEpoch, ...). ctx bounds the wait
-// to enqueue the command; once enqueued, Apply waits for the outcome, which
-// Raft always delivers (commit, leadership lost: ErrUnknownOutcome, or
-// shutdown: ErrClosed).
+// to enqueue the command and to wait for its outcome: the commit, or
+// ErrUnknownOutcome when leadership is lost or ctx ends first (the command
+// may still commit), or ErrClosed on shutdown.
 func (c *Coordinator) Apply(ctx context.Context, cmd Command) (Result, error) {
 	data, err := Encode(cmd)
 	if err != nil {
@@ -246,8 +246,8 @@ func (c *Coordinator) Apply(ctx context.Context, cmd Command) (Result, error) {
 		return Result{}, err
 	}
 	f := c.raft.Apply(data, d)
-	if err := f.Error(); err != nil {
-		return Result{}, c.mapErr(err)
+	if err := c.await(ctx, f); err != nil {
+		return Result{}, err
 	}
 	res, ok := f.Response().(Result)
 	if !ok {
@@ -267,8 +267,8 @@ func (c *Coordinator) LinearizableRead(ctx context.Context) (*State, error) {
 	if err := c.barrier(ctx); err != nil {
 		return nil, err
 	}
-	if err := c.raft.VerifyLeader().Error(); err != nil {
-		return nil, c.mapErr(err)
+	if err := c.await(ctx, c.raft.VerifyLeader()); err != nil {
+		return nil, err
 	}
 	return c.Current(), nil
 }
@@ -284,8 +284,8 @@ func (c *Coordinator) barrier(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := c.raft.Barrier(d).Error(); err != nil {
-		return c.mapErr(err)
+	if err := c.await(ctx, c.raft.Barrier(d)); err != nil {
+		return err
 	}
 	c.barrierTerm.Store(term)
 	return nil
@@ -319,8 +319,8 @@ func (c *Coordinator) Join(ctx context.Context, m Member) error {
 // addServer puts id in the Raft configuration (voter if there is room).
 func (c *Coordinator) addServer(ctx context.Context, id, addr string) error {
 	cf := c.raft.GetConfiguration()
-	if err := cf.Error(); err != nil {
-		return c.mapErr(err)
+	if err := c.await(ctx, cf); err != nil {
+		return err
 	}
 	conf := cf.Configuration()
 	voters, isVoter := 0, false
@@ -346,10 +346,7 @@ func (c *Coordinator) addServer(ctx context.Context, id, addr string) error {
 	} else {
 		f = c.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), cf.Index(), d)
 	}
-	if err := f.Error(); err != nil {
-		return c.mapErr(err)
-	}
-	return nil
+	return c.await(ctx, f)
 }
 
 // Remove takes node id out of the cluster: it applies RemoveMember and
@@ -386,8 +383,8 @@ var errUnknownServer = errors.New("coordinator: not a raft server")
 // removeServer takes id out of the Raft configuration if it is in it.
 func (c *Coordinator) removeServer(ctx context.Context, id string) error {
 	cf := c.raft.GetConfiguration()
-	if err := cf.Error(); err != nil {
-		return c.mapErr(err)
+	if err := c.await(ctx, cf); err != nil {
+		return err
 	}
 	found := false
 	for _, s := range cf.Configuration().Servers {
@@ -400,8 +397,8 @@ func (c *Coordinator) removeServer(ctx context.Context, id string) error {
 	if terr != nil {
 		return terr
 	}
-	if err := c.raft.RemoveServer(raft.ServerID(id), cf.Index(), d).Error(); err != nil {
-		return c.mapErr(err)
+	if err := c.await(ctx, c.raft.RemoveServer(raft.ServerID(id), cf.Index(), d)); err != nil {
+		return err
 	}
 	c.wake() // a voter seat may be free: the leader loop promotes a non-voter
 	return nil

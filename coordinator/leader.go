@@ -161,8 +161,8 @@ func (c *Coordinator) reconcile(ctx context.Context) error {
 // VotersMax voters (after a voter was removed), oldest member first.
 func (c *Coordinator) promoteVoters(ctx context.Context) error {
 	cf := c.raft.GetConfiguration()
-	if err := cf.Error(); err != nil {
-		return c.mapErr(err)
+	if err := c.await(ctx, cf); err != nil {
+		return err
 	}
 	voters := 0
 	var candidates []Member
@@ -189,8 +189,8 @@ func (c *Coordinator) promoteVoters(ctx context.Context) error {
 			return err
 		}
 		f := c.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddr), idx, d)
-		if err := f.Error(); err != nil {
-			return c.mapErr(err) // retried with a fresh configuration
+		if err := c.await(ctx, f); err != nil {
+			return err // retried with a fresh configuration
 		}
 		idx = f.Index()
 		voters++
