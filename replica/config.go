@@ -70,6 +70,11 @@ type Config struct {
 	ProposeRetryTicks Tick
 	// FailoverBatchMax bounds the buckets one Failover proposal changes.
 	FailoverBatchMax int
+	// QuiesceTicks: a primary bucket idle this long (no write, no Touch),
+	// with its whole set caught up and nothing pending, stops its
+	// heartbeats until the next Touch, Propose or catch-up request — so
+	// the idle buckets of a node cost nothing. 0 never quiesces.
+	QuiesceTicks Tick
 }
 
 // DefaultConfig returns dbx's defaults for a 10 ms tick: one replica
@@ -77,7 +82,7 @@ type Config struct {
 // flight, 16384 entries retained, lag bounds 32 MiB and 5 s, ack timeout
 // 1 s, heartbeats every 100 ms, a 1 s lease with a 200 ms margin, a dead
 // primary after 1.5 s, proposals retried every 500 ms, 1024 buckets per
-// failover entry.
+// failover entry, buckets idle for 3 s quiesced.
 func DefaultConfig() Config {
 	return Config{
 		MinReplicasToWrite: 1,
@@ -95,6 +100,7 @@ func DefaultConfig() Config {
 		DeadTicks:          150,
 		ProposeRetryTicks:  50,
 		FailoverBatchMax:   1024,
+		QuiesceTicks:       300,
 	}
 }
 
@@ -145,6 +151,9 @@ func (c Config) Validate() error {
 	}
 	if c.HeartbeatTicks >= c.AckTimeoutTicks {
 		bad("HeartbeatTicks (%d) must be less than AckTimeoutTicks (%d)", c.HeartbeatTicks, c.AckTimeoutTicks)
+	}
+	if c.QuiesceTicks != 0 && c.QuiesceTicks < c.LeaseTicks {
+		bad("QuiesceTicks (%d) must be 0 (never) or at least LeaseTicks (%d)", c.QuiesceTicks, c.LeaseTicks)
 	}
 	if c.DeadTicks < c.LeaseTicks+c.LeaseMarginTicks {
 		bad("DeadTicks (%d) must be equal or greater than LeaseTicks + LeaseMarginTicks (%d)", c.DeadTicks, c.LeaseTicks+c.LeaseMarginTicks)

@@ -56,6 +56,20 @@
 // acknowledgements held until the change is applied, so it misses no
 // acknowledged write.
 //
+// # Quiescence
+//
+// A node is primary of thousands of buckets; heartbeating all of them
+// would cost more than the writes. A primary bucket idle for QuiesceTicks
+// (no Propose, no Touch) whose whole set is caught up, with nothing
+// pending, no learner and no change in flight, goes quiet: no heartbeats,
+// no answer clocks, and its lease runs out. Touch (the driver calls it
+// before every read), Propose, a catch-up request or a new configuration
+// wake it; a woken primary starts a round at once, so a read waits one
+// round trip for its lease, and its replicas' answer clocks restart then
+// (a replica that died while the bucket was quiet is found out by the
+// next write that waits on it). Failover does not depend on bucket
+// heartbeats: the leader hears nodes, not buckets.
+//
 // # Failover and reconciliation
 //
 // Failover, on the metadata leader, promotes the lowest-named live in-set
@@ -103,7 +117,8 @@
 // modelled driver and disk, a metadata log of compare-and-set changes
 // committed in any order, a leader running Failover, a message queue,
 // crashes, pauses, slow disks, nodes cut off from the leader.
-// TestRandomSchedules runs seeded schedules of the same operations and
+// TestRandomSchedules runs seeded schedules of the same operations (half
+// of them with idle buckets quiescing) and
 // checks after every step that a write is acknowledged only while it is
 // durable on every member of the newest committed set and that no seq is
 // acknowledged for two writes, that no read is served by a primary of an
@@ -146,7 +161,8 @@
 //   - On the metadata leader, call Failover.Heard for every sign of life
 //     of a node and Failover.Tick with the applied View; create a new
 //     Failover whenever leadership is taken.
-//   - Serve a read only after CanRead returns nil at the current tick;
+//   - Call Touch before every read of a bucket and perform its effects;
+//     serve a read only after CanRead returns nil at the current tick;
 //     reply to a write only on its Reply. A Reply with ErrOutcomeUnknown
 //     is "unknown", never "failed".
 //   - For NeedCopy, copy the bucket from this node's store as of Upto

@@ -98,6 +98,10 @@ type bucket struct {
 	promotedLast Seq
 	deposed      bool
 	needBump     bool
+	// active is the last write, Touch or configuration; quiet: no
+	// heartbeats until the next activity (Config.QuiesceTicks).
+	active Tick
+	quiet  bool
 }
 
 func (st *bucket) last() Seq { return st.base.Seq + Seq(len(st.log)) }
@@ -130,6 +134,7 @@ type Replica struct {
 	now     Tick
 	started Tick
 	buckets map[Bucket]*bucket
+	order   []Bucket // the keys of buckets, ascending
 	mut     mutations
 }
 
@@ -147,10 +152,65 @@ func (r *Replica) bucket(b Bucket) *bucket {
 	if st == nil {
 		// A restarted node does not know which leases it granted: it
 		// waits a whole lease from its start before serving as primary.
-		st = &bucket{id: b, promised: r.started + r.cfg.LeaseTicks}
+		st = &bucket{id: b, promised: r.started + r.cfg.LeaseTicks, active: r.now}
 		r.buckets[b] = st
+		i, _ := slices.BinarySearch(r.order, b)
+		r.order = slices.Insert(r.order, i, b)
 	}
 	return st
+}
+
+// unquiet records activity on the bucket now; a quiesced primary
+// resumes its heartbeats, and its replicas' answer clocks restart (none
+// was expected while quiet). It reports whether the bucket was quiet.
+func (r *Replica) unquiet(st *bucket) bool {
+	st.active = r.now
+	if !st.quiet {
+		return false
+	}
+	st.quiet = false
+	for _, p := range st.peers {
+		p.lastAck, p.behind = r.now, false
+	}
+	return true
+}
+
+// wake is unquiet with a round at once when the bucket was quiet: a read
+// waiting for a lease needs it now, not at the next heartbeat.
+func (r *Replica) wake(st *bucket) []Effect {
+	if r.unquiet(st) {
+		return r.broadcast(st)
+	}
+	return nil
+}
+
+// canQuiesce: nothing a heartbeat would move — no write or change
+// pending, the set complete and caught up, no learner, the lease wait
+// of a promotion over.
+func (r *Replica) canQuiesce(st *bucket) bool {
+	if len(st.pending) > 0 || st.proposal != nil || st.commit != st.last() || st.durable != st.last() ||
+		r.now < st.promised+r.cfg.LeaseMarginTicks || st.commit < st.promotedLast {
+		return false
+	}
+	for _, p := range st.peers {
+		if !p.member || p.match != st.last() || p.copying {
+			return false
+		}
+	}
+	return true
+}
+
+// Touch records a read (or any use) of bucket b at now on its primary:
+// the bucket stays out of quiescence, and a quiesced one starts a round
+// at once so that it holds a lease again after one round trip. Call it
+// before CanRead; it returns the effects of that round.
+func (r *Replica) Touch(now Tick, b Bucket) []Effect {
+	r.now = now
+	st := r.buckets[b]
+	if st == nil || st.role != RolePrimary || st.deposed || st.needBump {
+		return nil
+	}
+	return r.wake(st)
 }
 
 // Restore loads a bucket's durable log at start: base is the last entry
@@ -200,6 +260,7 @@ func (r *Replica) Applied(now Tick, v View) []Effect {
 
 func (r *Replica) setMembership(st *bucket, m Membership) []Effect {
 	first := !st.known
+	r.unquiet(st)
 	// The same primary goes on only into the very next epoch: after a
 	// jump, another primary may have written in between.
 	continuing := st.role == RolePrimary && !st.needBump && !st.deposed && m.Epoch == st.m.Epoch+1
@@ -306,11 +367,12 @@ func (r *Replica) Propose(now Tick, b Bucket, data []byte, ref uint64) ([]Effect
 	if n := bytesAfter(st, st.commit); n+int64(len(data)) > r.cfg.InflightBytesMax {
 		return nil, fmt.Errorf("bucket %d: %d bytes in flight: %w", b, n, ErrBackpressure)
 	}
+	effs := r.wake(st)
 	e := Entry{Seq: st.last() + 1, Epoch: st.m.Epoch, Data: slices.Clone(data)}
 	w := r.nextWrite(st)
 	st.log, st.wid = append(st.log, e), append(st.wid, w)
 	st.pending = append(st.pending, pendingWrite{seq: e.Seq, ref: ref})
-	effs := []Effect{Persist{Bucket: b, Write: w, Entries: []Entry{e}, Commit: st.commit}}
+	effs = append(effs, Persist{Bucket: b, Write: w, Entries: []Entry{e}, Commit: st.commit})
 	for _, o := range slices.Sorted(maps.Keys(st.peers)) {
 		if p := st.peers[o]; p.next == e.Seq {
 			effs = append(effs, r.sendTo(st, o, p)...)
@@ -631,6 +693,7 @@ func (r *Replica) stepCatchUp(st *bucket, m Message) []Effect {
 	if p == nil {
 		return nil
 	}
+	r.unquiet(st)
 	p.lastAck, p.copying = r.now, false
 	last := m.Prev
 	prefix := last.Seq <= st.last() && last.Seq <= min(m.Commit, st.commit)
@@ -670,7 +733,7 @@ func (r *Replica) Tick(now Tick) []Effect {
 	r.now = now
 	var effs []Effect
 	var batch ProposeChange
-	for _, b := range slices.Sorted(maps.Keys(r.buckets)) {
+	for _, b := range r.order {
 		st := r.buckets[b]
 		switch st.role {
 		case RolePrimary:
@@ -708,7 +771,11 @@ func (r *Replica) tickPrimary(st *bucket) []Effect {
 			return nil
 		}
 	}
-	if st.deposed {
+	if st.deposed || st.quiet {
+		return nil
+	}
+	if r.cfg.QuiesceTicks > 0 && r.now-st.active >= r.cfg.QuiesceTicks && r.canQuiesce(st) {
+		st.quiet = true
 		return nil
 	}
 	var effs []Effect
@@ -823,6 +890,8 @@ type Status struct {
 	// Lagging lists, on a primary, the replicas behind its log end.
 	Lagging []NodeID
 	Pending int
+	// Quiet: a quiesced primary (no heartbeats until it is used).
+	Quiet bool
 }
 
 // Status describes the bucket; false if the node holds no state for it.
@@ -831,7 +900,7 @@ func (r *Replica) Status(b Bucket) (Status, bool) {
 	if st == nil {
 		return Status{}, false
 	}
-	s := Status{Role: st.role, Epoch: st.m.Epoch, Last: st.last(), Commit: st.commit, Durable: st.durable, Pending: len(st.pending)}
+	s := Status{Role: st.role, Epoch: st.m.Epoch, Last: st.last(), Commit: st.commit, Durable: st.durable, Pending: len(st.pending), Quiet: st.quiet}
 	for _, o := range slices.Sorted(maps.Keys(st.peers)) {
 		if st.peers[o].match < st.last() {
 			s.Lagging = append(s.Lagging, o)

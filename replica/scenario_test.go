@@ -22,9 +22,11 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected outputs in testd
 //
 // ended by a blank line. Commands drive the simulation (sim_test.go):
 //
-//	setup [nodes=N] [buckets=N] [mut=NAME]   a fresh cluster, all in sync; bucket b's primary n(b mod N + 1)
+//	setup [nodes=N] [buckets=N] [mut=NAME] [quiesce=T]
+//	                                         a fresh cluster, all in sync; bucket b's primary n(b mod N + 1);
+//	                                         idle primaries quiesce after T ticks (0: never)
 //	write NODE BUCKET DATA                   a client write sent to NODE
-//	read NODE BUCKET                         a client read served by NODE (if it may)
+//	read NODE BUCKET                         a client read served by NODE (if it may; it Touches the bucket first)
 //	deliver TO TYPE [from=NODE]              deliver the first queued match
 //	drop TO TYPE [from=NODE]                 lose it
 //	deliver-all                              deliver the queue in order (paused nodes' messages wait)
@@ -140,7 +142,15 @@ func setup(cmd string) (*sim, error) {
 			return nil, err
 		}
 	}
-	return newSim(testConfig(), nodes, buckets, args["mut"]), nil
+	cfg := testConfig()
+	if v := args["quiesce"]; v != "" {
+		q, err := strconv.Atoi(v)
+		if err != nil {
+			return nil, err
+		}
+		cfg.QuiesceTicks = Tick(q)
+	}
+	return newSim(cfg, nodes, buckets, args["mut"]), nil
 }
 
 func (s *sim) run(cmd string) error {

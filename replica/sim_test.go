@@ -119,6 +119,7 @@ type sim struct {
 	accepted   map[Bucket][]acceptRec
 	lastSeq    map[Bucket]Seq
 	reads      int
+	quietSteps int // steps a primary bucket spent quiesced (random schedules)
 	violations []string
 	mut        string
 }
@@ -139,6 +140,7 @@ func testConfig() Config {
 	c.DeadTicks = 10
 	c.ProposeRetryTicks = 6
 	c.FailoverBatchMax = 2
+	c.QuiesceTicks = 0 // the scenarios' heartbeats go on; quiesce.txt and half the random schedules set it
 	return c
 }
 
@@ -478,6 +480,7 @@ func (s *sim) clientRead(id NodeID, b Bucket) error {
 	if !s.running(id) {
 		return fmt.Errorf("%s is down or paused", id)
 	}
+	s.apply(id, n.r.Touch(s.now, b))
 	if err := n.r.CanRead(s.now, b); err != nil {
 		return err
 	}
@@ -547,6 +550,9 @@ func (s *sim) state() []string {
 			if n.r != nil {
 				if st, ok := n.r.Status(b); ok {
 					p += fmt.Sprintf("%s e%d last=%d commit=%d durable=%d ", st.Role, st.Epoch, st.Last, st.Commit, st.Durable)
+					if st.Quiet {
+						p += "quiet "
+					}
 				}
 			}
 			p += fmt.Sprintf("disk=%s]", fmtEntries(s.diskOf(n, b).entries))
