@@ -59,13 +59,14 @@ type Config struct {
 	// deadline.
 	ApplyTimeout time.Duration
 	// Placement is the placement policy of the ring (default
-	// ring.DefaultConfig()). Every node must use the same one.
+	// ring.DefaultConfig()). Every node must use the same one. Its RF is
+	// ignored: the leader uses the metadata's (State.PlacementRF).
 	Placement ring.Config
 	// ReplicationFactor is recorded in the metadata when this node
 	// bootstraps the cluster (SetReplicationFactor, before the first
 	// placement); other nodes ignore it. Default 1;
-	// 1..MaxReplicationFactor. It does not change the placement, which
-	// Placement.RF still shapes.
+	// 1..MaxReplicationFactor. Placement tables get that many owners
+	// per bucket (fewer while fewer members are active).
 	ReplicationFactor int
 	// Holder, if set, receives every placement table as it is applied, for
 	// the request path to read without touching the coordinator.

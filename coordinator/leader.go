@@ -138,7 +138,9 @@ func (c *Coordinator) reconcile(ctx context.Context) error {
 	}
 	s = c.Current()
 
-	cmd, ok, err := Plan(s, c.cfg.Placement)
+	pc := c.cfg.Placement
+	pc.RF = s.PlacementRF()
+	cmd, ok, err := Plan(s, pc)
 	switch {
 	case err != nil:
 		// Deterministic for this state: report it once, wait for a change.

@@ -93,10 +93,54 @@ func (r *replicas) setEpoch(b replica.Bucket, e replica.Epoch) {
 }
 
 // ReplicationFactor returns the cluster's replication factor, set when it
-// was bootstrapped (SetReplicationFactor). It is recorded only: placement
-// tables are still built from the ring configuration's RF, and the node
-// serves every bucket from its one owner until replication is wired.
+// was bootstrapped (SetReplicationFactor). The leader builds placement
+// tables with that many owners per bucket (as many as there are active
+// members while there are fewer: PlacementRF).
 func (s *State) ReplicationFactor() int { return s.rf }
+
+// PlacementRF is the number of owners per bucket a new placement gets:
+// the replication factor, or the active members if there are fewer.
+func (s *State) PlacementRF() int {
+	return max(1, min(s.rf, len(s.ActiveNodes())))
+}
+
+// UnderReplicated counts the buckets whose in-sync set is smaller than
+// the replication factor (0 before the first placement).
+func (s *State) UnderReplicated() int {
+	if s.table == nil {
+		return 0
+	}
+	n := 0
+	for b := range router.NumBuckets {
+		set := len(s.table.Owners(uint16(b)))
+		if o, ok := s.repl.over[replica.Bucket(b)]; ok {
+			set = len(o.set)
+		}
+		if set < s.rf {
+			n++
+		}
+	}
+	return n
+}
+
+// PrimaryOverrides returns the buckets whose primary is not the table's
+// first owner (a replica promoted by a failover), bucket → primary; nil
+// when there are none. The map is the caller's.
+func (s *State) PrimaryOverrides() map[uint16]string {
+	if s.table == nil {
+		return nil
+	}
+	var out map[uint16]string
+	for b, o := range s.repl.over {
+		if string(o.primary) != s.table.OwnerOfBucket(uint16(b)) {
+			if out == nil {
+				out = map[uint16]string{}
+			}
+			out[uint16(b)] = string(o.primary)
+		}
+	}
+	return out
+}
 
 // Buckets lists the buckets that have a Membership, ascending: every
 // bucket once a placement exists, none before.

@@ -626,3 +626,61 @@ func FuzzApply(f *testing.F) {
 		}
 	})
 }
+
+// TestReplicationViews: PlacementRF follows the active members up to the
+// factor, UnderReplicated counts buckets whose set is short of it, and
+// PrimaryOverrides names the buckets a failover gave another primary.
+func TestReplicationViews(t *testing.T) {
+	st := newStepper(t)
+	st.apply(SetReplicationFactor{Factor: 3}, nil)
+	for i, id := range []string{"a", "b"} {
+		st.apply(AddMember{Member: member(id, 1)}, nil)
+		st.apply(SetState{ID: id, State: StateActive}, nil)
+		if got := st.s.PlacementRF(); got != i+1 {
+			t.Fatalf("%d active members: PlacementRF %d, want %d", i+1, got, i+1)
+		}
+	}
+	cfg := testPlacement()
+	cfg.RF = st.s.PlacementRF()
+	cmd, ok, err := Plan(st.s, cfg)
+	if err != nil || !ok {
+		t.Fatalf("Plan: %v %v", ok, err)
+	}
+	st.apply(cmd, nil)
+	if got := st.s.UnderReplicated(); got != router.NumBuckets {
+		t.Fatalf("RF 3 over 2 nodes: UnderReplicated %d, want every bucket", got)
+	}
+	if o := st.s.PrimaryOverrides(); o != nil {
+		t.Fatalf("no failover yet: overrides %v", o)
+	}
+	// Promote the other owner of bucket 5 and drop the first from its set.
+	m, _ := st.s.Membership(5)
+	to := m
+	to.Epoch++
+	for _, o := range m.Owners {
+		if o != m.Primary {
+			to.Primary, to.Set = o, []replica.NodeID{o}
+		}
+	}
+	st.apply(ChangeReplicas{Changes: []replica.Change{{From: m.Epoch, To: to}}}, nil)
+	if o := st.s.PrimaryOverrides(); len(o) != 1 || o[5] != string(to.Primary) {
+		t.Fatalf("overrides after a promotion: %v, want 5 → %s", o, to.Primary)
+	}
+	if got := st.s.UnderReplicated(); got != router.NumBuckets {
+		t.Fatalf("UnderReplicated %d", got)
+	}
+	st.apply(AddMember{Member: member("c", 1)}, nil)
+	st.apply(SetState{ID: "c", State: StateActive}, nil)
+	cfg.RF = st.s.PlacementRF()
+	if cfg.RF != 3 {
+		t.Fatalf("3 active members: PlacementRF %d", cfg.RF)
+	}
+	cmd, ok, err = Plan(st.s, cfg)
+	if err != nil || !ok {
+		t.Fatalf("Plan: %v %v", ok, err)
+	}
+	st.apply(cmd, nil)
+	if got := st.s.UnderReplicated(); got != 0 {
+		t.Fatalf("RF 3 over 3 nodes: UnderReplicated %d, want 0", got)
+	}
+}
