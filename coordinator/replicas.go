@@ -185,6 +185,15 @@ func (s *State) Membership(b replica.Bucket) (replica.Membership, bool) {
 	return m, true
 }
 
+// BucketEpoch returns bucket b's configuration epoch (Membership's,
+// without building it).
+func (s *State) BucketEpoch(b replica.Bucket) (replica.Epoch, bool) {
+	if s.table == nil || int(b) >= router.NumBuckets {
+		return 0, false
+	}
+	return s.repl.epoch(b), true
+}
+
 // setTable makes t the table. On the first table every bucket starts at
 // epoch 1; after that, every bucket whose owners (or their order) change
 // goes to its next epoch with its derived configuration.

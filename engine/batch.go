@@ -58,6 +58,28 @@ func (b *Batch) ForEachKey(fn func(bucket uint16, key []byte)) {
 	}
 }
 
+// Op is one operation of a Batch, as ForEachOp reports it.
+type Op struct {
+	Bucket uint16
+	// Delete: the op removes Key (Value and ExpireAtMs are zero).
+	Delete     bool
+	Key, Value []byte
+	ExpireAtMs int64
+}
+
+// ForEachOp calls fn with every operation, in order (Key and Value are
+// only valid during the call).
+func (b *Batch) ForEachOp(fn func(op Op)) {
+	for i := range b.ops {
+		o := &b.ops[i]
+		op := Op{Bucket: o.bucket, Delete: o.kind == base.KindDelete, Key: b.opKey(o)}
+		if !op.Delete {
+			op.Value, op.ExpireAtMs = b.opValue(o), o.expireAt
+		}
+		fn(op)
+	}
+}
+
 // Len is the number of operations.
 func (b *Batch) Len() int { return len(b.ops) }
 

@@ -14,7 +14,8 @@
 //	e := kv.New(st, ecfg.Now,                   // the clock st was opened with
 //		kv.WithGuard(guard),                    // before every op; writes: under the stripe lock
 //		kv.WithRecheck(recheck),                // every read again, after reading
-//		kv.WithOnApplied(record))               // each applied key, stripe lock still held
+//		kv.WithOnApplied(record),               // each applied key, stripe lock still held
+//		kv.WithReplicator(replicate))           // writes of replicated buckets commit there
 //	r, err := e.Set(ctx, key, value, kv.SetOptions{NX: true})
 //	unlock, err := e.LockKeys(ctx, keys...)     // hold keys still, as a write does
 //	err = e.Barrier(ctx)                        // every write holding a stripe now is applied
@@ -28,6 +29,11 @@
 // node composes its checks (ownership and fence, then prepared keys) into
 // one KeyGuard; package node says why their order loses no acknowledged
 // write during a bucket move.
+//
+// With WithReplicator every write batch is offered to the replicator
+// first; one it takes holds its stripe locks until the replicator has
+// applied it (every replica has it) or knows it never will be here, and
+// EncodeOps / DecodeOps are the batch's replicated form.
 //
 // kv/kvtest holds the conformance suite every keyspace passes (Run) and
 // Engine's in-memory twin (Mem), for tests of the code above.

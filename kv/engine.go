@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/dbx-kv/dbx/engine"
@@ -44,7 +45,23 @@ type Engine struct {
 	guard     KeyGuard
 	recheck   func(keys ...[]byte) error
 	onApplied func(bucket uint16, key []byte)
+	repl      Replicator
 }
+
+// Replicator commits a write through replication instead of the local
+// engine (WithReplicator). It is called with the write's stripe locks
+// held and returns handled = false for a write it does not take (its
+// buckets are not replicated): the Engine then commits it itself. For a
+// write it takes, it owns release: it must call it exactly once, with
+// applied true once b is applied to the store and visible (every replica
+// has it), or false once it is certain b will never be applied here by
+// this call — which may be after it returned (a write whose outcome is
+// unknown when ctx ends keeps its keys locked until it is resolved, so no
+// later write of them reads around it). err nil means committed.
+type Replicator func(ctx context.Context, b *engine.Batch, release func(applied bool)) (handled bool, err error)
+
+// WithReplicator has every write offer its batch to r first.
+func WithReplicator(r Replicator) Option { return func(e *Engine) { e.repl = r } }
 
 // KeyGuard is called before a key is read or written (for writes, under the
 // key's stripe lock). It may wait (honouring ctx) and fails the operation
@@ -162,12 +179,11 @@ func (e *Engine) lock(ctx context.Context, keys ...[]byte) (func(), error) {
 			return nil, ctx.Err()
 		}
 	}
-	released := false
+	var released atomic.Bool
 	return func() { // idempotent: commit releases early, the deferred call is then a no-op
-		if released {
-			return
+		if !released.CompareAndSwap(false, true) {
+			return // (a Replicator may release from another goroutine)
 		}
-		released = true
 		for _, s := range idx {
 			<-e.locks[s]
 		}
@@ -204,6 +220,17 @@ func (e *Engine) latest(key []byte) (engine.Item, bool, error) {
 // group commits. The report comes before the release so that whoever takes
 // the stripe next — Barrier, before a move's last delta — finds it.
 func (e *Engine) commit(ctx context.Context, b *engine.Batch, unlock func()) error {
+	if e.repl != nil {
+		release := func(applied bool) {
+			if applied && e.onApplied != nil {
+				b.ForEachKey(e.onApplied)
+			}
+			unlock()
+		}
+		if handled, err := e.repl(ctx, b, release); handled {
+			return err
+		}
+	}
 	wait, err := e.st.WriteApplied(ctx, b)
 	if err == nil && e.onApplied != nil {
 		b.ForEachKey(e.onApplied)

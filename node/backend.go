@@ -102,7 +102,7 @@ func (b *backend) ownerAddr(key []byte) (id, addr string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	id = t.Owner(key)
+	id = b.n.ownerOf(t, key)
 	if id == b.n.cfg.ID {
 		return id, "", nil
 	}
@@ -120,7 +120,7 @@ func (b *backend) checkOwned(keys ...[]byte) error {
 		return err
 	}
 	for _, k := range keys {
-		if o := t.Owner(k); o != b.n.cfg.ID {
+		if o := b.n.ownerOf(t, k); o != b.n.cfg.ID {
 			return fmt.Errorf("%w: bucket %d belongs to %s at epoch %d", ErrNotOwner, router.Bucket(k), o, t.Epoch())
 		}
 	}
@@ -427,7 +427,7 @@ func (b *backend) split(keys [][]byte) ([]*group, error) {
 	byID := map[string]*group{}
 	var out []*group
 	for i, k := range keys {
-		id := t.Owner(k)
+		id := b.n.ownerOf(t, k)
 		g := byID[id]
 		if g == nil {
 			g = &group{id: id}

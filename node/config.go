@@ -18,6 +18,7 @@ import (
 	"github.com/dbx-kv/dbx/coordinator"
 	"github.com/dbx-kv/dbx/engine"
 	"github.com/dbx-kv/dbx/internal/failpoint"
+	"github.com/dbx-kv/dbx/replica"
 	"github.com/dbx-kv/dbx/ring"
 	"github.com/dbx-kv/dbx/server"
 	"github.com/dbx-kv/dbx/transport"
@@ -96,6 +97,14 @@ type Config struct {
 	Sync string
 	// VotersMax is the number of Raft voters (default 3, at most 5).
 	VotersMax int
+	// ReplicationFactor is the number of nodes holding each bucket
+	// (1..7, default 1), recorded in the metadata when this node
+	// bootstraps a cluster and ignored by joining nodes.
+	ReplicationFactor int
+	// MinReplicasToWrite: a bucket whose in-sync set has fewer backups
+	// refuses writes with NOREPLICAS (default 1; at most
+	// ReplicationFactor-1 makes sense).
+	MinReplicasToWrite int
 	// TxnKeysMax bounds the distinct keys of one transaction (MULTI/EXEC,
 	// MSET, MSETNX, DEL; default 1024). It overrides Server.TxnKeysMax.
 	TxnKeysMax int
@@ -176,6 +185,8 @@ func DefaultConfig() Config {
 		Weight:                    1,
 		Sync:                      "always",
 		VotersMax:                 coordinator.DefaultVoters,
+		ReplicationFactor:         coordinator.DefaultReplicationFactor,
+		MinReplicasToWrite:        1,
 		GossipProfile:             "lan",
 		TxnKeysMax:                1024,
 		TxnDeadline:               5 * time.Second,
@@ -249,6 +260,12 @@ func (c *Config) Validate() error {
 	}
 	if c.VotersMax < 1 || c.VotersMax > coordinator.MaxVoters {
 		bad("voters-max %d must be in [1, %d]", c.VotersMax, coordinator.MaxVoters)
+	}
+	if c.ReplicationFactor < 1 || c.ReplicationFactor > coordinator.MaxReplicationFactor {
+		bad("replication-factor %d must be in [1, %d]", c.ReplicationFactor, coordinator.MaxReplicationFactor)
+	}
+	if c.MinReplicasToWrite < 0 || c.MinReplicasToWrite > replica.ReplicasToWriteLimit {
+		bad("min-replicas-to-write %d must be in [0, %d]", c.MinReplicasToWrite, replica.ReplicasToWriteLimit)
 	}
 	if c.MoveConcurrency < 0 || c.MoveConcurrency > coordinator.MaxMoveConcurrency {
 		bad("move-concurrency %d must be in [0, %d] (0: keep the cluster's)", c.MoveConcurrency, coordinator.MaxMoveConcurrency)
@@ -429,6 +446,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("admin_token", r.AdminToken),
 		slog.String("sync", r.Sync),
 		slog.Int("voters_max", r.VotersMax),
+		slog.Int("replication_factor", r.ReplicationFactor),
+		slog.Int("min_replicas_to_write", r.MinReplicasToWrite),
 		slog.Int("txn_keys_max", r.TxnKeysMax),
 		slog.Duration("txn_deadline", r.TxnDeadline),
 		slog.Int("move_concurrency", r.MoveConcurrency),

@@ -135,6 +135,32 @@
 // drain all ask it, with an atomic count as the lock-free path while
 // nothing is locked.
 //
+// # Replication
+//
+// With a replication factor above 1 (--replication-factor, recorded in
+// the metadata at bootstrap), every bucket has that many owners and
+// replicate.go drives replica's state machines: every keyspace write is
+// offered to the replicator (kv.WithReplicator), proposed to its bucket's
+// primary as one entry of physical operations (kv.EncodeOps), written to
+// the bucket's durable log in engine bucket 0xFFFD (replica's storage
+// adapter; one fsync for every log write of a loop iteration), shipped
+// to the other owners in checksummed batches (methodReplMsgs), and
+// applied to the store — and answered — only once every member of the
+// bucket's in-sync set has it durable. The key's stripe lock is held
+// until then, so the next write of the key reads it; a write whose
+// client gave up keeps it until the entry is resolved. Reads and writes
+// wait (guard) until this node is the bucket's primary with a lease and
+// everything committed applied; a quiesced bucket's first read costs a
+// lease round. Backups apply what a later round says is committed. The
+// metadata leader probes every member (methodReplPing) and runs
+// replica.Failover: a node not heard from for 1.5 s loses its primaries
+// to in-set replicas and leaves every in-sync set, in batched
+// ChangeReplicas entries. A restarted node restores its logs, applies
+// what was committed, and proposes a new epoch for the buckets it leads.
+// Routing follows the promoted primaries (ownerOf). Two-phase commits
+// apply their intents through the replicator too; their prepare and
+// transaction records are not replicated yet.
+//
 // # Goroutines
 //
 // Every long-lived goroutine the node starts (loops, bucket moves, the move
@@ -147,6 +173,11 @@
 //
 // # Caveats
 //
+//   - Replication (RF > 1) is new: join, drain and reweight of a cluster
+//     holding data at RF > 1, full copies for replicas too far behind
+//     (NeedCopy), replicated 2PC records, SCAN after a failover and
+//     READONLY reads are not done yet; a write spanning buckets commits
+//     bucket by bucket (a failover between them leaves it partial).
 //   - MGET reads each owner's keys from one snapshot, but not across
 //     owners (MSET, DEL and MULTI/EXEC across owners are atomic: 2PC).
 //   - There is no replication (RF 1): while a node is down, its keys answer

@@ -31,6 +31,7 @@ var (
 func init() {
 	transport.RegisterError("node.snapshot", ErrSnapshot)
 	transport.RegisterError("node.fenced", errFenced)
+	transport.RegisterError("node.replica_not_ready", errReplNotReady)
 	transport.RegisterError("node.not_owner", ErrNotOwner)
 	transport.RegisterError("node.no_leader", ErrNoLeader)
 	transport.RegisterError("coordinator.has_data", coordinator.ErrHasData)
@@ -44,6 +45,8 @@ func init() {
 	transport.RegisterError("server.overflow", server.ErrOverflow)
 	transport.RegisterError("server.key_too_large", server.ErrKeyTooLarge)
 	transport.RegisterError("server.value_too_large", server.ErrValueTooLarge)
+	transport.RegisterError("server.no_replicas", server.ErrNoReplicas)
+	transport.RegisterError("server.outcome_unknown", server.ErrOutcomeUnknown)
 	transport.RegisterError("server.try_again", server.ErrTryAgain)
 	transport.RegisterError("server.cluster_down", server.ErrClusterDown)
 	transport.RegisterError("server.watch_failed", server.ErrWatchFailed)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dbx-kv/dbx/coordinator"
+	"github.com/dbx-kv/dbx/replica"
 	"github.com/dbx-kv/dbx/transport"
 )
 
@@ -27,6 +28,8 @@ const (
 	opLimits = "limits"
 	// opSnapshot takes a global snapshot (gsnapshot.go).
 	opSnapshot = "snapshot"
+	// opChangeReplicas commits replica configuration changes (Changes).
+	opChangeReplicas = "change_replicas"
 )
 
 // leaderHopsMax bounds how often a leader operation is passed on from node
@@ -39,7 +42,9 @@ type leaderOp struct {
 	Weight float64
 	Member coordinator.Member
 	Limits coordinator.MoveLimits
-	Hops   int
+	// Changes: opChangeReplicas, at most coordinator.MaxReplicaChanges.
+	Changes []replica.Change
+	Hops    int
 }
 
 type leaderResult struct {
@@ -163,6 +168,8 @@ func (n *Node) applyLocal(ctx context.Context, op leaderOp) (leaderResult, error
 	case opSnapshot:
 		id, err := n.takeSnapshot(ctx)
 		return leaderResult{Epoch: n.coord.Current().Epoch(), Snapshot: id}, err
+	case opChangeReplicas:
+		res, err = n.coord.Apply(ctx, coordinator.ChangeReplicas{Changes: op.Changes})
 	case opMarkData:
 		res, err = n.coord.Apply(ctx, coordinator.MarkHasData{})
 	default:

@@ -1010,7 +1010,8 @@ func (m *migrator) cleanup(s *coordinator.State) {
 			}
 		}
 	}
-	foreign := func(b uint16) bool { return t.OwnerOfBucket(b) != self && !receiving[b] }
+	// A replica's buckets are its own too (every owner keeps its copy).
+	foreign := func(b uint16) bool { return !t.HasOwner(b, self) && !receiving[b] }
 	it, err := n.store.NewIter(0, router.NumBuckets-1)
 	if err != nil {
 		return
@@ -1113,9 +1114,23 @@ func (l *rateLimiter) wait(ctx context.Context, n int) error {
 // passes holds its stripe lock until applied, and a source's fence waits
 // for every stripe lock (Barrier) before its last delta: the switch cannot
 // overtake it.
+//
+// With replication, this node must also be the buckets' primary holding
+// a lease with everything committed applied (replicator.readable); while
+// it is not yet (a lease round in flight, a restart's new epoch) the
+// guard waits for the replication loop, until ctx ends.
 func (n *Node) guard(ctx context.Context, keys ...[]byte) error {
-	if err := n.servable(keys...); err != nil {
-		return err
+	for {
+		err := n.servable(keys...)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errReplNotReady) {
+			return err
+		}
+		if werr := n.repl.waitProgress(ctx); werr != nil {
+			return err
+		}
 	}
 	return n.txns.guard(ctx, keys...)
 }
@@ -1133,16 +1148,41 @@ func (n *Node) servable(keys ...[]byte) error {
 	if err := n.mig.fencedErr(keys...); err != nil {
 		return err
 	}
-	t := n.coord.Current().Table()
+	s := n.coord.Current()
+	t := s.Table()
 	if t == nil {
 		return fmt.Errorf("%w: no placement yet", server.ErrClusterDown)
 	}
 	for _, k := range keys {
-		if o := t.Owner(k); o != n.cfg.ID {
+		if o := n.ownerOf(t, k); o != n.cfg.ID {
 			return fmt.Errorf("%w: bucket %d belongs to %s at epoch %d", ErrNotOwner, router.Bucket(k), o, t.Epoch())
 		}
 	}
-	return nil
+	return n.repl.readable(keys...)
+}
+
+// primaries is the bucket → primary map of one metadata state: the
+// buckets a failover gave to another replica than the table's first owner.
+type primaries struct {
+	s *coordinator.State
+	m map[uint16]string
+}
+
+// ownerOf is the node serving key: its bucket's primary — the table's
+// first owner unless a failover promoted another replica.
+func (n *Node) ownerOf(t *router.Table, key []byte) string {
+	s := n.coord.Current()
+	p := n.prims.Load()
+	if p == nil || p.s != s {
+		p = &primaries{s: s, m: s.PrimaryOverrides()}
+		n.prims.Store(p)
+	}
+	if len(p.m) > 0 {
+		if o, ok := p.m[router.Bucket(key)]; ok {
+			return o
+		}
+	}
+	return t.Owner(key)
 }
 
 // catchUp waits until this restarted node has applied the metadata log as

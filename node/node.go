@@ -24,6 +24,7 @@ import (
 	"github.com/dbx-kv/dbx/engine"
 	"github.com/dbx-kv/dbx/internal/failpoint"
 	"github.com/dbx-kv/dbx/kv"
+	"github.com/dbx-kv/dbx/replica"
 	"github.com/dbx-kv/dbx/router"
 	"github.com/dbx-kv/dbx/server"
 	"github.com/dbx-kv/dbx/transport"
@@ -46,6 +47,7 @@ type Node struct {
 	local   *kv.Engine
 	backend *backend
 	txns    *txns
+	repl    *replicator
 	mig     *migrator
 	pm      *transport.PortMux
 	rpc     *transport.TCP
@@ -61,6 +63,8 @@ type Node struct {
 	// coordinator state; view is the CLUSTER SLOTS view built with it.
 	peers atomic.Pointer[map[string]coordinator.Member]
 	view  atomic.Pointer[server.ClusterView]
+	// prims caches the current state's promoted primaries (ownerOf).
+	prims atomic.Pointer[primaries]
 
 	hasData atomic.Bool // MarkHasData is known to be committed
 	// catchingUp: restarted, and not yet applied the log as far as the
@@ -203,7 +207,10 @@ func (n *Node) openEngine(_ context.Context, s *startup) error {
 	n.local = kv.New(st, ecfg.Now,
 		kv.WithGuard(n.guard),
 		kv.WithRecheck(n.servable),
-		kv.WithOnApplied(n.mig.onApplied))
+		kv.WithOnApplied(n.mig.onApplied),
+		kv.WithReplicator(func(ctx context.Context, b *engine.Batch, release func(bool)) (bool, error) {
+			return n.repl.replicate(ctx, b, release) // n.repl is set before any key is served
+		}))
 	s.engine = ecfg
 	return nil
 }
@@ -281,6 +288,7 @@ func (n *Node) openCoordinator(_ context.Context, s *startup) error {
 	ccfg.DataDir = filepath.Join(cfg.DataDir, "raft")
 	ccfg.Bootstrap = len(cfg.Join) == 0
 	ccfg.VotersMax = cfg.VotersMax
+	ccfg.ReplicationFactor = cfg.ReplicationFactor
 	ccfg.Self = n.self()
 	ccfg.Holder = &n.holder
 	ccfg.Logger = n.log.With("component", "coordinator")
@@ -313,6 +321,20 @@ func (n *Node) serveRPC(_ context.Context, s *startup) error {
 	if err := n.txns.restore(); err != nil {
 		return fmt.Errorf("node: restoring transaction records: %w", err)
 	}
+	rcfg := replica.DefaultConfig()
+	rcfg.MinReplicasToWrite = n.cfg.MinReplicasToWrite
+	repl, err := newReplicator(n, rcfg)
+	if err != nil {
+		return fmt.Errorf("node: replication: %w", err)
+	}
+	// Committed entries not yet in the store are applied before any key
+	// is served.
+	if err := repl.restore(); err != nil {
+		return fmt.Errorf("node: restoring the replication log: %w", err)
+	}
+	n.repl = repl
+	repl.register(r)
+	n.goFunc(repl.loop)
 	transport.Register(r, methodLeaderOp, n.handleLeaderOp)
 	n.registerSnapshots(r)
 	n.rpc.Serve(r.Handle)

@@ -348,7 +348,15 @@ func (t *txns) applyCommitted(rec twophase.PrepareRecord) bool {
 	}
 	errs := make(chan error, len(byShard))
 	for _, b := range byShard {
-		go func() { errs <- t.st.Write(t.n.life, b) }()
+		go func() {
+			// With replication the intents commit on every replica of
+			// their buckets (the keys stay locked by the participant).
+			if handled, err := t.n.repl.replicate(t.n.life, b, func(bool) {}); handled {
+				errs <- err
+				return
+			}
+			errs <- t.st.Write(t.n.life, b)
+		}()
 	}
 	var err error
 	for range byShard {

@@ -462,7 +462,7 @@ func (l *Local) dropEnded() []Effect {
 			continue
 		}
 		for _, b := range l.pulled[tok] {
-			if v.Table().OwnerOfBucket(b) != l.self {
+			if !v.Table().HasOwner(b, l.self) {
 				drop = append(drop, b)
 			}
 		}
@@ -550,7 +550,7 @@ func (l *Local) deletable(buckets []uint16, why string) []Effect {
 	t := l.view.Table()
 	var del []uint16
 	for _, b := range buckets {
-		if _, in := l.incoming[b]; in || receiving[b] || t.OwnerOfBucket(b) == l.self || l.byBucket[b] != nil || l.deleting[b] {
+		if _, in := l.incoming[b]; in || receiving[b] || t.HasOwner(b, l.self) || l.byBucket[b] != nil || l.deleting[b] {
 			continue
 		}
 		l.deleting[b] = true

@@ -80,9 +80,9 @@ type Config struct {
 // DefaultConfig returns dbx's defaults for a 10 ms tick: one replica
 // needed to write, 256-entry / 1 MiB batches, 4096 entries / 64 MiB in
 // flight, 16384 entries retained, lag bounds 32 MiB and 5 s, ack timeout
-// 1 s, heartbeats every 100 ms, a 1 s lease with a 200 ms margin, a dead
+// 2 s, heartbeats every 200 ms, a 1 s lease with a 200 ms margin, a dead
 // primary after 1.5 s, proposals retried every 500 ms, 1024 buckets per
-// failover entry, buckets idle for 3 s quiesced.
+// failover entry, buckets idle for 1 s quiesced.
 func DefaultConfig() Config {
 	return Config{
 		MinReplicasToWrite: 1,
@@ -93,14 +93,14 @@ func DefaultConfig() Config {
 		RetainEntriesMax:   16384,
 		LagBytesMax:        32 << 20,
 		LagTicksMax:        500,
-		AckTimeoutTicks:    100,
-		HeartbeatTicks:     10,
+		AckTimeoutTicks:    200,
+		HeartbeatTicks:     20,
 		LeaseTicks:         100,
 		LeaseMarginTicks:   20,
 		DeadTicks:          150,
 		ProposeRetryTicks:  50,
 		FailoverBatchMax:   1024,
-		QuiesceTicks:       300,
+		QuiesceTicks:       100,
 	}
 }
 

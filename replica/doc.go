@@ -189,6 +189,7 @@
 //   - The tests do not catch a primary that grows its set before its own
 //     lease wait is over (the grow-time wait in tickPrimary): it guards
 //     a chain of promotion, grow and promotion within one lease.
-//   - Not yet wired into node/: no encoding of messages or entries, no
-//     metrics; Status is what status and metrics would show.
+//   - Driven by node/replicate.go. wire.go is the messages' checksummed
+//     wire form, storage.go the durable log's layout; Status and Describe
+//     are what status shows (no metrics yet).
 package replica

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strings"
 )
 
 // Role is what a node is for one bucket.
@@ -88,6 +89,7 @@ type bucket struct {
 
 	// primary
 	peers        map[NodeID]*peer
+	peerIDs      []NodeID // the keys of peers, ascending
 	pending      []pendingWrite
 	round        uint64
 	rounds       []sentRound
@@ -102,9 +104,22 @@ type bucket struct {
 	// heartbeats until the next activity (Config.QuiesceTicks).
 	active Tick
 	quiet  bool
+	// beatCommit is the commit point the newest round carried, and
+	// beatRound that round: a bucket quiesces only once every member
+	// acknowledged a round carrying its commit point (so backups apply
+	// everything committed before the heartbeats stop).
+	beatCommit Seq
+	beatRound  uint64
 }
 
 func (st *bucket) last() Seq { return st.base.Seq + Seq(len(st.log)) }
+
+// setPeers sets the primary's peers and their sorted IDs (the order every
+// loop over them uses: outputs never depend on map order).
+func (st *bucket) setPeers(peers map[NodeID]*peer) {
+	st.peers = peers
+	st.peerIDs = slices.Sorted(maps.Keys(peers))
+}
 
 // entryID returns the ID of the entry at s, if still known here.
 func (st *bucket) entryID(s Seq) (EntryID, bool) {
@@ -134,8 +149,12 @@ type Replica struct {
 	now     Tick
 	started Tick
 	buckets map[Bucket]*bucket
-	order   []Bucket // the keys of buckets, ascending
-	mut     mutations
+	order   []*bucket // buckets, ascending by id
+	// seen: the newest epoch Applied looked at, per bucket (a bucket
+	// whose epoch did not move is skipped without building its
+	// Membership).
+	seen map[Bucket]Epoch
+	mut  mutations
 }
 
 // New returns node self's replication state, started at now. It knows no
@@ -154,8 +173,8 @@ func (r *Replica) bucket(b Bucket) *bucket {
 		// waits a whole lease from its start before serving as primary.
 		st = &bucket{id: b, promised: r.started + r.cfg.LeaseTicks, active: r.now}
 		r.buckets[b] = st
-		i, _ := slices.BinarySearch(r.order, b)
-		r.order = slices.Insert(r.order, i, b)
+		i, _ := slices.BinarySearchFunc(r.order, b, func(x *bucket, b Bucket) int { return int(x.id) - int(b) })
+		r.order = slices.Insert(r.order, i, st)
 	}
 	return st
 }
@@ -192,8 +211,11 @@ func (r *Replica) canQuiesce(st *bucket) bool {
 		r.now < st.promised+r.cfg.LeaseMarginTicks || st.commit < st.promotedLast {
 		return false
 	}
+	if st.beatCommit != st.commit {
+		return false
+	}
 	for _, p := range st.peers {
-		if !p.member || p.match != st.last() || p.copying {
+		if !p.member || p.match != st.last() || p.copying || p.round < st.beatRound {
 			return false
 		}
 	}
@@ -240,7 +262,15 @@ func (r *Replica) Restore(b Bucket, base EntryID, tail []Entry, commit Seq) erro
 func (r *Replica) Applied(now Tick, v View) []Effect {
 	r.now = now
 	var effs []Effect
+	if r.seen == nil {
+		r.seen = map[Bucket]Epoch{}
+	}
 	for _, b := range v.Buckets() {
+		if e, ok := v.BucketEpoch(b); !ok || e <= r.seen[b] {
+			continue
+		} else {
+			r.seen[b] = e
+		}
 		m, ok := v.Membership(b)
 		if !ok {
 			continue
@@ -272,7 +302,7 @@ func (r *Replica) setMembership(st *bucket, m Membership) []Effect {
 	if m.Primary != r.self {
 		if st.role == RolePrimary {
 			effs = r.failPending(st)
-			st.peers = nil
+			st.setPeers(nil)
 		}
 		st.needBump, st.deposed = false, false
 		switch {
@@ -290,7 +320,8 @@ func (r *Replica) setMembership(st *bucket, m Membership) []Effect {
 		// This node may have been the primary of this very epoch before
 		// it restarted, and have shipped entries it lost: it never writes
 		// in an epoch it did not see begin. It asks for a new one.
-		st.role, st.needBump, st.peers = RolePrimary, true, nil
+		st.role, st.needBump = RolePrimary, true
+		st.setPeers(nil)
 		to := m.clone()
 		to.Epoch++
 		return r.propose(st, to, "primary restarted: new epoch")
@@ -302,10 +333,10 @@ func (r *Replica) setMembership(st *bucket, m Membership) []Effect {
 			effs = r.failPending(st)
 		}
 		st.promotedLast = st.last()
-		st.peers = map[NodeID]*peer{}
+		st.setPeers(nil)
 	}
 	old := st.peers
-	st.peers = map[NodeID]*peer{}
+	peers := map[NodeID]*peer{}
 	for _, o := range m.Owners {
 		if o == r.self {
 			continue
@@ -316,8 +347,9 @@ func (r *Replica) setMembership(st *bucket, m Membership) []Effect {
 		}
 		p.member = m.InSet(o)
 		p.lastAck, p.behind, p.acked = r.now, false, false
-		st.peers[o] = p
+		peers[o] = p
 	}
+	st.setPeers(peers)
 	st.role, st.needBump, st.deposed = RolePrimary, false, false
 	effs = append(effs, r.broadcast(st)...)
 	return append(effs, r.advance(st)...)
@@ -373,7 +405,7 @@ func (r *Replica) Propose(now Tick, b Bucket, data []byte, ref uint64) ([]Effect
 	st.log, st.wid = append(st.log, e), append(st.wid, w)
 	st.pending = append(st.pending, pendingWrite{seq: e.Seq, ref: ref})
 	effs = append(effs, Persist{Bucket: b, Write: w, Entries: []Entry{e}, Commit: st.commit})
-	for _, o := range slices.Sorted(maps.Keys(st.peers)) {
+	for _, o := range st.peerIDs {
 		if p := st.peers[o]; p.next == e.Seq {
 			effs = append(effs, r.sendTo(st, o, p)...)
 		}
@@ -398,8 +430,9 @@ func (r *Replica) broadcast(st *bucket) []Effect {
 		st.rounds = slices.Delete(st.rounds, 0, len(st.rounds)-roundsMax)
 	}
 	st.lastBeat = r.now
+	st.beatCommit, st.beatRound = st.commit, st.round
 	var effs []Effect
-	for _, o := range slices.Sorted(maps.Keys(st.peers)) {
+	for _, o := range st.peerIDs {
 		effs = append(effs, r.sendTo(st, o, st.peers[o])...)
 	}
 	return effs
@@ -733,8 +766,7 @@ func (r *Replica) Tick(now Tick) []Effect {
 	r.now = now
 	var effs []Effect
 	var batch ProposeChange
-	for _, b := range r.order {
-		st := r.buckets[b]
+	for _, st := range r.order {
 		switch st.role {
 		case RolePrimary:
 			for _, e := range r.tickPrimary(st) {
@@ -787,7 +819,7 @@ func (r *Replica) tickPrimary(st *bucket) []Effect {
 	}
 	last := st.last()
 	var out []NodeID
-	for _, o := range slices.Sorted(maps.Keys(st.peers)) {
+	for _, o := range st.peerIDs {
 		p := st.peers[o]
 		if p.behind && p.match >= p.target {
 			p.behind = false
@@ -814,7 +846,7 @@ func (r *Replica) tickPrimary(st *bucket) []Effect {
 		// primary's rounds: wait until they cannot be in force.
 		return effs
 	}
-	for _, o := range slices.Sorted(maps.Keys(st.peers)) {
+	for _, o := range st.peerIDs {
 		if p := st.peers[o]; !p.member && p.acked && !p.copying && p.match == last && r.now-p.lastAck < r.cfg.AckTimeoutTicks {
 			to := st.m.clone()
 			to.Epoch++
@@ -901,10 +933,48 @@ func (r *Replica) Status(b Bucket) (Status, bool) {
 		return Status{}, false
 	}
 	s := Status{Role: st.role, Epoch: st.m.Epoch, Last: st.last(), Commit: st.commit, Durable: st.durable, Pending: len(st.pending), Quiet: st.quiet}
-	for _, o := range slices.Sorted(maps.Keys(st.peers)) {
+	for _, o := range st.peerIDs {
 		if st.peers[o].match < st.last() {
 			s.Lagging = append(s.Lagging, o)
 		}
 	}
 	return s, true
+}
+
+// Applicable is the highest seq of bucket b the driver may apply to its
+// store: committed and durable here (0 for a bucket it holds no state of).
+func (r *Replica) Applicable(b Bucket) Seq {
+	st := r.buckets[b]
+	if st == nil {
+		return 0
+	}
+	return min(st.commit, st.durable)
+}
+
+// Role returns this node's role for bucket b by the configuration it
+// acts on.
+func (r *Replica) Role(b Bucket) Role {
+	if st := r.buckets[b]; st != nil {
+		return st.role
+	}
+	return RoleNone
+}
+
+// Describe is a one-line dump of bucket b's primary-side state (peers,
+// rounds, lease floor), for status pages and debugging.
+func (r *Replica) Describe(b Bucket) string {
+	st := r.buckets[b]
+	if st == nil {
+		return "-"
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "round=%d floor=%d lastBeat=%d now=%d promised=%d", st.round, st.leaseFloor, st.lastBeat, r.now, st.promised)
+	if n := len(st.rounds); n > 0 {
+		fmt.Fprintf(&sb, " rounds=%d..%d", st.rounds[0].round, st.rounds[n-1].round)
+	}
+	for _, o := range st.peerIDs {
+		p := st.peers[o]
+		fmt.Fprintf(&sb, " [%s member=%v match=%d next=%d round=%d lastAck=%d acked=%v]", o, p.member, p.match, p.next, p.round, p.lastAck, p.acked)
+	}
+	return sb.String()
 }

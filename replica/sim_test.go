@@ -47,6 +47,10 @@ type simView struct {
 
 func (v *simView) Index() uint64     { return v.index }
 func (v *simView) Buckets() []Bucket { return slices.Sorted(maps.Keys(v.ms)) }
+func (v *simView) BucketEpoch(b Bucket) (Epoch, bool) {
+	m, ok := v.ms[b]
+	return m.Epoch, ok
+}
 func (v *simView) Membership(b Bucket) (Membership, bool) {
 	m, ok := v.ms[b]
 	return m, ok
@@ -171,12 +175,13 @@ func newSim(cfg Config, nodes int, buckets int, mut string) *sim {
 			st.m = m.clone()
 			if m.Primary == id {
 				st.role = RolePrimary
-				st.peers = map[NodeID]*peer{}
+				peers := map[NodeID]*peer{}
 				for _, o := range m.Owners {
 					if o != id {
-						st.peers[o] = &peer{next: 1, member: true}
+						peers[o] = &peer{next: 1, member: true}
 					}
 				}
+				st.setPeers(peers)
 			} else {
 				st.role = RoleBackup
 			}

@@ -61,6 +61,10 @@ type View interface {
 	Buckets() []Bucket
 	// Membership is the bucket's configuration in force.
 	Membership(b Bucket) (Membership, bool)
+	// BucketEpoch is Membership(b).Epoch, cheap (no allocation):
+	// Applied reads every bucket's and builds the Membership only of
+	// those that changed.
+	BucketEpoch(b Bucket) (Epoch, bool)
 }
 
 // Change is one bucket's configuration change, applied by the metadata

@@ -28,7 +28,7 @@ func TestValidateReportsEverything(t *testing.T) {
 		t.Fatalf("want ErrBadConfig, got %v", err)
 	}
 	for _, want := range []string{"MinReplicasToWrite (9)", "BatchEntriesMax (0)", "InflightBytesMax (0)",
-		"HeartbeatTicks (10) must be less than LeaseTicks (5)", "DeadTicks (3) must be equal or greater than LeaseTicks + LeaseMarginTicks (25)"} {
+		"HeartbeatTicks (20) must be less than LeaseTicks (5)", "DeadTicks (3) must be equal or greater than LeaseTicks + LeaseMarginTicks (25)"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)
 		}

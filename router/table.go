@@ -136,6 +136,17 @@ func (t *Table) OwnerString(key string) string { return t.ids[int(BucketString(k
 // OwnerOfBucket returns bucket b's primary owner. b must be < NumBuckets.
 func (t *Table) OwnerOfBucket(b uint16) string { return t.ids[int(b)*t.rf] }
 
+// HasOwner reports whether id is one of bucket b's owners (primary or
+// replica); it does not allocate.
+func (t *Table) HasOwner(b uint16, id string) bool {
+	for _, o := range t.ids[int(b)*t.rf : int(b+1)*t.rf] {
+		if o == id {
+			return true
+		}
+	}
+	return false
+}
+
 // Owners returns bucket b's owners, primary first. The slice is shared by
 // every caller and must not be modified. It does not allocate.
 func (t *Table) Owners(b uint16) []string {

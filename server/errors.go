@@ -37,6 +37,10 @@ var (
 	ErrNoReply = errors.New("outcome unknown")
 	// ErrTryAgain: "-TRYAGAIN Multiple keys request during rehashing of slot".
 	ErrTryAgain = errors.New("try again")
+	// ErrNoReplicas: the bucket's in-sync replica set is smaller than
+	// --min-replicas-to-write allows: "-NOREPLICAS Not enough good
+	// replicas to write." (reads go on).
+	ErrNoReplicas = errors.New("not enough good replicas to write")
 	// ErrClusterDown: "-CLUSTERDOWN The cluster is down".
 	ErrClusterDown = errors.New("cluster down")
 	// ErrCrossSlot: "-CROSSSLOT Keys in request don't hash to the same slot".
@@ -96,6 +100,8 @@ func errorReply(err error, timeout fmt.Stringer) string {
 		return "TRYAGAIN " + err.Error() + ": nothing was written, retry the transaction"
 	case errors.Is(err, ErrTxnAborted):
 		return "EXECABORT " + err.Error() + ": nothing was written"
+	case errors.Is(err, ErrNoReplicas):
+		return "NOREPLICAS Not enough good replicas to write."
 	case errors.Is(err, ErrTryAgain):
 		return "TRYAGAIN Multiple keys request during rehashing of slot"
 	case errors.Is(err, ErrClusterDown):
@@ -149,7 +155,7 @@ func errorType(reply string) string {
 		word = reply[:i]
 	}
 	switch word {
-	case "ERR", "WRONGTYPE", "MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN", "CROSSSLOT",
+	case "ERR", "WRONGTYPE", "MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN", "CROSSSLOT", "NOREPLICAS",
 		"NOAUTH", "WRONGPASS", "NOPROTO", "READONLY", "LOADING", "BUSY", "EXECABORT":
 		return word
 	}

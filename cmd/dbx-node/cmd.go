@@ -237,6 +237,8 @@ func newServeCmd() *cobra.Command {
 		addSecretFlag(f, &cfg.AdminToken, "admin-token", "bearer token required by the admin API"))
 	f.StringVar(&cfg.Sync, "sync", cfg.Sync, "WAL sync mode: always, interval or none")
 	f.IntVar(&cfg.VotersMax, "voters-max", cfg.VotersMax, "number of Raft voters (1..5)")
+	f.IntVar(&cfg.ReplicationFactor, "replication-factor", cfg.ReplicationFactor, "nodes holding each bucket (1..7), set when the cluster is bootstrapped")
+	f.IntVar(&cfg.MinReplicasToWrite, "min-replicas-to-write", cfg.MinReplicasToWrite, "backups a bucket's in-sync set needs for writes (else NOREPLICAS)")
 	f.DurationVar(&cfg.JoinTimeout, "join-timeout", cfg.JoinTimeout, "how long to try joining at start")
 	f.IntVar(&cfg.TxnKeysMax, "txn-keys-max", cfg.TxnKeysMax, "most distinct keys in one transaction (MULTI/EXEC, MSET, MSETNX, DEL)")
 	f.DurationVar(&cfg.TxnDeadline, "txn-deadline", cfg.TxnDeadline, "transaction deadline; past it EXEC reports abort, or an unknown outcome once commit was requested")
