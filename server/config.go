@@ -62,6 +62,10 @@ type Config struct {
 	// WriteTimeout bounds writing one batch of replies to a client that does
 	// not read. Default 10 s.
 	WriteTimeout time.Duration
+	// TLSHandshakeTimeout bounds the TLS handshake of a connection accepted
+	// on a TLS listener (Serve with a tls.NewListener); a client that does
+	// not finish it in time is disconnected. Default 10 s, at most 1 min.
+	TLSHandshakeTimeout time.Duration
 	// Now is the clock turning EX/PX into absolute expiries and expiries into
 	// TTLs. Default time.Now.
 	Now func() time.Time
@@ -89,6 +93,7 @@ func DefaultConfig() Config {
 		TxnKeysMax:          1024,
 		TxnCommandsMax:      4096,
 		WriteTimeout:        10 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second,
 		Now:                 time.Now,
 		Version:             "7.2.0-dbx",
 	}
@@ -135,6 +140,9 @@ func (c *Config) Validate() error {
 	}
 	if c.IdleTimeout < 0 {
 		bad("IdleTimeout (%s) must not be negative", c.IdleTimeout)
+	}
+	if c.TLSHandshakeTimeout <= 0 || c.TLSHandshakeTimeout > time.Minute {
+		bad("TLSHandshakeTimeout (%s) must be in (0, 1m]", c.TLSHandshakeTimeout)
 	}
 	if c.WriteTimeout <= 0 {
 		bad("WriteTimeout (%s) must be positive", c.WriteTimeout)
