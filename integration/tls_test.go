@@ -1,14 +1,18 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -318,4 +322,64 @@ type attackerStream struct{ *transport.RaftStreamLayer }
 
 func (s attackerStream) Dial(a raft.ServerAddress, d time.Duration) (net.Conn, error) {
 	return s.DialAddr(string(a), d)
+}
+
+// TestNoSecretLeaks: with every secret set, none appears in the node's
+// logs, INFO, CONFIG GET, CLIENT LIST or the admin API's /v1/cluster.
+func TestNoSecretLeaks(t *testing.T) {
+	var logs syncBuffer
+	cfg := nodeConfig(t, "l1", t.TempDir(), nil)
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	secrets := []string{"resp-password-123", "admin-token-456", clusterSecret, "MDEyMzQ1Njc4OWFiY2RlZg=="}
+	cfg.RequirePass, cfg.AdminToken, cfg.ClusterSecret, cfg.GossipKey = secrets[0], secrets[1], secrets[2], secrets[3]
+	n := startNode(t, cfg)
+	defer n.Close()
+	waitConverged(t, []*node.Node{n}, 1)
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{MaintNotificationsConfig: noMaint(), Addr: n.RESPAddr(), Password: secrets[0], MaxRetries: -1})
+	defer c.Close()
+	var out []string
+	for _, args := range [][]any{{"INFO", "everything"}, {"CONFIG", "GET", "*"}, {"CLIENT", "LIST"}, {"AUTH", "wrong-guess"}} {
+		v, err := c.Do(ctx, args...).Result()
+		out = append(out, fmt.Sprint(v, err))
+	}
+	req, _ := http.NewRequest("GET", "http://"+n.HTTPAddr()+"/v1/cluster", nil)
+	req.Header.Set("Authorization", "Bearer "+secrets[1])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/v1/cluster: %s %s", resp.Status, body)
+	}
+	out = append(out, string(body))
+	_ = n.Close()
+	out = append(out, logs.String())
+	for _, o := range out {
+		for _, s := range secrets {
+			if strings.Contains(o, s) {
+				t.Errorf("secret %q shown in: %.300s", s, o)
+			}
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

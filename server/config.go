@@ -16,6 +16,15 @@ type Config struct {
 	// requests may have at most 10 arguments of at most 16 KiB each (Redis
 	// 7's limits for unauthenticated clients).
 	RequirePass string
+	// AuthFailuresMax is how many failed AUTH (or HELLO AUTH) attempts a
+	// connection may make: the last one's reply says so and the
+	// connection is closed. Default 10, in [1, 1000].
+	AuthFailuresMax int
+	// AuthFailureDelay: the n-th failed attempt on a connection is
+	// answered after n times this delay (at most 2 s), so a client
+	// guessing passwords gets few tries a second per connection. Default
+	// 100 ms, in [0, 2s]; 0 answers at once.
+	AuthFailureDelay time.Duration
 	// KeyBytesMax bounds a key ("-ERR key too large"). Default and maximum
 	// kv.KeyBytesLimit (65,534 bytes: what the engine can store and
 	// flush with its bucket prefix).
@@ -94,6 +103,8 @@ func DefaultConfig() Config {
 		TxnCommandsMax:      4096,
 		WriteTimeout:        10 * time.Second,
 		TLSHandshakeTimeout: 10 * time.Second,
+		AuthFailuresMax:     10,
+		AuthFailureDelay:    100 * time.Millisecond,
 		Now:                 time.Now,
 		Version:             "7.2.0-dbx",
 	}
@@ -140,6 +151,12 @@ func (c *Config) Validate() error {
 	}
 	if c.IdleTimeout < 0 {
 		bad("IdleTimeout (%s) must not be negative", c.IdleTimeout)
+	}
+	if c.AuthFailuresMax < 1 || c.AuthFailuresMax > 1000 {
+		bad("AuthFailuresMax (%d) must be in [1, 1000]", c.AuthFailuresMax)
+	}
+	if c.AuthFailureDelay < 0 || c.AuthFailureDelay > authFailureWaitMax {
+		bad("AuthFailureDelay (%s) must be in [0, %s]", c.AuthFailureDelay, authFailureWaitMax)
 	}
 	if c.TLSHandshakeTimeout <= 0 || c.TLSHandshakeTimeout > time.Minute {
 		bad("TLSHandshakeTimeout (%s) must be in (0, 1m]", c.TLSHandshakeTimeout)

@@ -368,10 +368,12 @@ type replyWriter interface {
 type session struct {
 	id     int64
 	authed bool
-	name   string
-	quit   bool
-	local  net.Addr
-	remote net.Addr
+	// authFailures counts failed AUTH attempts (reset by a good one).
+	authFailures int
+	name         string
+	quit         bool
+	local        net.Addr
+	remote       net.Addr
 	// nodeScope: the connection came in on ServeNodeScope's port.
 	nodeScope bool
 	w         replyWriter
