@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -65,6 +66,16 @@ func TestTLSClientPorts(t *testing.T) {
 	defer plain.Close()
 	if v, err := plain.Get(ctx, "k").Result(); err != nil || v != "over tls" {
 		t.Fatalf("GET on the plain port: %q, %v", v, err)
+	}
+	// redis-cli --tls, when installed (Debian's redis-tools is built with TLS).
+	if cli, err := exec.LookPath("redis-cli"); err == nil {
+		host, port, _ := net.SplitHostPort(n.TLSRESPAddr())
+		out, err := exec.Command(cli, "--tls", "--cacert", f.CA, "-h", host, "-p", port, "GET", "k").CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "over tls" {
+			t.Errorf("redis-cli --tls GET k: %q, %v", out, err)
+		}
+	} else {
+		t.Log("redis-cli not installed: its TLS check skipped")
 	}
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
 	resp, err := hc.Get("https://" + n.HTTPAddr() + "/healthz")

@@ -484,7 +484,7 @@ func (n *Node) ready(_ context.Context, s *startup) error {
 	n.stops.push("ready", func() error { n.admin.SetReady(false); return nil })
 	n.gossip.setState("serving")
 	n.log.Info("node serving", "resp", n.respAddr, "cluster_resp", n.clusterRespAddr, "rpc", n.rpcAddr, "gossip", n.gossipAddr,
-		"http", n.httpAddr, "bootstrap", len(n.cfg.Join) == 0 && !s.hadRaftState, "restart", s.hadRaftState)
+		"http", n.httpAddr, "tls_resp", n.tlsRespAddr, "bootstrap", len(n.cfg.Join) == 0 && !s.hadRaftState, "restart", s.hadRaftState)
 	return nil
 }
 
