@@ -36,6 +36,31 @@ type PortMux struct {
 
 	mu  sync.Mutex
 	err error // why accepting stopped
+
+	refusals refusalLog // rate-limits the log of unauthenticated connections
+}
+
+// refusalLog lets one refused-connection warning a second through and
+// counts the others, so a flood of forged connections cannot flood the
+// log.
+type refusalLog struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+// allow reports whether to log now, and how many were suppressed since
+// the last one logged.
+func (r *refusalLog) allow(now time.Time) (bool, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now.Sub(r.last) < time.Second {
+		r.suppressed++
+		return false, 0
+	}
+	n := r.suppressed
+	r.last, r.suppressed = now, 0
+	return true, n
 }
 
 // NewPortMux starts routing the connections l accepts. The mux owns l.
@@ -137,8 +162,8 @@ func (m *PortMux) route(nc net.Conn) {
 	if m.cfg.PeerAuth.Enabled() {
 		sc, err := m.cfg.PeerAuth.server(m.ctx, nc, deadline)
 		if err != nil {
-			if m.ctx.Err() == nil {
-				m.log.Warn("transport: port mux refused a connection that did not authenticate", "remote", nc.RemoteAddr().String(), "err", err)
+			if ok, suppressed := m.refusals.allow(time.Now()); ok && m.ctx.Err() == nil {
+				m.log.Warn("transport: port mux refused a connection that did not authenticate", "remote", nc.RemoteAddr().String(), "err", err, "refused_unlogged", suppressed)
 			}
 			_ = nc.Close()
 			return
