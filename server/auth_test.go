@@ -138,3 +138,44 @@ func poolOf(t *testing.T, pemBytes []byte) *x509.CertPool {
 	}
 	return p
 }
+
+// TestEveryCommandNeedsAuth: with a password set, every command of the
+// table but AUTH, HELLO, PING and QUIT answers NOAUTH before AUTH, with
+// valid arity, and nothing it would have written is there afterwards.
+func TestEveryCommandNeedsAuth(t *testing.T) {
+	cfg := testConfig(nil)
+	cfg.RequirePass = "s3cret"
+	_, addr := startServer(t, cfg, newMemBackend(nil))
+	r := dialRaw(t, addr)
+	open := map[string]bool{"auth": true, "hello": true, "ping": true, "quit": true}
+	n := 0
+	for name, c := range commandTable(nil) {
+		if open[name] {
+			if !c.noAuth {
+				t.Errorf("%s needs AUTH", name)
+			}
+			continue
+		}
+		if c.noAuth {
+			t.Errorf("%s runs before AUTH", name)
+			continue
+		}
+		args := []string{name}
+		for len(args) < max(c.arity, -c.arity) {
+			args = append(args, "k")
+		}
+		if got := r.do(args...); got != "-NOAUTH Authentication required." {
+			t.Errorf("%v before AUTH: %s", args, got)
+		}
+		n++
+	}
+	if n < 40 {
+		t.Fatalf("only %d commands checked", n)
+	}
+	if got := r.do("AUTH", "s3cret"); got != "+OK" {
+		t.Fatal(got)
+	}
+	if got := r.do("EXISTS", "k"); got != ":0" {
+		t.Errorf("EXISTS k after the refused commands: %s, want :0", got)
+	}
+}
