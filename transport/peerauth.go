@@ -21,6 +21,10 @@ const (
 	SecretBytesMax = 4096
 )
 
+// errSecretRequired is the handshake error a dbx dialer without the
+// cluster secret receives.
+const errSecretRequired = "this node requires the cluster secret: give every node the same --cluster-secret-file"
+
 // Cluster-secret handshake constants (see PeerAuth).
 const (
 	secretMagic   = "dbxS"
@@ -148,6 +152,12 @@ func (a *PeerAuth) proveServer(nc net.Conn) error {
 		return fmt.Errorf("%w: cluster secret: reading the dialer's challenge: %w", ErrPeerAuth, err)
 	}
 	if string(open[:len(secretMagic)]) != secretMagic {
+		if open[0] == ProtoRPC {
+			// A dbx node without the secret: tell it why in its own
+			// handshake, so its error names the cause. This says no more
+			// than the refusal itself: that the port wants the secret.
+			_, _ = nc.Write(encodeHello(&hello{version: ProtocolVersion, err: errSecretRequired}))
+		}
 		return fmt.Errorf("%w: cluster secret: the dialer did not start the secret handshake (is the cluster secret set on it?)", ErrPeerAuth)
 	}
 	if v := open[len(secretMagic)]; v != secretVersion {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -108,6 +109,9 @@ func TestClusterSecret(t *testing.T) {
 		}
 		if a != nil && !errors.Is(err, ErrPeerAuth) {
 			t.Errorf("%s: call = %v, want ErrPeerAuth", name, err)
+		}
+		if a == nil && (err == nil || !strings.Contains(err.Error(), errSecretRequired)) {
+			t.Errorf("%s: call = %v, want the refusal to name the missing secret", name, err)
 		}
 	}
 	if n := runs.Load(); n != 1 {
