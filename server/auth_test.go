@@ -179,3 +179,14 @@ func TestEveryCommandNeedsAuth(t *testing.T) {
 		t.Errorf("EXISTS k after the refused commands: %s, want :0", got)
 	}
 }
+
+func TestIsSecretFlag(t *testing.T) {
+	for name, want := range map[string]bool{
+		"requirepass": true, "admin-token": true, "gossip-key": true, "cluster-secret": true, "token": true,
+		"cluster-secret-file": false, "tls-key": false, "peer-key": false, "cert-key": false, "tls-cert": false, "id": false,
+	} {
+		if got := IsSecretFlag(name); got != want {
+			t.Errorf("IsSecretFlag(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
