@@ -127,6 +127,12 @@ bench-redis:
 bench-compare:
 	scripts/bench-compare.sh
 
+# TLS overhead on SET/GET: one node, plain and TLS RESP ports side by side,
+# dbx-bench on each, alternating; medians of ROUNDS (3). Needs openssl, jq.
+.PHONY: bench-tls
+bench-tls:
+	scripts/bench-tls.sh
+
 # dbx engine vs Pebble, same workloads, same run (separate module: bench/).
 bench-engine:
 	cd bench && $(GO) run ./enginebench $(ENGINEBENCH_FLAGS)

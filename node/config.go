@@ -93,6 +93,38 @@ type Config struct {
 	// AdminToken, if set, is required as a bearer token on the admin API
 	// (except /healthz).
 	AdminToken string
+	// TLSCertFile and TLSKeyFile, when set (both), are the PEM certificate
+	// and key of the client-facing ports: the RESP ports and the admin
+	// HTTP port then speak TLS (1.3 at least), unless TLSRESPAddr is set:
+	// then RESPAddr and ClusterRESPAddr stay plain and TLSRESPAddr is a
+	// TLS RESP port beside them (Redis's tls-port, for a migration). The
+	// admin port speaks TLS either way. TLSClientCAFile, when set, makes
+	// the TLS ports require client certificates that chain to it. The
+	// files are read again on SIGHUP (ReloadTLS) and when they change
+	// (checked every TLSReloadInterval), without a restart.
+	TLSCertFile, TLSKeyFile, TLSClientCAFile string
+	// TLSRESPAddr, when set, is a TLS RESP listener beside the plain one
+	// (needs TLSCertFile). Like RESPAddr, SCAN and DBSIZE there cover the
+	// whole cluster.
+	TLSRESPAddr string
+	// PeerCertFile, PeerKeyFile and PeerCAFile, when set (all three),
+	// turn on mutual TLS on the RPC + Raft port: every connection between
+	// nodes, both ways, presents a certificate that must chain to
+	// PeerCAFile, or is refused before the RPC handshake. Certificates
+	// need both the server and client auth extended key usages; host
+	// names are not checked, so the CA must issue node certificates only.
+	// Reloaded as TLSCertFile.
+	PeerCertFile, PeerKeyFile, PeerCAFile string
+	// ClusterSecret, when set (at least 16 bytes), must be proven by every
+	// connection on the RPC + Raft port, both ways, with an HMAC
+	// challenge-response (transport.PeerAuth); it never crosses the
+	// wire. Every node needs the same one. Without it and without peer
+	// TLS the node logs a warning at start: anyone who reaches the RPC
+	// port can read and write every key.
+	ClusterSecret string
+	// TLSReloadInterval is how often the TLS files are checked for a
+	// change (default 10 s, in [100ms, 1h]).
+	TLSReloadInterval time.Duration
 	// Sync is the engine's WAL sync mode: always (default), interval, none.
 	Sync string
 	// VotersMax is the number of Raft voters (default 3, at most 5).
@@ -162,7 +194,7 @@ type Config struct {
 	// Engine, Server, Transport and Raft are the sub-configs. Fields the
 	// node owns are overwritten: Engine.Sync (from Sync) and
 	// Engine.ForceRecover (from ForceRecover), Server.RequirePass
-	// and Server.Metrics, Transport.NodeID/BindAddr/AdvertiseAddr/Logger,
+	// and Server.Metrics, Transport.NodeID/BindAddr/AdvertiseAddr/Logger/PeerAuth,
 	// and Raft's NodeID, Self, DataDir, Bootstrap, VotersMax, Holder and
 	// Logger. Their timing and size fields apply as given.
 	Engine    engine.Config
@@ -182,6 +214,7 @@ func DefaultConfig() Config {
 		GossipAddr:                DefaultGossipAddr,
 		HTTPAddr:                  DefaultHTTPAddr,
 		JoinTimeout:               30 * time.Second,
+		TLSReloadInterval:         10 * time.Second,
 		Weight:                    1,
 		Sync:                      "always",
 		VotersMax:                 coordinator.DefaultVoters,
@@ -258,6 +291,7 @@ func (c *Config) Validate() error {
 	if _, err := engine.ParseSyncMode(c.Sync); err != nil {
 		bad("sync: %v", err)
 	}
+	errs = append(errs, c.validateSecurity()...)
 	if c.VotersMax < 1 || c.VotersMax > coordinator.MaxVoters {
 		bad("voters-max %d must be in [1, %d]", c.VotersMax, coordinator.MaxVoters)
 	}
@@ -414,12 +448,15 @@ func redact(s string) string {
 }
 
 // Redacted returns a copy of c with every secret that is set (GossipKey,
-// RequirePass, AdminToken, Server.RequirePass) replaced by "<redacted>":
-// safe to log or print. Not for Start.
+// RequirePass, AdminToken, ClusterSecret, Server.RequirePass) replaced by
+// "<redacted>" and Transport.PeerAuth dropped: safe to log or print. Not
+// for Start.
 func (c Config) Redacted() Config {
 	c.GossipKey = redact(c.GossipKey)
 	c.RequirePass = redact(c.RequirePass)
 	c.AdminToken = redact(c.AdminToken)
+	c.ClusterSecret = redact(c.ClusterSecret)
+	c.Transport.PeerAuth = nil
 	c.Server.RequirePass = redact(c.Server.RequirePass)
 	c.Join = slices.Clone(c.Join)
 	return c
@@ -444,6 +481,12 @@ func (c Config) LogValue() slog.Value {
 		slog.String("gossip_key", r.GossipKey),
 		slog.String("requirepass", r.RequirePass),
 		slog.String("admin_token", r.AdminToken),
+		slog.String("cluster_secret", r.ClusterSecret),
+		slog.String("tls_cert_file", r.TLSCertFile),
+		slog.String("tls_client_ca_file", r.TLSClientCAFile),
+		slog.String("tls_resp_addr", r.TLSRESPAddr),
+		slog.String("peer_cert_file", r.PeerCertFile),
+		slog.String("peer_ca_file", r.PeerCAFile),
 		slog.String("sync", r.Sync),
 		slog.Int("voters_max", r.VotersMax),
 		slog.Int("replication_factor", r.ReplicationFactor),

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/dbx-kv/dbx/transport"
 	"log/slog"
 	"strings"
 	"testing"
@@ -126,7 +127,12 @@ func TestConfigRedacted(t *testing.T) {
 	cfg.ID, cfg.Join = "n1", []string{"10.0.0.1:7946"}
 	cfg.RequirePass, cfg.AdminToken, cfg.GossipKey = "hunter2-pass", "tok-s3cret", "c2VjcmV0LWtleS0xNi1ieXRl"
 	cfg.Server.RequirePass = "srv-pass"
+	cfg.ClusterSecret = "cluster-secret-0123456789"
+	cfg.Transport.PeerAuth = &transport.PeerAuth{Secret: []byte("cluster-secret-0123456789")}
 	r := cfg.Redacted()
+	if r.ClusterSecret != "<redacted>" || r.Transport.PeerAuth != nil {
+		t.Errorf("Redacted kept the cluster secret: %q %v", r.ClusterSecret, r.Transport.PeerAuth)
+	}
 	if r.RequirePass != "<redacted>" || r.AdminToken != "<redacted>" || r.GossipKey != "<redacted>" || r.Server.RequirePass != "<redacted>" {
 		t.Errorf("Redacted kept a secret: %q %q %q %q", r.RequirePass, r.AdminToken, r.GossipKey, r.Server.RequirePass)
 	}
@@ -147,7 +153,7 @@ func TestConfigRedacted(t *testing.T) {
 		"text log": text.String(), "json log": js.String(),
 		"%v": fmt.Sprintf("%v", cfg), "%+v": fmt.Sprintf("%+v", cfg), "%#v": fmt.Sprintf("%#v", cfg), "%s": cfg.String(),
 	} {
-		for _, secret := range []string{"hunter2-pass", "tok-s3cret", "c2VjcmV0LWtleS0xNi1ieXRl", "srv-pass"} {
+		for _, secret := range []string{"hunter2-pass", "tok-s3cret", "c2VjcmV0LWtleS0xNi1ieXRl", "srv-pass", "cluster-secret-0123456789"} {
 			if strings.Contains(out, secret) {
 				t.Errorf("%s shows secret %q: %s", name, secret, out)
 			}

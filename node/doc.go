@@ -16,8 +16,8 @@
 //
 // # Start-up
 //
-// Start opens the engine at DataDir/engine, binds the four ports (RESP, RPC
-// + Raft, gossip, HTTP), opens the coordinator with its Raft log under
+// Start opens the engine at DataDir/engine, binds the ports (RESP, cluster
+// RESP, the optional TLS RESP, RPC + Raft, gossip, HTTP), opens the coordinator with its Raft log under
 // DataDir/raft — bootstrapping a one-voter cluster when Join is empty and
 // there is no Raft state — and starts memberlist with the node's ID as its
 // name and {id, rpc, resp, http, weight, state} as its metadata. With Join
@@ -28,8 +28,9 @@
 // its addresses may change (the node re-announces them to the leader).
 //
 // start (node.go) is a list of steps read top to bottom — data dir,
-// engine, listeners, RPC transport, coordinator, goroutine tracking, RPC
-// methods, admin server, RESP server, gossip, serve loops, join, ready —
+// engine, security (TLS files, peer authentication), listeners, RPC
+// transport, coordinator, goroutine tracking, RPC methods, admin server,
+// RESP server, gossip, serve loops, join, ready —
 // each starting one component and pushing what stops it onto a cleanup
 // stack (Node.stops). A failed step returns; Start then calls Close,
 // which ends the node's lifetime and unwinds the stack, last pushed
@@ -37,6 +38,18 @@
 // hear the node leave while it still serves), the RESP and admin servers
 // (the admin shutdown bounded by 2 s), the wait for every goroutine,
 // the coordinator, the transport and port, the listeners, the engine.
+//
+// # Security
+//
+// The security step (security.go), before any port is bound, loads the
+// TLS identities (internal/tlsreload) and builds the RPC port's
+// transport.PeerAuth from the Peer*File settings and ClusterSecret; the
+// same PeerAuth goes to the port mux (accepted RPC and Raft connections),
+// the RPC transport and Raft's stream layer (dialed ones). With
+// TLSCertFile the serve step wraps the RESP ports (or only TLSRESPAddr)
+// and the admin port in TLS and starts one goroutine per identity that
+// reloads changed files every TLSReloadInterval; ReloadTLS (SIGHUP in
+// dbx-node) does it at once.
 //
 // # Requests
 //
@@ -188,8 +201,11 @@
 //   - Failed voters are not removed from the Raft configuration
 //     automatically (see coordinator): with 3 voters one failure is
 //     survived.
-//   - The RPC port has no authentication or encryption (see transport);
-//     gossip is encrypted only with GossipKey.
+//   - The RPC + Raft port is open to anyone without ClusterSecret or the
+//     Peer*File settings (the node warns at start); with the secret alone
+//     its traffic is not encrypted (see transport). Gossip is encrypted
+//     only with GossipKey, and a gossip member is not authenticated by
+//     the secret or peer certificates (it cannot join Raft without them).
 //   - The leader marks a member failed when it has never seen it in gossip
 //     for 15 s after its own start, so start nodes within that time of each
 //     other, or they flap failed → active once.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,10 @@ type Node struct {
 	// Advertised addresses (what other nodes and clients dial).
 	respAddr, rpcAddr, gossipAddr, httpAddr string
 	clusterRespAddr                         string
+	tlsRespAddr                             string // "" without Config.TLSRESPAddr
+
+	sec        security // TLS identities and the RPC port's peer authentication
+	rpcMethods []string // what serveRPC registered
 
 	store   *engine.Store
 	local   *kv.Engine
@@ -131,6 +136,7 @@ func (n *Node) start(ctx context.Context) error {
 	}{
 		{"data dir", n.openDataDir},
 		{"engine", n.openEngine},
+		{"security", n.loadSecurity},
 		{"listeners", n.listen},
 		{"rpc transport", n.openRPC},
 		{"coordinator", n.openCoordinator},
@@ -157,6 +163,7 @@ type startup struct {
 	rpcLn        net.Listener
 	respLn       net.Listener
 	clusterLn    net.Listener
+	tlsRespLn    net.Listener // nil without Config.TLSRESPAddr
 	httpLn       net.Listener
 	raftTrans    *raft.NetworkTransport
 	reg          *prometheus.Registry
@@ -243,6 +250,14 @@ func (n *Node) listen(_ context.Context, s *startup) error {
 		*l.ln = ln
 		n.stops.push(l.what+" listener", func() error { _ = ln.Close(); return nil })
 	}
+	if cfg.TLSRESPAddr != "" {
+		ln, err := net.Listen("tcp", cfg.TLSRESPAddr)
+		if err != nil {
+			return fmt.Errorf("node: listen tls resp %s (--tls-resp-addr): %w", cfg.TLSRESPAddr, err)
+		}
+		s.tlsRespLn = ln
+		n.stops.push("tls resp listener", func() error { _ = ln.Close(); return nil })
+	}
 	advHost, err := advertiseHost(cfg.AdvertiseHost, cfg.RPCAddr)
 	if err != nil {
 		return err
@@ -251,12 +266,17 @@ func (n *Node) listen(_ context.Context, s *startup) error {
 	n.respAddr = advertise(advHost, s.respLn.Addr())
 	n.clusterRespAddr = advertise(advHost, s.clusterLn.Addr())
 	n.httpAddr = advertise(advHost, s.httpLn.Addr())
+	if s.tlsRespLn != nil {
+		n.tlsRespAddr = advertise(advHost, s.tlsRespLn.Addr())
+	}
 	return nil
 }
 
 // openRPC puts RPC and Raft on one port.
 func (n *Node) openRPC(_ context.Context, s *startup) error {
-	pm, err := transport.NewPortMux(s.rpcLn, portMuxConfig(n.log))
+	mcfg := portMuxConfig(n.log)
+	mcfg.PeerAuth = n.sec.auth
+	pm, err := transport.NewPortMux(s.rpcLn, mcfg)
 	if err != nil {
 		return fmt.Errorf("node: port mux: %w", err)
 	}
@@ -266,6 +286,7 @@ func (n *Node) openRPC(_ context.Context, s *startup) error {
 	tcfg.NodeID = n.cfg.ID
 	tcfg.AdvertiseAddr = n.rpcAddr
 	tcfg.Logger = n.log.With("component", "transport")
+	tcfg.PeerAuth = n.sec.auth
 	rpc, err := transport.NewTCPOnListener(tcfg, pm.RPC())
 	if err != nil {
 		return fmt.Errorf("node: rpc transport: %w", err)
@@ -276,7 +297,7 @@ func (n *Node) openRPC(_ context.Context, s *startup) error {
 	if err != nil {
 		return fmt.Errorf("node: raft advertise address: %w", err)
 	}
-	stream := raftStream{transport.NewRaftStreamLayer(pm.Raft(), raftAdv)}
+	stream := raftStream{transport.NewRaftStreamLayerAuth(pm.Raft(), raftAdv, n.sec.auth)}
 	s.raftTrans = raft.NewNetworkTransport(stream, 3, 10*time.Second, &slogWriter{log: n.log.With("component", "raft-transport"), closed: &n.libLogsOff})
 	return nil
 }
@@ -337,6 +358,7 @@ func (n *Node) serveRPC(_ context.Context, s *startup) error {
 	n.goFunc(repl.loop)
 	transport.Register(r, methodLeaderOp, n.handleLeaderOp)
 	n.registerSnapshots(r)
+	n.rpcMethods = r.Methods()
 	n.rpc.Serve(r.Handle)
 	return nil
 }
@@ -415,6 +437,23 @@ func (n *Node) openGossip(context.Context, *startup) error {
 // serve starts the servers' and the node's loops (goFunc: waited for by
 // the goroutines step).
 func (n *Node) serve(_ context.Context, s *startup) error {
+	if n.sec.client != nil {
+		// TLS on every client port, or only on the extra TLS RESP port
+		// while plain clients migrate (Config.TLSRESPAddr).
+		if s.tlsRespLn == nil {
+			s.respLn, s.clusterLn = n.clientTLS(s.respLn), n.clientTLS(s.clusterLn)
+		}
+		s.httpLn = n.clientTLS(s.httpLn)
+		n.watchTLS()
+	}
+	if s.tlsRespLn != nil {
+		ln := n.clientTLS(s.tlsRespLn)
+		n.goFunc(func() {
+			if err := n.resp.Serve(ln); err != nil && !errors.Is(err, server.ErrClosed) {
+				n.log.Error("tls resp server stopped", "err", err)
+			}
+		})
+	}
 	n.goFunc(func() {
 		if err := n.resp.Serve(s.respLn); err != nil && !errors.Is(err, server.ErrClosed) {
 			n.log.Error("resp server stopped", "err", err)
@@ -467,7 +506,7 @@ func (n *Node) ready(_ context.Context, s *startup) error {
 	n.stops.push("ready", func() error { n.admin.SetReady(false); return nil })
 	n.gossip.setState("serving")
 	n.log.Info("node serving", "resp", n.respAddr, "cluster_resp", n.clusterRespAddr, "rpc", n.rpcAddr, "gossip", n.gossipAddr,
-		"http", n.httpAddr, "bootstrap", len(n.cfg.Join) == 0 && !s.hadRaftState, "restart", s.hadRaftState)
+		"http", n.httpAddr, "tls_resp", n.tlsRespAddr, "bootstrap", len(n.cfg.Join) == 0 && !s.hadRaftState, "restart", s.hadRaftState)
 	return nil
 }
 
@@ -548,6 +587,14 @@ func (n *Node) ID() string { return n.cfg.ID }
 // RESPAddr returns the advertised RESP address (the real port when the
 // config asked for port 0).
 func (n *Node) RESPAddr() string { return n.respAddr }
+
+// RPCMethods returns the node-to-node methods the node serves on its RPC
+// port, sorted (for audits and security tests).
+func (n *Node) RPCMethods() []string { return slices.Clone(n.rpcMethods) }
+
+// TLSRESPAddr is the advertised address of the TLS RESP port beside the
+// plain one (Config.TLSRESPAddr), or "" without it.
+func (n *Node) TLSRESPAddr() string { return n.tlsRespAddr }
 
 // Engine returns the node's local store, for tests and tools that inspect
 // what the node holds (a SCAN answers by ownership, not by what is on

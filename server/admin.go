@@ -143,15 +143,20 @@ const Redacted = "<redacted>"
 
 // IsSecretFlag reports whether a flag name (dashes stripped) carries a
 // secret: a password, token, secret or key (requirepass, admin-token,
-// gossip-key, token, ...). A "-file" flag names a path, not a secret.
+// gossip-key, cluster-secret, token, ...). A "-file" flag names a path,
+// not a secret, and so do the PEM key flags (tls-key, peer-key,
+// cert-key).
 func IsSecretFlag(name string) bool {
 	name = strings.ToLower(strings.ReplaceAll(name, "_", "-"))
-	if name == "" || strings.HasSuffix(name, "-file") {
+	if name == "" || strings.HasSuffix(name, "-file") || pemKeyFlags[name] {
 		return false
 	}
 	return strings.Contains(name, "pass") || strings.Contains(name, "token") ||
 		strings.Contains(name, "secret") || name == "key" || strings.HasSuffix(name, "-key")
 }
+
+// pemKeyFlags name files holding private keys, not the keys themselves.
+var pemKeyFlags = map[string]bool{"tls-key": true, "peer-key": true, "cert-key": true}
 
 // RedactArgs returns a copy of a command line (os.Args) with the value of
 // every secret flag replaced by Redacted: "--requirepass X" (the next

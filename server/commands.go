@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"strconv"
@@ -275,18 +277,49 @@ func cmdSelect(_ *Server, _ context.Context, c *session, args [][]byte) {
 	}
 }
 
-// authenticate checks user/pass against RequirePass in constant time.
+// authenticate checks user/pass against RequirePass in constant time:
+// it compares SHA-256 digests, so not even the password's length shows in
+// the time taken.
 func (s *Server) authenticate(c *session, user, pass []byte) bool {
 	okUser := user == nil || string(user) == "default"
-	okPass := subtle.ConstantTimeCompare(pass, []byte(s.cfg.RequirePass)) == 1
+	got, want := sha256.Sum256(pass), sha256.Sum256([]byte(s.cfg.RequirePass))
+	okPass := subtle.ConstantTimeCompare(got[:], want[:]) == 1
 	if okUser && okPass {
 		c.authed = true
+		c.authFailures = 0
 		return true
 	}
 	return false
 }
 
-func cmdAuth(s *Server, _ context.Context, c *session, args [][]byte) {
+// wrongPass answers a failed AUTH or HELLO AUTH. Each failure on a
+// connection waits AuthFailureDelay times the failures so far (at most
+// authFailureWaitMax) before the reply, which slows guessing down; after
+// AuthFailuresMax failures the connection is closed.
+func (s *Server) wrongPass(ctx context.Context, c *session) {
+	c.authFailures++
+	wait := min(time.Duration(c.authFailures)*s.cfg.AuthFailureDelay, authFailureWaitMax)
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		case <-s.ctx.Done():
+		}
+		t.Stop()
+	}
+	if c.authFailures >= s.cfg.AuthFailuresMax {
+		c.WriteError(fmt.Sprintf("WRONGPASS invalid username-password pair or user is disabled. (%d failed attempts: closing the connection)", c.authFailures))
+		c.quit = true
+		return
+	}
+	c.WriteError("WRONGPASS invalid username-password pair or user is disabled.")
+}
+
+// authFailureWaitMax caps the wait after a failed AUTH.
+const authFailureWaitMax = 2 * time.Second
+
+func cmdAuth(s *Server, ctx context.Context, c *session, args [][]byte) {
 	if len(args) > 3 {
 		c.WriteError(errSyntax)
 		return
@@ -301,7 +334,7 @@ func cmdAuth(s *Server, _ context.Context, c *session, args [][]byte) {
 		user, pass = args[1], args[2]
 	}
 	if !s.authenticate(c, user, pass) {
-		c.WriteError("WRONGPASS invalid username-password pair or user is disabled.")
+		s.wrongPass(ctx, c)
 		return
 	}
 	c.WriteString("OK")
@@ -309,7 +342,7 @@ func cmdAuth(s *Server, _ context.Context, c *session, args [][]byte) {
 
 // cmdHello speaks RESP2 only: "HELLO 3" gets NOPROTO, which clients such as
 // go-redis v9 take as "fall back to RESP2 (and AUTH)".
-func cmdHello(s *Server, _ context.Context, c *session, args [][]byte) {
+func cmdHello(s *Server, ctx context.Context, c *session, args [][]byte) {
 	if len(args) >= 2 {
 		v, ok := parseInt(args[1])
 		if !ok {
@@ -333,7 +366,7 @@ func cmdHello(s *Server, _ context.Context, c *session, args [][]byte) {
 					return
 				}
 			} else if !s.authenticate(c, args[i+1], args[i+2]) {
-				c.WriteError("WRONGPASS invalid username-password pair or user is disabled.")
+				s.wrongPass(ctx, c)
 				return
 			}
 			i += 2

@@ -16,6 +16,15 @@ type Config struct {
 	// requests may have at most 10 arguments of at most 16 KiB each (Redis
 	// 7's limits for unauthenticated clients).
 	RequirePass string
+	// AuthFailuresMax is how many failed AUTH (or HELLO AUTH) attempts a
+	// connection may make: the last one's reply says so and the
+	// connection is closed. Default 10, in [1, 1000].
+	AuthFailuresMax int
+	// AuthFailureDelay: the n-th failed attempt on a connection is
+	// answered after n times this delay (at most 2 s), so a client
+	// guessing passwords gets few tries a second per connection. Default
+	// 100 ms, in [0, 2s]; 0 answers at once.
+	AuthFailureDelay time.Duration
 	// KeyBytesMax bounds a key ("-ERR key too large"). Default and maximum
 	// kv.KeyBytesLimit (65,534 bytes: what the engine can store and
 	// flush with its bucket prefix).
@@ -62,6 +71,10 @@ type Config struct {
 	// WriteTimeout bounds writing one batch of replies to a client that does
 	// not read. Default 10 s.
 	WriteTimeout time.Duration
+	// TLSHandshakeTimeout bounds the TLS handshake of a connection accepted
+	// on a TLS listener (Serve with a tls.NewListener); a client that does
+	// not finish it in time is disconnected. Default 10 s, at most 1 min.
+	TLSHandshakeTimeout time.Duration
 	// Now is the clock turning EX/PX into absolute expiries and expiries into
 	// TTLs. Default time.Now.
 	Now func() time.Time
@@ -89,6 +102,9 @@ func DefaultConfig() Config {
 		TxnKeysMax:          1024,
 		TxnCommandsMax:      4096,
 		WriteTimeout:        10 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second,
+		AuthFailuresMax:     10,
+		AuthFailureDelay:    100 * time.Millisecond,
 		Now:                 time.Now,
 		Version:             "7.2.0-dbx",
 	}
@@ -135,6 +151,15 @@ func (c *Config) Validate() error {
 	}
 	if c.IdleTimeout < 0 {
 		bad("IdleTimeout (%s) must not be negative", c.IdleTimeout)
+	}
+	if c.AuthFailuresMax < 1 || c.AuthFailuresMax > 1000 {
+		bad("AuthFailuresMax (%d) must be in [1, 1000]", c.AuthFailuresMax)
+	}
+	if c.AuthFailureDelay < 0 || c.AuthFailureDelay > authFailureWaitMax {
+		bad("AuthFailureDelay (%s) must be in [0, %s]", c.AuthFailureDelay, authFailureWaitMax)
+	}
+	if c.TLSHandshakeTimeout <= 0 || c.TLSHandshakeTimeout > time.Minute {
+		bad("TLSHandshakeTimeout (%s) must be in (0, 1m]", c.TLSHandshakeTimeout)
 	}
 	if c.WriteTimeout <= 0 {
 		bad("WriteTimeout (%s) must be positive", c.WriteTimeout)

@@ -66,6 +66,14 @@
 //   - Within those bounds, wrong arity, unknown commands, bad options, keys
 //     over KeyBytesMax and more than ArgsMax arguments get an error reply;
 //     the connection stays usable (pipelined replies keep their order).
+//   - TLS: Serve a tls.NewListener (the node's reloading configuration
+//     comes from internal/tlsreload); each connection's handshake runs on
+//     its own goroutine, bounded by TLSHandshakeTimeout (10 s), and a
+//     failure closes it (dbx_client_input_rejected_total{reason="tls"}).
+//   - AUTH: passwords are compared as SHA-256 digests in constant time;
+//     the n-th failed AUTH or HELLO AUTH on a connection is answered after
+//     n × AuthFailureDelay (100 ms, at most 2 s), and the
+//     AuthFailuresMax-th (10) closes the connection.
 //   - A panic while serving a connection closes that connection, is logged
 //     with its stack and counted (dbx_resp_panics_total); the process and
 //     the other connections go on.

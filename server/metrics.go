@@ -20,7 +20,7 @@ import (
 //	dbx_client_input_bytes                    gauge (input buffers of all clients)
 //	dbx_client_input_bytes_peak               gauge (the most at once since start)
 //	dbx_client_input_bytes_max                gauge (Config.ClientInputBytesMax)
-//	dbx_client_input_rejected_total{reason}   counter (protocol, query_buffer, node_memory)
+//	dbx_client_input_rejected_total{reason}   counter (protocol, query_buffer, node_memory, tls)
 //	dbx_resp_panics_total                     counter (connections closed by a panic)
 //
 // cmd is a known command's lower-case name or "unknown", so label

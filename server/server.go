@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -44,7 +45,7 @@ type Server struct {
 type serverStats struct {
 	commandsTotal, connsAccepted, connsRefused atomic.Int64
 	protocolErrors, tooLarge, inputMemory      atomic.Int64
-	panics, cut                                atomic.Int64
+	panics, cut, tlsFailed                     atomic.Int64
 }
 
 // New returns a Server for backend b. It validates cfg.
@@ -252,6 +253,9 @@ func (c *conn) serve() {
 		}
 		s.wg.Done()
 	}()
+	if tc, ok := c.nc.(*tls.Conn); ok && !c.handshake(tc) {
+		return
+	}
 	for {
 		if s.ctx.Err() != nil {
 			c.wr.Flush()
@@ -283,6 +287,22 @@ func (c *conn) serve() {
 			return
 		}
 	}
+}
+
+// handshake runs the TLS handshake of a connection accepted on a TLS
+// listener, bounded by TLSHandshakeTimeout and by Close, so a client that
+// never finishes it does not hold its connection slot.
+func (c *conn) handshake(tc *tls.Conn) bool {
+	s := c.s
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.TLSHandshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		s.stats.tlsFailed.Add(1)
+		s.cfg.Metrics.inputRejected("tls")
+		s.logf("server: TLS handshake with %s failed: %v", c.nc.RemoteAddr(), err)
+		return false
+	}
+	return true
 }
 
 // fail ends the connection after a read error, telling the client why when
@@ -348,10 +368,12 @@ type replyWriter interface {
 type session struct {
 	id     int64
 	authed bool
-	name   string
-	quit   bool
-	local  net.Addr
-	remote net.Addr
+	// authFailures counts failed AUTH attempts (reset by a good one).
+	authFailures int
+	name         string
+	quit         bool
+	local        net.Addr
+	remote       net.Addr
 	// nodeScope: the connection came in on ServeNodeScope's port.
 	nodeScope bool
 	w         replyWriter

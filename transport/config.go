@@ -56,6 +56,11 @@ type Config struct {
 	// Logger receives connection-level events (refused handshakes,
 	// oversize or bad frames, handler panics). Default: slog.Default().
 	Logger *slog.Logger
+	// PeerAuth, when set, secures the connections this transport dials
+	// (mutual TLS, the cluster secret) and, for NewTCP, the ones it
+	// accepts. With NewTCPOnListener the PortMux accepting the
+	// connections must carry the same PeerAuth (PortMuxConfig.PeerAuth).
+	PeerAuth *PeerAuth
 }
 
 // DefaultConfig returns the settings dbx runs with: 64 MiB frames, 2 s to
@@ -120,6 +125,9 @@ func (c Config) Validate() error {
 			bad("%s (%d) must be in [1, %d]", f.name, f.v, f.max)
 		}
 	}
+	if err := c.PeerAuth.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -144,6 +152,11 @@ type PortMuxConfig struct {
 	AcceptQueueMax int
 	// Logger receives refused connections. Default: slog.Default().
 	Logger *slog.Logger
+	// PeerAuth, when set, is run on every accepted connection, RPC and
+	// Raft alike, before its protocol byte and within FirstByteTimeout:
+	// a connection that fails it is closed without reaching either
+	// listener.
+	PeerAuth *PeerAuth
 }
 
 // DefaultPortMuxConfig returns 5 s for the first byte, 64 connections
@@ -163,6 +176,9 @@ func (c PortMuxConfig) Validate() error {
 	}
 	if c.AcceptQueueMax < 1 || c.AcceptQueueMax > 1<<12 {
 		errs = append(errs, fmt.Errorf("%w: AcceptQueueMax (%d) must be in [1, %d]", ErrBadConfig, c.AcceptQueueMax, 1<<12))
+	}
+	if err := c.PeerAuth.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

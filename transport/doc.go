@@ -53,6 +53,19 @@
 //
 // NewTCP(cfg) does the same on its own listener with the Raft side closed.
 //
+// # Peer authentication
+//
+// A PeerAuth (Config.PeerAuth and PortMuxConfig.PeerAuth, the same on
+// both, and NewRaftStreamLayerAuth for Raft's dials) secures every
+// connection on the port before its protocol byte, in both directions:
+// mutual TLS (ServerTLS/ClientTLS) and/or a cluster secret proven with an
+// HMAC-SHA256 challenge-response (the handshake is in PeerAuth's
+// documentation). The port mux runs the server side on every accepted
+// connection, so RPC and Raft are covered alike; a connection that fails
+// is closed before the RPC handshake frame or Raft ever sees it, and the
+// dialer gets ErrUnreachable (with ErrPeerAuth when the refusal is
+// known to be about credentials).
+//
 // # Wire protocol (version 1)
 //
 // After ProtoRPC the dialer sends a handshake frame {magic "dbx", protocol
@@ -88,8 +101,13 @@
 //
 // # Caveats
 //
-//   - No authentication and no encryption: the node ID a peer presents is
-//     claimed, not proven. Run the RPC port on a trusted network.
+//   - Without a PeerAuth there is no authentication and no encryption:
+//     anyone who can connect can call every method. With the cluster
+//     secret alone, only each connection's start is authenticated (an
+//     on-path attacker can read or hijack the traffic); use TLS against
+//     one. Either way the node ID a peer presents is claimed, not proven:
+//     every holder of the secret or of a peer-CA certificate may claim any
+//     ID.
 //   - A broken connection fails every call in flight on it with
 //     ErrConnClosed: the outcome of those calls is unknown. Nothing is
 //     retried here.

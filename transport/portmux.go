@@ -36,6 +36,31 @@ type PortMux struct {
 
 	mu  sync.Mutex
 	err error // why accepting stopped
+
+	refusals refusalLog // rate-limits the log of unauthenticated connections
+}
+
+// refusalLog lets one refused-connection warning a second through and
+// counts the others, so a flood of forged connections cannot flood the
+// log.
+type refusalLog struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+// allow reports whether to log now, and how many were suppressed since
+// the last one logged.
+func (r *refusalLog) allow(now time.Time) (bool, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now.Sub(r.last) < time.Second {
+		r.suppressed++
+		return false, 0
+	}
+	n := r.suppressed
+	r.last, r.suppressed = now, 0
+	return true, n
 }
 
 // NewPortMux starts routing the connections l accepts. The mux owns l.
@@ -133,7 +158,19 @@ func (m *PortMux) acceptLoop() {
 // route reads nc's protocol byte and queues nc on its listener.
 func (m *PortMux) route(nc net.Conn) {
 	var b [1]byte
-	err := nc.SetReadDeadline(time.Now().Add(m.cfg.FirstByteTimeout))
+	deadline := time.Now().Add(m.cfg.FirstByteTimeout)
+	if m.cfg.PeerAuth.Enabled() {
+		sc, err := m.cfg.PeerAuth.server(m.ctx, nc, deadline)
+		if err != nil {
+			if ok, suppressed := m.refusals.allow(time.Now()); ok && m.ctx.Err() == nil {
+				m.log.Warn("transport: port mux refused a connection that did not authenticate", "remote", nc.RemoteAddr().String(), "err", err, "refused_unlogged", suppressed)
+			}
+			_ = nc.Close()
+			return
+		}
+		nc = sc
+	}
+	err := nc.SetReadDeadline(deadline)
 	if err == nil {
 		// Close interrupts the wait.
 		stop := context.AfterFunc(m.ctx, func() { _ = nc.SetReadDeadline(time.Unix(1, 0)) })
@@ -255,10 +292,24 @@ func (l *muxListener) Addr() net.Addr { return l.m.ln.Addr() }
 // ProtoRaft first, so the peer's PortMux routes the connection to its Raft
 // listener. timeout bounds the connect and that write.
 func DialRaft(addr string, timeout time.Duration) (net.Conn, error) {
+	return DialRaftAuth(addr, timeout, nil)
+}
+
+// DialRaftAuth is DialRaft with the dialer's side of auth (mutual TLS,
+// the cluster secret) run before the protocol byte; timeout bounds it
+// too. A nil auth is DialRaft.
+func DialRaftAuth(addr string, timeout time.Duration, auth *PeerAuth) (net.Conn, error) {
+	deadline := time.Now().Add(timeout)
 	nc, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("%w: dial raft %s: %w", ErrUnreachable, addr, err)
 	}
+	sc, err := auth.client(context.Background(), nc, addr, deadline)
+	if err != nil {
+		_ = nc.Close()
+		return nil, fmt.Errorf("%w: dial raft %s: %w", ErrUnreachable, addr, err)
+	}
+	nc = sc
 	if err := nc.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
 		_ = nc.Close()
 		return nil, fmt.Errorf("%w: dial raft %s: %w", ErrUnreachable, addr, err)
@@ -290,6 +341,7 @@ func DialRaft(addr string, timeout time.Duration) (net.Conn, error) {
 type RaftStreamLayer struct {
 	ln        net.Listener
 	advertise net.Addr
+	auth      *PeerAuth
 }
 
 // NewRaftStreamLayer serves Raft on ln (usually PortMux.Raft) and
@@ -302,6 +354,15 @@ func NewRaftStreamLayer(ln net.Listener, advertise net.Addr) *RaftStreamLayer {
 	return &RaftStreamLayer{ln: ln, advertise: advertise}
 }
 
+// NewRaftStreamLayerAuth is NewRaftStreamLayer whose dials run auth (see
+// DialRaftAuth). The PortMux behind ln must carry the same PeerAuth: it
+// authenticates the connections Accept returns.
+func NewRaftStreamLayerAuth(ln net.Listener, advertise net.Addr, auth *PeerAuth) *RaftStreamLayer {
+	s := NewRaftStreamLayer(ln, advertise)
+	s.auth = auth
+	return s
+}
+
 // Accept waits for the next Raft connection.
 func (s *RaftStreamLayer) Accept() (net.Conn, error) { return s.ln.Accept() }
 
@@ -311,7 +372,7 @@ func (s *RaftStreamLayer) Close() error { return s.ln.Close() }
 // Addr returns the advertised address.
 func (s *RaftStreamLayer) Addr() net.Addr { return s.advertise }
 
-// DialAddr opens a Raft connection to address (see DialRaft).
+// DialAddr opens a Raft connection to address (see DialRaftAuth).
 func (s *RaftStreamLayer) DialAddr(address string, timeout time.Duration) (net.Conn, error) {
-	return DialRaft(address, timeout)
+	return DialRaftAuth(address, timeout, s.auth)
 }

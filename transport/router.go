@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -40,6 +41,18 @@ func (r *Router) HandleFunc(method string, h Handler) {
 		panic(fmt.Sprintf("transport: Router.HandleFunc(%q): method already registered", method))
 	}
 	r.m[method] = h
+}
+
+// Methods returns the registered method names, sorted.
+func (r *Router) Methods() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	ms := make([]string, 0, len(r.m))
+	for m := range r.m {
+		ms = append(ms, m)
+	}
+	slices.Sort(ms)
+	return ms
 }
 
 // Handle is the router's Handler: it runs the handler registered for

@@ -57,6 +57,7 @@ func NewTCP(cfg Config) (*TCP, error) {
 	mcfg := DefaultPortMuxConfig()
 	mcfg.FirstByteTimeout = cfg.HandshakeTimeout
 	mcfg.Logger = cfg.Logger
+	mcfg.PeerAuth = cfg.PeerAuth
 	m, err := NewPortMux(l, mcfg)
 	if err != nil {
 		_ = l.Close()
@@ -341,6 +342,15 @@ func (t *TCP) dial(addr string) (*clientConn, error) {
 		}
 		return nil, fmt.Errorf("%w: dial %s: %w", ErrUnreachable, addr, err)
 	}
+	sc, err := t.cfg.PeerAuth.client(t.ctx, nc, addr, time.Now().Add(t.cfg.DialTimeout))
+	if err != nil {
+		_ = nc.Close()
+		if t.ctx.Err() != nil {
+			return nil, ErrClosed
+		}
+		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
+	nc = sc
 	c, err := t.handshake(nc, addr)
 	if err != nil {
 		_ = nc.Close()
@@ -378,6 +388,13 @@ func (t *TCP) handshake(nc net.Conn, addr string) (*clientConn, error) {
 	br := newReader(nc)
 	b, err := readFrame(br, handshakeBytesMax)
 	if err != nil {
+		// With TLS 1.3 the server checks the client's certificate after
+		// the dialer's side of the TLS handshake ended: its refusal
+		// arrives here, as an alert.
+		// crypto/tls reports a peer's alert as a *net.OpError "remote error".
+		if oe := (*net.OpError)(nil); errors.As(err, &oe) && oe.Op == "remote error" {
+			err = fmt.Errorf("%w: tls: %w", ErrPeerAuth, err)
+		}
 		return nil, fmt.Errorf("%w: handshake with %s: %w", ErrUnreachable, addr, err)
 	}
 	h, err := decodeHello(b)

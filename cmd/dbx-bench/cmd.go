@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +31,9 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		progress     bool
 		noProgress   bool
 		compare      bool
+		useTLS       bool
+		caFile       string
+		serverName   string
 		workloadHelp = strings.Join(bench.Workloads, "|")
 	)
 	cmd := &cobra.Command{
@@ -74,6 +79,13 @@ results printed; a second Ctrl-C exits at once).`,
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
+			if useTLS || caFile != "" {
+				tc, err := benchTLS(caFile, serverName)
+				if err != nil {
+					return err
+				}
+				cfg.TLS = tc
+			}
 			var pw io.Writer
 			if (progress || isTerminal(os.Stderr)) && !noProgress {
 				pw = stderr
@@ -116,6 +128,9 @@ results printed; a second Ctrl-C exits at once).`,
 	f.StringVar(&addrs, "addrs", "", "comma-separated RESP addresses host:port (required)")
 	f.BoolVar(&cfg.Cluster, "cluster", false, "route by CLUSTER SLOTS like a cluster-aware client (go-redis ClusterClient)")
 	f.StringVar(&cfg.Password, "password", "", "AUTH password (user default); also $DBX_BENCH_PASSWORD")
+	f.BoolVar(&useTLS, "tls", false, "speak TLS (verified against the system roots, or --cacert)")
+	f.StringVar(&caFile, "cacert", "", "PEM CA bundle to verify the servers' certificates with (implies --tls)")
+	f.StringVar(&serverName, "tls-server-name", "", "host name the certificates must name (default: the address's host)")
 	f.StringVar(&cfg.Workload, "workload", cfg.Workload, workloadHelp)
 	f.IntVar(&cfg.Clients, "clients", cfg.Clients, "concurrent clients, one connection each")
 	f.Int64Var(&cfg.Requests, "requests", cfg.Requests, "measured operations (0: bounded by --duration only)")
@@ -169,4 +184,20 @@ func runCompare(stdout io.Writer, files []string) error {
 func isTerminal(f *os.File) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// benchTLS is the client TLS configuration of --tls/--cacert.
+func benchTLS(caFile, serverName string) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
+	if caFile != "" {
+		b, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--cacert: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("--cacert: %s holds no PEM certificate", caFile)
+		}
+	}
+	return tc, nil
 }

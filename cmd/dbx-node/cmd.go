@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -158,7 +160,11 @@ func newServeCmd() *cobra.Command {
 			"Secrets: a flag's value is visible to every user in ps. Give --requirepass,\n" +
 			"--admin-token and --gossip-key in a file (--requirepass-file F, ..., trailing\n" +
 			"newline removed, keep it chmod 600) or in the environment (DBX_REQUIREPASS,\n" +
-			"DBX_ADMIN_TOKEN, DBX_GOSSIP_KEY); a flag and its -file together are refused.\n\n" +
+			"DBX_ADMIN_TOKEN, DBX_GOSSIP_KEY); a flag and its -file together are refused.\n" +
+			"--cluster-secret-file makes every RPC + Raft connection prove the cluster secret.\n\n" +
+			"TLS: --tls-cert/--tls-key put TLS on the RESP and admin ports, --peer-cert/--peer-key/\n" +
+			"--peer-ca mutual TLS on the RPC + Raft port. SIGHUP (or a change of the files) reloads\n" +
+			"the certificates without a restart.\n\n" +
 			"On SIGTERM/SIGINT the node closes; if that takes longer than --shutdown-timeout\n" +
 			"(or a second signal comes) the process logs it and exits 1 at once.",
 		Args: cobra.NoArgs,
@@ -211,11 +217,27 @@ func newServeCmd() *cobra.Command {
 				case <-ctx.Done():
 				}
 			}()
+			// SIGHUP reloads the TLS files; caught from before Start so
+			// one sent early does not kill the process.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
 			n, err := node.Start(ctx, cfg)
 			if err != nil {
 				return err
 			}
-			s := <-first
+			var s os.Signal
+			for s == nil {
+				select {
+				case s = <-first:
+				case <-hup:
+					if err := n.ReloadTLS(); err != nil {
+						logger.Error("SIGHUP: tls reload failed; the certificates in force stay", "err", err)
+					} else {
+						logger.Info("SIGHUP: tls files reloaded")
+					}
+				}
+			}
 			logger.Info("signal received, shutting down", "signal", s.String(), "shutdown_timeout", cfg.ShutdownTimeout)
 			return awaitClose(logger, n.Close, cfg.ShutdownTimeout, sigs)
 		},
@@ -234,7 +256,16 @@ func newServeCmd() *cobra.Command {
 	secrets = append(secrets,
 		addSecretFlag(f, &cfg.GossipKey, "gossip-key", "base64 16/24/32-byte key encrypting gossip"),
 		addSecretFlag(f, &cfg.RequirePass, "requirepass", "RESP password (AUTH)"),
-		addSecretFlag(f, &cfg.AdminToken, "admin-token", "bearer token required by the admin API"))
+		addSecretFlag(f, &cfg.AdminToken, "admin-token", "bearer token required by the admin API"),
+		addSecretFlag(f, &cfg.ClusterSecret, "cluster-secret", "cluster secret every RPC + Raft connection proves with an HMAC handshake (16..4096 bytes, the same on every node; e.g. openssl rand -base64 32)"))
+	f.StringVar(&cfg.TLSCertFile, "tls-cert", "", "PEM certificate of the RESP and admin ports: they speak TLS (1.3+) with it")
+	f.StringVar(&cfg.TLSKeyFile, "tls-key", "", "PEM private key of --tls-cert")
+	f.StringVar(&cfg.TLSClientCAFile, "tls-client-ca", "", "PEM CA bundle: the TLS ports require client certificates chaining to it")
+	f.StringVar(&cfg.TLSRESPAddr, "tls-resp-addr", "", "serve TLS RESP on this address and keep --resp-addr plain (migration); without it --resp-addr is TLS only")
+	f.StringVar(&cfg.PeerCertFile, "peer-cert", "", "PEM certificate this node presents to its peers (mutual TLS on --rpc-addr; needs --peer-key and --peer-ca)")
+	f.StringVar(&cfg.PeerKeyFile, "peer-key", "", "PEM private key of --peer-cert")
+	f.StringVar(&cfg.PeerCAFile, "peer-ca", "", "PEM CA bundle every peer's certificate must chain to")
+	f.DurationVar(&cfg.TLSReloadInterval, "tls-reload-interval", cfg.TLSReloadInterval, "how often the TLS files are checked for changes (SIGHUP reloads at once)")
 	f.StringVar(&cfg.Sync, "sync", cfg.Sync, "WAL sync mode: always, interval or none")
 	f.IntVar(&cfg.VotersMax, "voters-max", cfg.VotersMax, "number of Raft voters (1..5)")
 	f.IntVar(&cfg.ReplicationFactor, "replication-factor", cfg.ReplicationFactor, "nodes holding each bucket (1..7), set when the cluster is bootstrapped")
@@ -259,8 +290,9 @@ func newServeCmd() *cobra.Command {
 
 // admin is a client of a node's admin API.
 type admin struct {
-	addr, token string
-	hc          *http.Client
+	addr, token          string
+	caFile, cert, keyPEM string
+	hc                   *http.Client
 }
 
 // adminFlags adds --http, --token and --token-file to cmd; the token file
@@ -269,12 +301,51 @@ func adminFlags(cmd *cobra.Command) *admin {
 	a := &admin{hc: &http.Client{Timeout: 15 * time.Second}}
 	cmd.Flags().StringVar(&a.addr, "http", node.DefaultHTTPAddr, "admin API address H:P of any node")
 	tok := addSecretFlag(cmd.Flags(), &a.token, "token", "admin token (bearer)")
+	cmd.Flags().StringVar(&a.caFile, "cacert", "", "PEM CA bundle to verify a TLS admin port with (implies https)")
+	cmd.Flags().StringVar(&a.cert, "cert", "", "PEM client certificate, for a node with --tls-client-ca")
+	cmd.Flags().StringVar(&a.keyPEM, "cert-key", "", "PEM private key of --cert")
 	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error {
-		return tok.resolve(cmd.Flags(), func(msg string, args ...any) {
+		if err := tok.resolve(cmd.Flags(), func(msg string, args ...any) {
 			fmt.Fprintln(cmd.ErrOrStderr(), append([]any{"dbx-node: warning:", msg}, args...)...)
-		})
+		}); err != nil {
+			return err
+		}
+		return a.setupTLS()
 	}
 	return a
+}
+
+// setupTLS makes the client speak https when --cacert or --cert is given.
+func (a *admin) setupTLS() error {
+	if a.caFile == "" && a.cert == "" && a.keyPEM == "" {
+		return nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if a.caFile != "" {
+		b, err := os.ReadFile(a.caFile)
+		if err != nil {
+			return fmt.Errorf("--cacert: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(b) {
+			return fmt.Errorf("--cacert: %s holds no PEM certificate", a.caFile)
+		}
+	}
+	if (a.cert == "") != (a.keyPEM == "") {
+		return errors.New("--cert and --cert-key go together")
+	}
+	if a.cert != "" {
+		c, err := tls.LoadX509KeyPair(a.cert, a.keyPEM)
+		if err != nil {
+			return fmt.Errorf("--cert/--cert-key: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{c}
+	}
+	a.hc.Transport = &http.Transport{TLSClientConfig: tc}
+	if !strings.Contains(a.addr, "://") {
+		a.addr = "https://" + a.addr
+	}
+	return nil
 }
 
 func (a *admin) do(method, path string, body any, out any) error {

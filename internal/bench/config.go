@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -89,6 +90,9 @@ type Config struct {
 	Cluster bool
 	// Password is sent with AUTH (user "default") on every connection.
 	Password string
+	// TLS, when set, makes every connection speak TLS with it (dbx's
+	// --tls-cert ports, Redis's tls-port).
+	TLS *tls.Config
 	// Workload is one of Workloads. Default "set".
 	Workload string
 	// Clients is the number of concurrent workers, one connection each.

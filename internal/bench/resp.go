@@ -54,6 +54,7 @@ func newRESPTarget(cfg *Config) *respTarget {
 		return &respTarget{clients: []redis.UniversalClient{redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs:                 cfg.Addrs,
 			Password:              cfg.Password,
+			TLSConfig:             cfg.TLS,
 			Protocol:              2,
 			PoolSize:              cfg.Clients,
 			MaxRetries:            -1,
@@ -79,6 +80,7 @@ func newClient(cfg *Config, addr string, pool int) *redis.Client {
 	return redis.NewClient(&redis.Options{
 		Addr:                  addr,
 		Password:              cfg.Password,
+		TLSConfig:             cfg.TLS,
 		Protocol:              2,
 		PoolSize:              pool,
 		MaxRetries:            -1,
