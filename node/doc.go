@@ -100,6 +100,13 @@
 // /v1/nodes/{id}/drain and the migration limits, run on the leader; with
 // data they start a migration (progress in /v1/cluster).
 //
+// For the Redis introspection commands (introspect.go) the backend is a
+// server.InfoProvider (engine, Raft and placement figures in INFO memory,
+// persistence and the "Dbx" section; the version in INFO server) and a
+// server.KeyspaceCounter (INFO keyspace's keys and expiries, counted at
+// each bucket's owner like DBSIZE); Config.Version and the read-only
+// CONFIG GET settings (appendfsync, dir, port, ...) go to the server.
+//
 // # Global snapshots
 //
 // POST /v1/snapshots (any node; run on the leader) takes a consistent

@@ -361,6 +361,7 @@ func (n *Node) openRESP(_ context.Context, s *startup) error {
 	scfg.Metrics = metrics
 	scfg.TxnKeysMax, scfg.TxnTimeout = cfg.TxnKeysMax, cfg.TxnDeadline+time.Second
 	scfg.RequestBytesMax, scfg.ClientInputBytesMax = cfg.ClientQueryBufferBytesMax, cfg.ClientInputBytesMax
+	scfg.Settings = append(scfg.Settings, n.configSettings()...)
 	if scfg.Now == nil {
 		scfg.Now = s.engine.Now
 	}
@@ -626,7 +627,7 @@ func (n *Node) peer(id string) (coordinator.Member, bool) {
 func (n *Node) ClusterInfo() server.ClusterInfo {
 	s := n.coord.Current()
 	leader, _ := n.coord.Leader()
-	info := server.ClusterInfo{Epoch: s.Epoch(), Leader: leader, Self: n.cfg.ID, Nodes: []server.NodeInfo{}}
+	info := server.ClusterInfo{Epoch: s.Epoch(), Leader: leader, Self: n.cfg.ID, Version: n.cfg.Version, Nodes: []server.NodeInfo{}}
 	info.Migration = n.mig.progress(s)
 	t := s.Table()
 	health := n.memberHealth(s)

@@ -20,6 +20,8 @@ type ClusterInfo struct {
 	Epoch  uint64 `json:"epoch"`
 	Leader string `json:"leader"`
 	Self   string `json:"self,omitempty"`
+	// Version is the answering node's dbx-node version.
+	Version string `json:"version,omitempty"`
 	// ClusterState is CLUSTER INFO's cluster_state: "fail" while some
 	// bucket's primary is failed (or unassigned); BucketsFail counts them.
 	ClusterState string        `json:"cluster_state"`

@@ -183,6 +183,7 @@ func newServeCmd() *cobra.Command {
 				}
 			}
 			cfg.Logger = logger
+			cfg.Version = strings.TrimPrefix(versionLine(), "dbx-node ")
 			if err := cfg.Validate(); err != nil {
 				errs = append(errs, err)
 			}
@@ -250,6 +251,9 @@ func newServeCmd() *cobra.Command {
 	f.BoolVar(&cfg.ForceRecover, "force-recover", false, "start even when the engine finds a live WAL the manifest names missing (the lost writes are reported)")
 	f.Int64Var(&cfg.ClientInputBytesMax, "client-input-bytes-max", cfg.ClientInputBytesMax, "bytes of client input buffered across all connections (default: 1/8 of memory, 64 MiB..4 GiB; at least 1 MiB)")
 	f.IntVar(&cfg.ClientQueryBufferBytesMax, "client-query-buffer-bytes-max", cfg.ClientQueryBufferBytesMax, "bytes one connection's query buffer may hold (1 MiB..client-input-bytes-max)")
+	f.Int64Var(&cfg.Server.SlowlogLogSlowerThanUsec, "slowlog-log-slower-than", cfg.Server.SlowlogLogSlowerThanUsec, "commands taking at least this many µs go to SLOWLOG (0: all, -1: none; CONFIG SET changes it)")
+	f.IntVar(&cfg.Server.SlowlogMaxLen, "slowlog-max-len", cfg.Server.SlowlogMaxLen, fmt.Sprintf("entries SLOWLOG keeps (0..%d)", server.SlowlogLenMax))
+	f.Int64Var(&cfg.Server.LatencyMonitorThresholdMs, "latency-monitor-threshold", cfg.Server.LatencyMonitorThresholdMs, "LATENCY records commands taking at least this many ms (0: off)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: "+strings.Join(logLevels, ", "))
 	f.StringVar(&logFormat, "log-format", "text", "log format: "+strings.Join(logFormats, " or "))
 	return cmd
