@@ -72,6 +72,7 @@ type Node struct {
 	// leader's at some point since start (fresh node, or caught up).
 	synced atomic.Bool
 
+	metrics    *nodeMetrics   // the subsystems' Prometheus metrics (metrics.go)
 	failpoints *failpoint.Set // fault tests (Config.Failpoints); nil: none
 	markSem    chan struct{}  // one MarkHasData in flight
 	snapMu     sync.Mutex     // one global snapshot taken at a time (leader)
@@ -300,10 +301,13 @@ func (n *Node) serveRPC(_ context.Context, s *startup) error {
 	s.reg = prometheus.NewRegistry()
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.reg.MustRegister(recoveryCollectors(n.store.Recovery())...)
+	var err error
+	if n.metrics, err = newNodeMetrics(n, s.reg); err != nil {
+		return fmt.Errorf("node: metrics: %w", err)
+	}
 	r := transport.NewRouter()
 	n.backend = &backend{n: n, local: n.local}
 	n.backend.register(r)
-	var err error
 	if n.txns, err = newTxns(n, s.reg); err != nil {
 		return fmt.Errorf("node: transactions: %w", err)
 	}
@@ -410,6 +414,7 @@ func (n *Node) serve(_ context.Context, s *startup) error {
 		}
 	})
 	n.goFunc(n.watchLoop)
+	n.goFunc(n.watchLeaders)
 	n.goFunc(n.txns.loop)
 	n.goFunc(n.mig.loop)
 	n.goFunc(n.mig.feed)

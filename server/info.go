@@ -402,6 +402,9 @@ func (s *Server) keyspace(ctx context.Context, c *session) (KeyspaceInfo, error)
 
 // netBytes are the bytes read from and written to clients since start.
 func (s *Server) netBytes() (in, out int64) {
+	if s == nil {
+		return 0, 0
+	}
 	s.mu.Lock()
 	in, out = s.closedIn.Load(), s.closedOut.Load()
 	for c := range s.open {

@@ -93,6 +93,7 @@ func New(cfg Config, b Backend) (*Server, error) {
 	s.budget = resp.NewBudget(cfg.ClientInputBytesMax)
 	if m := cfg.Metrics; m != nil {
 		m.budget.Store(s.budget)
+		m.srv.Store(s)
 	}
 	return s, nil
 }
