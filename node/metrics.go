@@ -41,7 +41,8 @@ import (
 //	awareness: rises with failed probes);
 //	dbx_placement_epoch, dbx_placement_buckets{node},
 //	dbx_placement_members{state}, dbx_placement_moves{state},
-//	dbx_placement_move_bytes, dbx_placement_migration_active.
+//	dbx_placement_move_bytes, dbx_placement_migration_active,
+//	dbx_cluster_buckets_failed.
 //
 // Counted as they happen:
 //
@@ -276,6 +277,8 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		emit("dbx_placement_moves", "Bucket moves of the current placement change, by state.", gauge, float64(info.Moving), "state", "moving")
 		emit("dbx_placement_moves", "Bucket moves of the current placement change, by state.", gauge, float64(info.Done), "state", "done")
 		emit("dbx_placement_move_bytes", "Bytes copied by the finished moves of the current placement change.", gauge, float64(info.Bytes))
+		_, _, _, _, failed := n.backend.ClusterView().ClusterState()
+		emit("dbx_cluster_buckets_failed", "Buckets whose primary this node's failure detection holds failed (with RF 1: no live copy; CLUSTER INFO cluster_slots_fail).", gauge, float64(failed))
 	}
 	if n.ml != nil {
 		states := map[string]int{"alive": 0, "suspect": 0, "dead": 0, "left": 0}

@@ -89,6 +89,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, r := range []string{"protocol", "query_buffer", "node_memory"} {
 		m.rejected.WithLabelValues(r)
 	}
+	m.errors.WithLabelValues("ERR") // present from the start, as the rejected reasons
 	for _, c := range []prometheus.Collector{m.commands, m.duration, m.errors, m.conns, m.connsTotal, m.connsRefuse, m.rejected, m.panics, used, peak, maxG, netIn, netOut} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
