@@ -708,6 +708,25 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 			break
 		}
 	}
+	if level == slog.LevelError {
+		level = reconnectLevel(msg)
+	}
 	w.log.Log(context.Background(), level, msg)
 	return len(p), nil
+}
+
+// reconnectLevel lowers a library's ERROR (memberlist, Raft's network
+// transport) that only says a connection ended — what a peer's restart or
+// rejoin looks like — to INFO, and one refused (the peer is down) to
+// WARN: gossip's suspicion and the alerts report a peer that stays away.
+func reconnectLevel(msg string) slog.Level {
+	for _, m := range []string{": EOF", "error=EOF", "unexpected EOF", "connection reset by peer", "broken pipe", "use of closed network connection"} {
+		if strings.Contains(msg, m) {
+			return slog.LevelInfo
+		}
+	}
+	if strings.Contains(msg, "connection refused") {
+		return slog.LevelWarn
+	}
+	return slog.LevelError
 }

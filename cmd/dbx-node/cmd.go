@@ -62,12 +62,15 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return applyEnv(cmd.Flags())
+			if err := applyEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			return applyConfigFile(cmd.Flags())
 		},
 		Version: versionLine(),
 	}
 	root.SetVersionTemplate(buildVersion())
-	root.AddCommand(newServeCmd(), newStatusCmd(), newDrainCmd(), newReweightCmd(), newLimitsCmd(), newSnapshotCmd(), newRestoreCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newStatusCmd(), newDrainCmd(), newReweightCmd(), newLimitsCmd(), newSnapshotCmd(), newRestoreCmd(), newVersionCmd(), newHealthcheckCmd())
 	return root
 }
 
@@ -153,7 +156,9 @@ func newServeCmd() *cobra.Command {
 		Use:   "serve",
 		Short: "Run a node (without --join it bootstraps a new cluster)",
 		Long: "Run a node. Every flag is also read from the environment as DBX_<FLAG>, e.g.\n" +
-			"DBX_ID, DBX_DATA_DIR, DBX_JOIN (comma-separated); the command line wins.\n" +
+			"DBX_ID, DBX_DATA_DIR, DBX_JOIN (comma-separated), and from the TOML file\n" +
+			"--config names (keys are flag names: resp-addr = \"0.0.0.0:6379\"); the command\n" +
+			"line wins over the environment, which wins over the file.\n" +
 			"--join takes gossip addresses (--gossip-addr) of any members.\n\n" +
 			"Secrets: a flag's value is visible to every user in ps. Give --requirepass,\n" +
 			"--admin-token and --gossip-key in a file (--requirepass-file F, ..., trailing\n" +
@@ -222,6 +227,7 @@ func newServeCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
+	f.String("config", "", "TOML file of settings (keys are these flags' names; flags and DBX_* override it), e.g. deploy/dbx.toml")
 	f.StringVar(&cfg.ID, "id", "", "unique, stable node ID (required)")
 	f.StringVar(&cfg.DataDir, "data-dir", "", "data directory (required)")
 	f.StringVar(&cfg.RESPAddr, "resp-addr", cfg.RESPAddr, "RESP (Redis protocol) listen address")
