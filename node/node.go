@@ -636,9 +636,16 @@ func (n *Node) ClusterInfo() server.ClusterInfo {
 	info.Migration = n.mig.progress(s)
 	t := s.Table()
 	health := n.memberHealth(s)
-	info.ClusterState, _, _, _, info.BucketsFail = n.backend.ClusterView().ClusterState()
+	view := n.backend.ClusterView()
+	info.ClusterState, _, _, _, info.BucketsFail = view.ClusterState()
+	ranges := map[string][][2]uint16{}
+	for _, nd := range view.Nodes {
+		for _, r := range nd.Ranges {
+			ranges[nd.ID] = append(ranges[nd.ID], [2]uint16{r.Start, r.End})
+		}
+	}
 	for _, m := range s.Members() {
-		ni := server.NodeInfo{ID: m.ID, Weight: m.Weight, State: string(m.State), Health: health[m.ID], RespAddr: m.RESPAddr, HTTPAddr: m.HTTPAddr}
+		ni := server.NodeInfo{ID: m.ID, Weight: m.Weight, State: string(m.State), Health: health[m.ID], RespAddr: m.RESPAddr, HTTPAddr: m.HTTPAddr, Ranges: ranges[m.ID]}
 		if t != nil {
 			ni.Buckets = t.Count(m.ID)
 		}

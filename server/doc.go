@@ -1,6 +1,7 @@
 // Package server is a dbx node's client-facing side: the RESP server that
 // Redis clients talk to, and the HTTP admin API (/v1/cluster, /metrics,
-// /healthz, /debug/pprof). It owns no data: every data command becomes a call
+// /healthz, /debug/pprof, and the status page at /: status.html, embedded,
+// which reads /v1/cluster). It owns no data: every data command becomes a call
 // on a Backend, which the node supplies; the server only translates RESP to
 // calls and errors to Redis error replies.
 //
