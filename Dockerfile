@@ -22,5 +22,10 @@ ENV DBX_DATA_DIR=/data \
 EXPOSE 6379 16379 7380 7946 7946/udp 8080
 VOLUME /data
 USER 65532:65532
+# No shell in the image: the binary checks itself (GET /healthz on
+# DBX_HTTP_ADDR, loopback for 0.0.0.0). /healthz is 200 once the node
+# serves, 503 before and after it was drained.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["/dbx-node", "healthcheck", "--timeout", "4s"]
 ENTRYPOINT ["/dbx-node"]
 CMD ["serve"]

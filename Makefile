@@ -63,7 +63,13 @@ chaos-short:
 chaos-clean:
 	scripts/chaos.sh clean
 
-.PHONY: all build test test-short lint vet fmt fmt-check tidy-check staticcheck bench bench-placement bench-engine fuzz-short clean
+.PHONY: all build test test-short lint vet fmt fmt-check tidy-check staticcheck bench bench-placement bench-engine fuzz-short clean deploy-check
+
+# The Prometheus alert rules in deploy/ (needs promtool: Debian's prometheus
+# package). deploy/deploy_test.go checks that every dashboard and rule query
+# names a metric dbx exports.
+deploy-check:
+	promtool check rules deploy/prometheus/dbx-alerts.yml
 
 all: build test
 

@@ -46,6 +46,37 @@ func (w slogWriter) Write(p []byte) (int, error) {
 			break
 		}
 	}
+	if lvl == slog.LevelError {
+		lvl = reconnectLevel(line)
+	}
 	w.l.Log(context.Background(), lvl, string(line))
 	return len(p), nil
+}
+
+// reconnectLevel is the level of a Raft ERROR line: a replication or
+// heartbeat RPC that failed because its connection ended (EOF, reset,
+// broken pipe, closed) is what a peer's restart or rejoin looks like, so
+// it is INFO; a refused connection (the peer is down) is WARN — the
+// alerts on gossip and dbx_raft_has_leader say when that lasts. Anything
+// else stays ERROR.
+func reconnectLevel(line []byte) slog.Level {
+	rpc := false
+	for _, m := range []string{"failed to appendEntries to", "failed to heartbeat to", "failed to make requestVote RPC", "failed to pipeline appendEntries", "failed to install snapshot", "failed to send snapshot to"} {
+		if bytes.Contains(line, []byte(m)) {
+			rpc = true
+			break
+		}
+	}
+	if !rpc {
+		return slog.LevelError
+	}
+	for _, m := range []string{"error=EOF", "connection reset by peer", "broken pipe", "use of closed network connection", "unexpected EOF"} {
+		if bytes.Contains(line, []byte(m)) {
+			return slog.LevelInfo
+		}
+	}
+	if bytes.Contains(line, []byte("connection refused")) {
+		return slog.LevelWarn
+	}
+	return slog.LevelError
 }

@@ -108,6 +108,16 @@
 // failing every flush and the next Open; a flush meeting one (only old data
 // can hold one) drops it and logs it rather than retrying forever.
 //
+// # Statistics
+//
+// Stats reports per shard the commit groups and their writes, WAL payload
+// bytes, fsyncs with a log2 histogram of their durations (SyncHist,
+// SyncNanos), flushes, compactions and their bytes, write stalls,
+// memtables and files per level: counters are atomics bumped by the shard
+// worker (one per record, one clock read per fsync), read without
+// stopping writes. The node turns them into Prometheus metrics at scrape
+// time.
+//
 // # Caveats
 //
 //   - Cross-shard batches are serialized per store (one in flight at a time)

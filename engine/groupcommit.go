@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/dbx-kv/dbx/engine/vfs"
 )
@@ -128,8 +129,9 @@ func (g *groupSyncer) run() {
 		for i := range taken {
 			t := &taken[i]
 			if t.err == nil && t.f != nil {
+				start := time.Now()
 				t.err = t.f.Sync()
-				t.sh.stats.syncs.Add(1)
+				t.sh.stats.observeSync(time.Since(start))
 			}
 		}
 		for i := range taken {

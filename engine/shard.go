@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"math/bits"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -134,6 +135,25 @@ type shardCounters struct {
 	groups, groupWrites, syncs, flushes, compactions, rewrites atomic.Int64
 	stalls, bytesFlushed, bytesCompacted                       atomic.Int64
 	skipped                                                    atomic.Int64 // entries writeSegments dropped as unstorable
+	walBytes                                                   atomic.Int64 // record payload bytes appended to WALs
+	syncNanos                                                  atomic.Int64
+	syncHist                                                   [SyncHistBuckets]atomic.Int64
+}
+
+// SyncHistBuckets is the length of ShardStats.SyncHist: bucket i counts
+// WAL fsyncs that took less than 2^i µs (and at least 2^(i-1)); the last
+// one everything slower.
+const SyncHistBuckets = 24
+
+// observeSync counts one WAL fsync that took d.
+func (c *shardCounters) observeSync(d time.Duration) {
+	c.syncs.Add(1)
+	c.syncNanos.Add(int64(d))
+	i := 0
+	if us := d.Microseconds(); us > 0 {
+		i = min(bits.Len64(uint64(us)), SyncHistBuckets-1)
+	}
+	c.syncHist[i].Add(1)
 }
 
 // loadReadState pins and returns the current read state.
@@ -233,11 +253,12 @@ func (sh *shard) runFn(r *writeReq) {
 
 func (sh *shard) syncIfDirty() {
 	if sh.dirty && sh.broken == nil {
+		start := time.Now()
 		if err := sh.wal.Sync(); err != nil {
 			sh.fail(err)
 		}
 		sh.dirty = false
-		sh.stats.syncs.Add(1)
+		sh.stats.observeSync(time.Since(start))
 	}
 }
 
@@ -375,10 +396,12 @@ func (sh *shard) syncNow() error {
 	if err := sh.syncFailure(); err != nil {
 		return err
 	}
-	sh.stats.syncs.Add(1)
 	sh.walMu.Lock()
 	defer sh.walMu.Unlock()
-	return sh.wal.Sync()
+	start := time.Now()
+	err := sh.wal.Sync()
+	sh.stats.observeSync(time.Since(start))
+	return err
 }
 
 // appendRecord encodes r into the WAL and assigns its sequence numbers.
@@ -409,6 +432,7 @@ func (sh *shard) appendRecord(r *writeReq) error {
 		buf = appendOps(buf, r.b, r.idx, r.seq)
 	}
 	sh.encBuf = buf
+	sh.stats.walBytes.Add(int64(len(buf)))
 	return sh.wal.Append(buf)
 }
 

@@ -35,9 +35,15 @@ type ShardStats struct {
 	// SkippedEntries counts entries a flush or compaction of this shard
 	// dropped since Open because no segment can store them (only data
 	// written by an older version can be such; each is logged).
-	SkippedEntries int64  `json:"skipped_entries"`
-	ReadOnly       string `json:"read_only,omitempty"` // the error that made the shard read-only
-	FlushError     string `json:"flush_error,omitempty"`
+	SkippedEntries int64 `json:"skipped_entries"`
+	// WALBytes counts the record payload bytes appended to this shard's
+	// WALs since Open; SyncHist the WAL fsyncs by duration (bucket i:
+	// under 2^i µs, see SyncHistBuckets) and SyncNanos their total time.
+	WALBytes   int64                  `json:"wal_bytes"`
+	SyncHist   [SyncHistBuckets]int64 `json:"sync_hist"`
+	SyncNanos  int64                  `json:"sync_nanos"`
+	ReadOnly   string                 `json:"read_only,omitempty"` // the error that made the shard read-only
+	FlushError string                 `json:"flush_error,omitempty"`
 }
 
 // Stats is a snapshot of the store's statistics.
@@ -76,7 +82,10 @@ func (s *Store) Stats() Stats {
 			Groups: sh.stats.groups.Load(), GroupWrites: sh.stats.groupWrites.Load(), Syncs: sh.stats.syncs.Load(),
 			Flushes: sh.stats.flushes.Load(), Compactions: sh.stats.compactions.Load(), Rewrites: sh.stats.rewrites.Load(),
 			WriteStalls: sh.stats.stalls.Load(), BytesFlushed: sh.stats.bytesFlushed.Load(), BytesCompacted: sh.stats.bytesCompacted.Load(),
-			SkippedEntries: sh.stats.skipped.Load(),
+			SkippedEntries: sh.stats.skipped.Load(), WALBytes: sh.stats.walBytes.Load(), SyncNanos: sh.stats.syncNanos.Load(),
+		}
+		for i := range ss.SyncHist {
+			ss.SyncHist[i] = sh.stats.syncHist[i].Load()
 		}
 		st.RecoverySkippedEntries += ss.SkippedEntries
 		st.Keys += uint64(rs.mem.count.Load())

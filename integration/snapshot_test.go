@@ -154,10 +154,15 @@ func TestGlobalSnapshotBank(t *testing.T) {
 	if bank.transfers < 20 {
 		t.Fatalf("too little work to prove anything: %d transfers", bank.transfers)
 	}
-	list := listSnapshots(t, c.nodes[2].HTTPAddr())
-	if len(list) != snaps {
-		t.Fatalf("listed %d snapshots, want %d", len(list), snaps)
-	}
+	// n3 lists from its applied metadata: the last take committed on the
+	// leader may reach it a moment later (seen under load in make test).
+	var list []snapshotJSON
+	waitFor(t, 10*time.Second, "n3 listing every snapshot", func() error {
+		if list = listSnapshots(t, c.nodes[2].HTTPAddr()); len(list) != snaps {
+			return fmt.Errorf("listed %d snapshots, want %d", len(list), snaps)
+		}
+		return nil
+	})
 	for i, s := range list {
 		if s.ID != ids[i] || len(s.Parts) != 3 || s.Files == 0 || s.Bytes <= 0 {
 			t.Fatalf("snapshot %d listed as %+v", i, s)

@@ -49,7 +49,8 @@
 //
 //   - Plain reads take no lock and see durable, published state; reads
 //     inside a write (and Items, Exec) see applied writes, durable or not.
-//   - DBSize, Scan, ScanRanges and CountRanges iterate (O(keys)).
+//   - DBSize, Scan, ScanRanges, CountRanges and CountKeys (keys, expiries
+//     and their time left, for INFO keyspace) iterate (O(keys)).
 //   - A KeyGuard that waits must honour ctx: writes wait in it holding
 //     their stripe locks, so other writers of those stripes, LockKeys and
 //     Barrier wait too.

@@ -621,30 +621,49 @@ func (e *Engine) ScanRanges(ctx context.Context, ranges []BucketRange, pattern [
 
 // CountRanges counts the visible keys of the buckets of ranges (O(keys)).
 func (e *Engine) CountRanges(ctx context.Context, ranges []BucketRange) (int64, error) {
-	n := int64(0)
+	c, err := e.CountKeys(ctx, ranges)
+	return c.Keys, err
+}
+
+// KeyCounts are what INFO keyspace says of some buckets: the visible keys,
+// how many of them have an expiry, and the sum of those expiries' time
+// left in ms.
+type KeyCounts struct {
+	Keys, Expires, TTLSumMs int64
+}
+
+// CountKeys counts the visible keys of the buckets of ranges and those
+// with an expiry (O(keys)).
+func (e *Engine) CountKeys(ctx context.Context, ranges []BucketRange) (KeyCounts, error) {
+	var c KeyCounts
+	now := e.now().UnixMilli()
 	for _, r := range ranges {
 		if r.Start > r.End || int(r.End) >= router.NumBuckets {
-			return 0, fmt.Errorf("kv: bad bucket range [%d, %d]", r.Start, r.End)
+			return KeyCounts{}, fmt.Errorf("kv: bad bucket range [%d, %d]", r.Start, r.End)
 		}
 		it, err := e.st.NewIter(r.Start, r.End)
 		if err != nil {
-			return 0, err
+			return KeyCounts{}, err
 		}
 		for it.First(); it.Valid(); it.Next() {
-			if n++; n%4096 == 0 {
+			if at := it.ExpireAt(); at != 0 {
+				c.Expires++
+				c.TTLSumMs += max(at-now, 0)
+			}
+			if c.Keys++; c.Keys%4096 == 0 {
 				if err := ctx.Err(); err != nil {
 					it.Close()
-					return 0, err
+					return KeyCounts{}, err
 				}
 			}
 		}
 		err = it.Error()
 		it.Close()
 		if err != nil {
-			return 0, err
+			return KeyCounts{}, err
 		}
 	}
-	return n, nil
+	return c, nil
 }
 
 // Versions returns the WATCH version of each key: the engine sequence

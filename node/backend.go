@@ -271,7 +271,10 @@ func remoteErr(id, addr string, err error) error {
 }
 
 func call[Req, Resp any](ctx context.Context, b *backend, addr, method string, req *Req) (*Resp, error) {
-	return transport.Call[Req, Resp](ctx, b.n.rpc, addr, method, req)
+	start := time.Now()
+	r, err := transport.Call[Req, Resp](ctx, b.n.rpc, addr, method, req)
+	b.n.metrics.forwarded(method, start, err)
+	return r, err
 }
 
 // Get implements server.Backend.

@@ -203,6 +203,9 @@ type Config struct {
 	Raft      coordinator.Config
 	// Logger receives structured logs (nil: slog.Default()).
 	Logger *slog.Logger
+	// Version is the binary's version (dbx-node version), shown by INFO
+	// server (dbx_version) and /v1/cluster. Default "dev".
+	Version string
 }
 
 // DefaultConfig returns a config with the default ports on loopback,
@@ -233,6 +236,7 @@ func DefaultConfig() Config {
 		Server:                    server.DefaultConfig(),
 		Transport:                 transport.DefaultConfig(),
 		Raft:                      coordinator.DefaultConfig(),
+		Version:                   "dev",
 	}
 }
 
@@ -339,6 +343,18 @@ func (c *Config) Validate() error {
 			c.ClientQueryBufferBytesMax, c.Server.KeyBytesMax+c.Server.ValueBytesMax+1024)
 	case int64(c.ClientQueryBufferBytesMax) > c.ClientInputBytesMax && c.ClientInputBytesMax >= MinClientBytes:
 		bad("client-query-buffer-bytes-max %d must be at most client-input-bytes-max %d (lower it too)", c.ClientQueryBufferBytesMax, c.ClientInputBytesMax)
+	}
+	if v := c.Server.SlowlogLogSlowerThanUsec; v < -1 {
+		bad("slowlog-log-slower-than %d must be -1 (off) or more", v)
+	}
+	if v := c.Server.SlowlogMaxLen; v < 0 || v > server.SlowlogLenMax {
+		bad("slowlog-max-len %d must be in [0, %d]", v, server.SlowlogLenMax)
+	}
+	if v := c.Server.LatencyMonitorThresholdMs; v < 0 || v > server.LatencyThresholdMsMax {
+		bad("latency-monitor-threshold %d must be in [0, %d] ms", v, server.LatencyThresholdMsMax)
+	}
+	if c.Version == "" {
+		bad("Version must be set")
 	}
 	if c.AdvertiseHost != "" && net.ParseIP(c.AdvertiseHost) == nil {
 		if _, err := net.LookupHost(c.AdvertiseHost); err != nil {

@@ -113,6 +113,24 @@
 // /v1/nodes/{id}/drain and the migration limits, run on the leader; with
 // data they start a migration (progress in /v1/cluster).
 //
+// For the Redis introspection commands (introspect.go) the backend is a
+// server.InfoProvider (engine, Raft and placement figures in INFO memory,
+// persistence and the "Dbx" section; the version in INFO server) and a
+// server.KeyspaceCounter (INFO keyspace's keys and expiries, counted at
+// each bucket's owner like DBSIZE); Config.Version and the read-only
+// CONFIG GET settings (appendfsync, dir, port, ...) go to the server.
+//
+// /metrics carries, besides the server's RESP and the transactions'
+// families, every subsystem's (metrics.go): the engine's (WAL bytes,
+// fsyncs and their latency histogram, group commits, memtables, flushes,
+// compactions, level sizes, disk free), Raft's (term, indexes, apply lag,
+// leader, leader changes), gossip's (members by state, health score),
+// placement's (epoch, buckets per node, moves by state, bytes moved),
+// forwarding (calls by method and result, latency) and global snapshots
+// (takes, duration). Most are read at scrape time from Stats, Raft and
+// memberlist; forwarding and snapshots are counted as they happen. Labels
+// are bounded: no key or bucket is ever a label.
+//
 // # Global snapshots
 //
 // POST /v1/snapshots (any node; run on the leader) takes a consistent

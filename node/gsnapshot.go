@@ -332,7 +332,7 @@ func (n *Node) releaseSnapshot(id string) error {
 // takeSnapshot runs a global snapshot take (on the leader) and returns
 // its ID: snapshot.NewPlan checks the metadata allows one, snapshot.Take
 // decides every step, and this performs them in order.
-func (n *Node) takeSnapshot(ctx context.Context) (string, error) {
+func (n *Node) takeSnapshotOnce(ctx context.Context) (string, error) {
 	if !n.snapMu.TryLock() {
 		return "", fmt.Errorf("%w: another snapshot is being taken", ErrSnapshot)
 	}

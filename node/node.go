@@ -81,6 +81,7 @@ type Node struct {
 	// leader's at some point since start (fresh node, or caught up).
 	synced atomic.Bool
 
+	metrics    *nodeMetrics   // the subsystems' Prometheus metrics (metrics.go)
 	failpoints *failpoint.Set // fault tests (Config.Failpoints); nil: none
 	markSem    chan struct{}  // one MarkHasData in flight
 	snapMu     sync.Mutex     // one global snapshot taken at a time (leader)
@@ -329,10 +330,13 @@ func (n *Node) serveRPC(_ context.Context, s *startup) error {
 	s.reg = prometheus.NewRegistry()
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.reg.MustRegister(recoveryCollectors(n.store.Recovery())...)
+	var err error
+	if n.metrics, err = newNodeMetrics(n, s.reg); err != nil {
+		return fmt.Errorf("node: metrics: %w", err)
+	}
 	r := transport.NewRouter()
 	n.backend = &backend{n: n, local: n.local}
 	n.backend.register(r)
-	var err error
 	if n.txns, err = newTxns(n, s.reg); err != nil {
 		return fmt.Errorf("node: transactions: %w", err)
 	}
@@ -405,6 +409,7 @@ func (n *Node) openRESP(_ context.Context, s *startup) error {
 	scfg.Metrics = metrics
 	scfg.TxnKeysMax, scfg.TxnTimeout = cfg.TxnKeysMax, cfg.TxnDeadline+time.Second
 	scfg.RequestBytesMax, scfg.ClientInputBytesMax = cfg.ClientQueryBufferBytesMax, cfg.ClientInputBytesMax
+	scfg.Settings = append(scfg.Settings, n.configSettings()...)
 	if scfg.Now == nil {
 		scfg.Now = s.engine.Now
 	}
@@ -470,6 +475,7 @@ func (n *Node) serve(_ context.Context, s *startup) error {
 		}
 	})
 	n.goFunc(n.watchLoop)
+	n.goFunc(n.watchLeaders)
 	n.goFunc(n.txns.loop)
 	n.goFunc(n.mig.loop)
 	n.goFunc(n.mig.feed)
@@ -695,13 +701,20 @@ func (n *Node) peer(id string) (coordinator.Member, bool) {
 func (n *Node) ClusterInfo() server.ClusterInfo {
 	s := n.coord.Current()
 	leader, _ := n.coord.Leader()
-	info := server.ClusterInfo{Epoch: s.Epoch(), Leader: leader, Self: n.cfg.ID, Nodes: []server.NodeInfo{}}
+	info := server.ClusterInfo{Epoch: s.Epoch(), Leader: leader, Self: n.cfg.ID, Version: n.cfg.Version, Nodes: []server.NodeInfo{}}
 	info.Migration = n.mig.progress(s)
 	t := s.Table()
 	health := n.memberHealth(s)
-	info.ClusterState, _, _, _, info.BucketsFail = n.backend.ClusterView().ClusterState()
+	view := n.backend.ClusterView()
+	info.ClusterState, _, _, _, info.BucketsFail = view.ClusterState()
+	ranges := map[string][][2]uint16{}
+	for _, nd := range view.Nodes {
+		for _, r := range nd.Ranges {
+			ranges[nd.ID] = append(ranges[nd.ID], [2]uint16{r.Start, r.End})
+		}
+	}
 	for _, m := range s.Members() {
-		ni := server.NodeInfo{ID: m.ID, Weight: m.Weight, State: string(m.State), Health: health[m.ID], RespAddr: m.RESPAddr, HTTPAddr: m.HTTPAddr}
+		ni := server.NodeInfo{ID: m.ID, Weight: m.Weight, State: string(m.State), Health: health[m.ID], RespAddr: m.RESPAddr, HTTPAddr: m.HTTPAddr, Ranges: ranges[m.ID]}
 		if t != nil {
 			ni.Buckets = t.Count(m.ID)
 		}
@@ -771,6 +784,25 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 			break
 		}
 	}
+	if level == slog.LevelError {
+		level = reconnectLevel(msg)
+	}
 	w.log.Log(context.Background(), level, msg)
 	return len(p), nil
+}
+
+// reconnectLevel lowers a library's ERROR (memberlist, Raft's network
+// transport) that only says a connection ended — what a peer's restart or
+// rejoin looks like — to INFO, and one refused (the peer is down) to
+// WARN: gossip's suspicion and the alerts report a peer that stays away.
+func reconnectLevel(msg string) slog.Level {
+	for _, m := range []string{": EOF", "error=EOF", "unexpected EOF", "connection reset by peer", "broken pipe", "use of closed network connection"} {
+		if strings.Contains(msg, m) {
+			return slog.LevelInfo
+		}
+	}
+	if strings.Contains(msg, "connection refused") {
+		return slog.LevelWarn
+	}
+	return slog.LevelError
 }

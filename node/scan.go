@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/dbx-kv/dbx/kv"
 	"github.com/dbx-kv/dbx/router"
 	"github.com/dbx-kv/dbx/server"
 	"github.com/dbx-kv/dbx/transport"
@@ -43,8 +44,11 @@ type (
 		Stop int
 		Keys [][]byte
 	}
-	countRangesReq  struct{ Ranges []server.BucketRange }
-	countRangesResp struct{ N int64 }
+	countRangesReq struct{ Ranges []server.BucketRange }
+	// countRangesResp: N keys; Expires of them with an expiry, TTLSumMs
+	// the sum of their time left (0 from a node older than INFO keyspace's
+	// expires).
+	countRangesResp struct{ N, Expires, TTLSumMs int64 }
 )
 
 // ownedFrom is every node's bucket ranges at or above from under t.
@@ -191,7 +195,23 @@ func (b *backend) DBSize(ctx context.Context) (int64, error) { return b.dbSize(c
 func (b *backend) DBSizeNode(ctx context.Context) (int64, error) { return b.dbSize(ctx, true) }
 
 func (b *backend) dbSize(ctx context.Context, selfOnly bool) (int64, error) {
-	var total int64
+	c, err := b.keyCounts(ctx, selfOnly)
+	return c.Keys, err
+}
+
+// Keyspace implements server.KeyspaceCounter (INFO keyspace): the keys and
+// expiries of the whole cluster, or of this node's buckets (nodeScope).
+func (b *backend) Keyspace(ctx context.Context, nodeScope bool) (server.KeyspaceInfo, error) {
+	c, err := b.keyCounts(ctx, nodeScope)
+	ks := server.KeyspaceInfo{Keys: c.Keys, Expires: c.Expires}
+	if c.Expires > 0 {
+		ks.AvgTTLMs = c.TTLSumMs / c.Expires
+	}
+	return ks, err
+}
+
+func (b *backend) keyCounts(ctx context.Context, selfOnly bool) (kv.KeyCounts, error) {
+	var total kv.KeyCounts
 	err := b.retryMoved(ctx, func() error {
 		t, err := b.table()
 		if err != nil {
@@ -202,16 +222,16 @@ func (b *backend) dbSize(ctx context.Context, selfOnly bool) (int64, error) {
 			owned = map[string][]server.BucketRange{b.n.cfg.ID: owned[b.n.cfg.ID]}
 		}
 		var mu sync.Mutex
-		var sum int64
+		var sum kv.KeyCounts
 		err = b.eachOwner(ctx, owned, func(id, addr string, rs []server.BucketRange) error {
-			var n int64
+			var n kv.KeyCounts
 			if len(rs) == 0 {
 				return nil
 			} else if addr == "" {
 				if err := b.checkOwnedRanges(rs); err != nil {
 					return err
 				}
-				if n, err = b.local.CountRanges(ctx, rs); err != nil {
+				if n, err = b.local.CountKeys(ctx, rs); err != nil {
 					return err
 				}
 			} else {
@@ -219,10 +239,12 @@ func (b *backend) dbSize(ctx context.Context, selfOnly bool) (int64, error) {
 				if err != nil {
 					return remoteErr(id, addr, err)
 				}
-				n = r.N
+				n = kv.KeyCounts{Keys: r.N, Expires: r.Expires, TTLSumMs: r.TTLSumMs}
 			}
 			mu.Lock()
-			sum += n
+			sum.Keys += n.Keys
+			sum.Expires += n.Expires
+			sum.TTLSumMs += n.TTLSumMs
 			mu.Unlock()
 			return nil
 		})
@@ -272,10 +294,10 @@ func (b *backend) registerScan(r *transport.Router) {
 		if err := b.checkOwnedRanges(req.Ranges); err != nil {
 			return nil, err
 		}
-		n, err := b.local.CountRanges(ctx, req.Ranges)
+		c, err := b.local.CountKeys(ctx, req.Ranges)
 		if err != nil {
 			return nil, err
 		}
-		return &countRangesResp{N: n}, nil
+		return &countRangesResp{N: c.Keys, Expires: c.Expires, TTLSumMs: c.TTLSumMs}, nil
 	})
 }

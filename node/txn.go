@@ -171,6 +171,14 @@ func newTxns(n *Node, reg prometheus.Registerer) (*txns, error) {
 		defer t.mu.Unlock()
 		return float64(len(t.part.InDoubt()))
 	})
+	// Every path and reason from the start: rate() and the dashboard see
+	// zeros rather than no series.
+	for _, p := range []string{"1pc", "2pc"} {
+		t.m.commits.WithLabelValues(p)
+	}
+	for _, r := range []string{"conflict", "watch", "watch_moved", "error", "unknown"} {
+		t.m.aborts.WithLabelValues(r)
+	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{t.m.commits, t.m.aborts, t.m.retries, t.m.lockWaits, t.m.dropped, t.m.inDoubt} {
 			if err := reg.Register(c); err != nil {

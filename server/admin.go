@@ -2,6 +2,7 @@ package server
 
 import (
 	"crypto/subtle"
+	_ "embed"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -20,6 +21,8 @@ type ClusterInfo struct {
 	Epoch  uint64 `json:"epoch"`
 	Leader string `json:"leader"`
 	Self   string `json:"self,omitempty"`
+	// Version is the answering node's dbx-node version.
+	Version string `json:"version,omitempty"`
 	// ClusterState is CLUSTER INFO's cluster_state: "fail" while some
 	// bucket's primary is failed (or unassigned); BucketsFail counts them.
 	ClusterState string        `json:"cluster_state"`
@@ -39,6 +42,9 @@ type NodeInfo struct {
 	Buckets  int    `json:"buckets"`
 	RespAddr string `json:"resp_addr"`
 	HTTPAddr string `json:"http_addr,omitempty"`
+	// Ranges are the bucket ranges the node is primary for, [start, end]
+	// inclusive (what the status page draws).
+	Ranges [][2]uint16 `json:"ranges,omitempty"`
 }
 
 // MigrationInfo is the bucket-move progress in ClusterInfo.
@@ -75,6 +81,7 @@ type AdminConfig struct {
 //	GET /v1/cluster     ClusterInfo as JSON (from the view func)
 //	GET /metrics        Prometheus text of the registry
 //	GET /healthz        200 "ok" once SetReady(true), 503 before, 503 "left: ..." after SetLeft (no token needed)
+//	GET /               the status page (status.html: static, no data; it reads /v1/cluster with the token)
 //	/debug/pprof/...    net/http/pprof
 //
 // plus whatever the node adds with Handle. Safe for concurrent use.
@@ -108,6 +115,12 @@ func NewAdmin(cfg AdminConfig, view func() ClusterInfo, reg *prometheus.Registry
 		}
 		w.Write([]byte("ok\n"))
 	})
+	a.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Write(statusPage)
+	})
 	a.Handle("GET /v1/cluster", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		info := view()
 		if info.Nodes == nil {
@@ -126,6 +139,12 @@ func NewAdmin(cfg AdminConfig, view func() ClusterInfo, reg *prometheus.Registry
 	a.Handle("/debug/pprof/trace", http.HandlerFunc(pprof.Trace))
 	return a
 }
+
+// statusPage is the page served at /: plain HTML and a little JavaScript
+// refreshing from /v1/cluster, no build step.
+//
+//go:embed status.html
+var statusPage []byte
 
 // cmdlineHandler serves /debug/pprof/cmdline as net/http/pprof does (the
 // arguments, NUL-separated) but with RedactArgs applied, so a secret

@@ -165,3 +165,29 @@ func TestRedactArgs(t *testing.T) {
 		t.Errorf("admin cmdline: %d %q, want %q", resp.StatusCode, body, want)
 	}
 }
+
+// TestStatusPage: / serves the status page without the token (it holds
+// no data; its requests to /v1/cluster carry the token), only at the root.
+func TestStatusPage(t *testing.T) {
+	srv := httptest.NewServer(NewAdmin(AdminConfig{Token: "tok"}, func() ClusterInfo { return ClusterInfo{} }, nil))
+	defer srv.Close()
+	get := func(path string) (int, string, string) {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("Content-Type"), string(b)
+	}
+	code, ctype, body := get("/")
+	if code != 200 || !strings.HasPrefix(ctype, "text/html") || !strings.Contains(body, `fetch("/v1/cluster"`) {
+		t.Fatalf("GET / = %d %s %.100q", code, ctype, body)
+	}
+	if code, _, _ := get("/v1/cluster"); code != http.StatusUnauthorized {
+		t.Errorf("/v1/cluster without the token: %d", code)
+	}
+	if code, _, _ := get("/nosuch"); code != http.StatusNotFound && code != http.StatusUnauthorized {
+		t.Errorf("/nosuch: %d, want 404 (or 401)", code)
+	}
+}

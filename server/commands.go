@@ -28,6 +28,10 @@ type command struct {
 	backend bool // calls the backend: gets a RequestTimeout context
 	fn      func(s *Server, ctx context.Context, c *session, args [][]byte)
 	m       *cmdMetrics
+	// Derived from flags: write (CLIENT PAUSE WRITE holds it), fast (the
+	// latency monitor's "fast-command" event), skipSlowlog.
+	write, fast, skipSlowlog bool
+	st                       cmdStats
 }
 
 func commandTable(m *Metrics) map[string]*command {
@@ -37,7 +41,6 @@ func commandTable(m *Metrics) map[string]*command {
 		{name: "quit", arity: -1, flags: []string{"fast", "no_auth"}, noAuth: true, fn: cmdQuit},
 		{name: "auth", arity: -2, flags: []string{"fast", "no_auth"}, noAuth: true, fn: cmdAuth},
 		{name: "hello", arity: -1, flags: []string{"fast", "no_auth"}, noAuth: true, fn: cmdHello},
-		{name: "client", arity: -2, flags: []string{"fast"}, fn: cmdClient},
 		{name: "select", arity: 2, flags: []string{"fast"}, fn: cmdSelect},
 		{name: "readonly", arity: 1, flags: []string{"fast"}, fn: cmdOK},
 		{name: "readwrite", arity: 1, flags: []string{"fast"}, fn: cmdOK},
@@ -77,27 +80,37 @@ func commandTable(m *Metrics) map[string]*command {
 		{name: "watch", arity: -2, flags: []string{"noscript", "loading", "stale", "fast", "allow_busy"}, first: 1, last: -1, step: 1, backend: true, fn: cmdWatch},
 		{name: "unwatch", arity: 1, flags: []string{"noscript", "loading", "stale", "fast", "allow_busy"}, fn: cmdUnwatch},
 	}
+	list = append(list, introspectionCommands()...)
 	t := make(map[string]*command, len(list))
 	for _, c := range list {
 		c.m = m.forCommand(c.name)
+		c.write = slices.Contains(c.flags, "write")
+		c.fast = slices.Contains(c.flags, "fast")
+		c.skipSlowlog = slices.Contains(c.flags, "skip_slowlog")
 		t[c.name] = c
 	}
 	return t
 }
 
 // exec runs one command: lookup, arity, auth and size checks, the handler,
-// metrics. It writes exactly one reply.
+// metrics and the introspection figures (commandstats, errorstats,
+// latencystats, the slow log, the latency monitor: atomics, and a lock
+// only for a command over a threshold). It writes exactly one reply.
 func (s *Server) exec(c *session, args [][]byte) {
 	s.stats.commandsTotal.Add(1)
 	c.failed = false
 	if len(args) == 0 {
 		return // redcon never delivers one; nothing to answer
 	}
-	var start time.Time
-	if s.cfg.Metrics != nil {
-		start = time.Now()
-	}
+	start := time.Now()
 	cmd := s.lookup(c, args[0])
+	ci := c.info
+	if ci != nil {
+		ci.active.Store(start.UnixNano())
+		if cmd != nil {
+			ci.lastCmd.Store(cmd)
+		}
+	}
 	if c.multi != nil && (cmd == nil || !txControl[cmd.name]) {
 		defer func() {
 			if c.failed { // an unknown command or bad arity while queuing: EXEC aborts
@@ -105,6 +118,7 @@ func (s *Server) exec(c *session, args [][]byte) {
 			}
 		}()
 	}
+	ran := false
 	switch {
 	case len(args) > s.cfg.ArgsMax:
 		c.WriteError("ERR too many arguments (" + strconv.Itoa(len(args)) + " > " + strconv.Itoa(s.cfg.ArgsMax) + ")")
@@ -119,10 +133,18 @@ func (s *Server) exec(c *session, args [][]byte) {
 			c.WriteError(msg)
 			break
 		}
+		if s.monitoring.Load() > 0 && ci != nil {
+			s.feedMonitors(c, cmd, args)
+		}
 		if c.multi != nil && !txControl[cmd.name] {
 			s.queue(c, cmd, args)
 			break
 		}
+		if p := s.paused.Load(); p != nil {
+			s.waitPause(p, cmd)
+			start = time.Now() // a pause is not the command's latency
+		}
+		ran = true
 		ctx := s.ctx
 		if cmd.backend {
 			timeout := s.cfg.RequestTimeout
@@ -135,12 +157,47 @@ func (s *Server) exec(c *session, args [][]byte) {
 		}
 		cmd.fn(s, ctx, c, args)
 	}
+	if ci != nil {
+		if c.multi != nil {
+			ci.multi.Store(int32(len(c.multi.queued)))
+		} else if ci.multi.Load() >= 0 {
+			ci.multi.Store(-1)
+		}
+	}
+	dur := time.Since(start)
+	us := int64(dur / time.Microsecond)
+	if c.failed {
+		s.errStats.n[c.errIdx].Add(1)
+	}
+	if cmd != nil {
+		st := &cmd.st
+		if ran {
+			st.calls.Add(1)
+			st.usec.Add(us)
+			st.lat.observe(us)
+			if c.failed {
+				st.failed.Add(1)
+			}
+			if t := s.slowThreshold.Load(); t >= 0 && us >= t && !cmd.skipSlowlog {
+				s.slow.add(slowEntry{at: start.Unix(), usec: us, args: slowArgs(cmd, args), addr: remoteString(c.remote), client: c.name})
+			}
+			if t := s.latencyThreshMs.Load(); t > 0 && dur >= time.Duration(t)*time.Millisecond {
+				event := "command"
+				if cmd.fast {
+					event = "fast-command"
+				}
+				s.latency.add(event, start, int64(dur/time.Millisecond))
+			}
+		} else if c.failed {
+			st.rejected.Add(1)
+		}
+	}
 	if m := s.cfg.Metrics; m != nil {
 		cm := s.unknownM
 		if cmd != nil {
 			cm = cmd.m
 		}
-		cm.latency.Observe(time.Since(start).Seconds())
+		cm.latency.Observe(dur.Seconds())
 		if c.failed {
 			cm.fail.Inc()
 		} else {
@@ -387,7 +444,7 @@ func cmdHello(s *Server, ctx context.Context, c *session, args [][]byte) {
 			c.WriteError("ERR Client names cannot contain spaces, newlines or special characters.")
 			return
 		}
-		c.name = string(name)
+		c.setName(string(name))
 	}
 	c.WriteArray(14)
 	c.WriteBulkString("server")
@@ -413,37 +470,6 @@ func validClientName(b []byte) bool {
 		}
 	}
 	return true
-}
-
-func cmdClient(_ *Server, _ context.Context, c *session, args [][]byte) {
-	sub := args[1]
-	switch {
-	case eqFold(sub, "ID") && len(args) == 2:
-		c.WriteInt64(c.id)
-	case eqFold(sub, "GETNAME") && len(args) == 2:
-		if c.name == "" {
-			c.WriteNull()
-		} else {
-			c.WriteBulkString(c.name)
-		}
-	case eqFold(sub, "SETNAME") && len(args) == 3:
-		if !validClientName(args[2]) {
-			c.WriteError("ERR Client names cannot contain spaces, newlines or special characters.")
-			return
-		}
-		c.name = string(args[2])
-		c.WriteString("OK")
-	case eqFold(sub, "SETINFO") && len(args) == 4:
-		if !eqFold(args[2], "LIB-NAME") && !eqFold(args[2], "LIB-VER") {
-			c.WriteError("ERR Unrecognized option '" + clip(args[2]) + "'")
-			return
-		}
-		c.WriteString("OK")
-	case eqFold(sub, "ID"), eqFold(sub, "GETNAME"), eqFold(sub, "SETNAME"), eqFold(sub, "SETINFO"):
-		c.WriteError("ERR wrong number of arguments for 'client|" + strings.ToLower(string(sub)) + "' command")
-	default:
-		c.WriteError("ERR unknown subcommand '" + clip(sub) + "'. Try CLIENT HELP.")
-	}
 }
 
 // ---- COMMAND ----
@@ -480,9 +506,20 @@ func cmdCommand(s *Server, _ context.Context, c *session, args [][]byte) {
 			}
 		}
 	case eqFold(sub, "DOCS"):
-		// No documentation is served; clients (redis-cli) fall back to
-		// their built-in help on an empty reply.
-		c.WriteArray(0)
+		var names []string
+		if len(args) == 2 {
+			names = s.commandNames()
+		} else {
+			for _, a := range args[2:] {
+				if n := strings.ToLower(string(a)); s.cmds[n] != nil {
+					names = append(names, n)
+				}
+			}
+		}
+		c.WriteArray(2 * len(names))
+		for _, n := range names {
+			writeCommandDocs(c, n)
+		}
 	case eqFold(sub, "LIST") && len(args) == 2:
 		names := s.commandNames()
 		c.WriteArray(len(names))
@@ -878,84 +915,6 @@ func cmdScan(s *Server, ctx context.Context, c *session, args [][]byte) {
 	for _, k := range keys {
 		c.WriteBulk(k)
 	}
-}
-
-// ---- INFO ----
-
-func cmdInfo(s *Server, ctx context.Context, c *session, args [][]byte) {
-	want := map[string]bool{}
-	for _, a := range args[1:] {
-		want[strings.ToLower(string(a))] = true
-	}
-	all := len(want) == 0 || want["all"] || want["everything"] || want["default"]
-	var b strings.Builder
-	section := func(name string, fields [][2]string) {
-		if !all && !want[strings.ToLower(name)] {
-			return
-		}
-		if b.Len() > 0 {
-			b.WriteString("\r\n")
-		}
-		b.WriteString("# " + name + "\r\n")
-		for _, f := range fields {
-			b.WriteString(f[0] + ":" + f[1] + "\r\n")
-		}
-	}
-	now := s.cfg.Now()
-	view := s.b.ClusterView()
-	section("Server", [][2]string{
-		{"redis_version", s.cfg.Version},
-		{"redis_mode", "cluster"},
-		{"dbx_node_id", view.Self},
-		{"uptime_in_seconds", strconv.FormatInt(int64(now.Sub(s.started)/time.Second), 10)},
-	})
-	section("Clients", [][2]string{
-		{"connected_clients", strconv.FormatInt(s.conns.Load(), 10)},
-		{"maxclients", strconv.Itoa(s.cfg.ConnsMax)},
-		{"client_query_buffer_limit", strconv.Itoa(s.limits.RequestBytesMax)},
-		{"dbx_client_input_bytes", strconv.FormatInt(s.budget.Used(), 10)},
-		{"dbx_client_input_bytes_peak", strconv.FormatInt(s.budget.Peak(), 10)},
-		{"dbx_client_input_bytes_max", strconv.FormatInt(s.budget.Max(), 10)},
-	})
-	section("Stats", [][2]string{
-		{"total_connections_received", strconv.FormatInt(s.stats.connsAccepted.Load(), 10)},
-		{"total_commands_processed", strconv.FormatInt(s.stats.commandsTotal.Load(), 10)},
-		{"rejected_connections", strconv.FormatInt(s.stats.connsRefused.Load(), 10)},
-		{"dbx_protocol_errors", strconv.FormatInt(s.stats.protocolErrors.Load(), 10)},
-		{"dbx_rejected_query_buffer", strconv.FormatInt(s.stats.tooLarge.Load(), 10)},
-		{"dbx_rejected_client_input_memory", strconv.FormatInt(s.stats.inputMemory.Load(), 10)},
-		{"dbx_connection_panics", strconv.FormatInt(s.stats.panics.Load(), 10)},
-	})
-	cstate, _, _, _, cfail := view.ClusterState()
-	section("Cluster", [][2]string{
-		{"cluster_enabled", "1"},
-		{"cluster_state", cstate},
-		{"dbx_slots_fail", strconv.Itoa(cfail)},
-		{"dbx_placement_epoch", strconv.FormatUint(view.Epoch, 10)},
-	})
-	if all || want["keyspace"] {
-		n, err := s.b.DBSize(ctx)
-		if err != nil {
-			s.replyErr(c, err)
-			return
-		}
-		var fields [][2]string
-		if n > 0 {
-			fields = append(fields, [2]string{"db0", "keys=" + strconv.FormatInt(n, 10) + ",expires=0,avg_ttl=0"})
-		}
-		section("Keyspace", fields)
-	}
-	if ip, ok := s.b.(InfoProvider); ok {
-		secs, err := ip.Info(ctx)
-		if err != nil {
-			s.replyErr(c, err)
-			return
-		}
-		for _, sec := range secs {
-			section(sec.Name, sec.Fields)
-		}
-	}
-	c.WriteBulkString(b.String())
 }
 
 // ---- CLUSTER ----

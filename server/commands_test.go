@@ -111,7 +111,7 @@ func TestCommandReplies(t *testing.T) {
 		cmd("-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?", "AUTH", "x"),
 		cmd("-NOPROTO unsupported protocol version", "HELLO", "3"),
 		cmd(`["server", "redis", "version", "7.2.0-dbx", "proto", :2, "id", :1, "mode", "cluster", "role", "master", "modules", []]`, "HELLO", "2"),
-		cmd(":44", "COMMAND", "COUNT"),
+		cmd(":53", "COMMAND", "COUNT"),
 		cmd(":1", "SETNX", "snx", "1"),
 		cmd(":0", "SETNX", "snx", "2"),
 		cmd("+OK", "SETEX", "sex", "30", "v"),
@@ -121,7 +121,7 @@ func TestCommandReplies(t *testing.T) {
 		cmd("-ERR invalid expire time in 'setex' command", "SETEX", "sex", "0", "v"),
 		cmd(":2", "DEL", "snx", "sex"),
 		cmd(`[["get", :2, [+readonly, +fast], :1, :1, :1, [], [], [], []], (nil)]`, "COMMAND", "INFO", "get", "nosuch"),
-		cmd("[]", "COMMAND", "DOCS"),
+		cmd(`["get", ["summary", "Returns the string value of a key.", "since", "1.0.0", "group", "string", "complexity", "O(1)"]]`, "COMMAND", "DOCS", "GET", "nosuch"),
 		cmd("+OK", "READONLY"),
 	})
 	info := r.do("INFO")

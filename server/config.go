@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/dbx-kv/dbx/kv"
@@ -85,7 +86,30 @@ type Config struct {
 	Version string
 	// Logf, if set, receives connection-level errors.
 	Logf func(format string, args ...any)
+
+	// SlowlogLogSlowerThanUsec: commands taking at least this many
+	// microseconds go to the slow log (SLOWLOG GET); 0 logs every command,
+	// -1 none. Default 10,000 (Redis's). CONFIG SET changes it.
+	SlowlogLogSlowerThanUsec int64
+	// SlowlogMaxLen bounds the slow log's entries. Default 128, at most
+	// SlowlogLenMax.
+	SlowlogMaxLen int
+	// LatencyMonitorThresholdMs: commands taking at least this many ms are
+	// recorded by the latency monitor (LATENCY LATEST/HISTORY); 0 (default,
+	// as Redis) disables it.
+	LatencyMonitorThresholdMs int64
+	// Settings are extra read-only CONFIG GET parameters the node knows
+	// (appendfsync, dir, port, ...), name (lower case) and value.
+	Settings [][2]string
 }
+
+// Upper bounds of settings that CONFIG SET may also change.
+const (
+	// ConnsMaxLimit bounds ConnsMax (maxclients).
+	ConnsMaxLimit = 1 << 20
+	// IdleTimeoutSecondsMax bounds IdleTimeout (timeout), as Redis's.
+	IdleTimeoutSecondsMax = 1<<31 - 1
+)
 
 // DefaultConfig returns the defaults documented on each field.
 func DefaultConfig() Config {
@@ -107,6 +131,9 @@ func DefaultConfig() Config {
 		AuthFailureDelay:    100 * time.Millisecond,
 		Now:                 time.Now,
 		Version:             "7.2.0-dbx",
+
+		SlowlogLogSlowerThanUsec: 10000,
+		SlowlogMaxLen:            128,
 	}
 }
 
@@ -134,8 +161,8 @@ func (c *Config) Validate() error {
 	if c.CloseTimeout <= 0 {
 		bad("CloseTimeout (%s) must be positive", c.CloseTimeout)
 	}
-	if c.ConnsMax < 1 {
-		bad("ConnsMax (%d) must be at least 1", c.ConnsMax)
+	if c.ConnsMax < 1 || c.ConnsMax > ConnsMaxLimit {
+		bad("ConnsMax (%d) must be in [1, %d]", c.ConnsMax, ConnsMaxLimit)
 	}
 	if c.RequestTimeout <= 0 {
 		bad("RequestTimeout (%s) must be positive", c.RequestTimeout)
@@ -149,8 +176,22 @@ func (c *Config) Validate() error {
 	if c.TxnCommandsMax < 1 || c.TxnCommandsMax > 1<<20 {
 		bad("TxnCommandsMax (%d) must be in [1, %d]", c.TxnCommandsMax, 1<<20)
 	}
-	if c.IdleTimeout < 0 {
-		bad("IdleTimeout (%s) must not be negative", c.IdleTimeout)
+	if c.IdleTimeout < 0 || c.IdleTimeout > IdleTimeoutSecondsMax*time.Second {
+		bad("IdleTimeout (%s) must be in [0, %ds]", c.IdleTimeout, IdleTimeoutSecondsMax)
+	}
+	if c.SlowlogLogSlowerThanUsec < -1 {
+		bad("SlowlogLogSlowerThanUsec (%d) must be -1 (off) or more", c.SlowlogLogSlowerThanUsec)
+	}
+	if c.SlowlogMaxLen < 0 || c.SlowlogMaxLen > SlowlogLenMax {
+		bad("SlowlogMaxLen (%d) must be in [0, %d]", c.SlowlogMaxLen, SlowlogLenMax)
+	}
+	if c.LatencyMonitorThresholdMs < 0 || c.LatencyMonitorThresholdMs > LatencyThresholdMsMax {
+		bad("LatencyMonitorThresholdMs (%d) must be in [0, %d]", c.LatencyMonitorThresholdMs, LatencyThresholdMsMax)
+	}
+	for _, kv := range c.Settings {
+		if kv[0] == "" || kv[0] != strings.ToLower(kv[0]) {
+			bad("Settings: name %q must be non-empty lower case", kv[0])
+		}
 	}
 	if c.AuthFailuresMax < 1 || c.AuthFailuresMax > 1000 {
 		bad("AuthFailuresMax (%d) must be in [1, 1000]", c.AuthFailuresMax)

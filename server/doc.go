@@ -1,6 +1,7 @@
 // Package server is a dbx node's client-facing side: the RESP server that
 // Redis clients talk to, and the HTTP admin API (/v1/cluster, /metrics,
-// /healthz, /debug/pprof). It owns no data: every data command becomes a call
+// /healthz, /debug/pprof, and the status page at /: status.html, embedded,
+// which reads /v1/cluster). It owns no data: every data command becomes a call
 // on a Backend, which the node supplies; the server only translates RESP to
 // calls and errors to Redis error replies.
 //
@@ -23,12 +24,15 @@
 //
 // # Commands
 //
-// PING ECHO QUIT AUTH HELLO CLIENT(ID|GETNAME|SETNAME|SETINFO) SELECT(0 only)
-// READONLY READWRITE COMMAND(|COUNT|INFO|DOCS|LIST)
-// CLUSTER(SLOTS|SHARDS|NODES|KEYSLOT|MYID|INFO|HELP) INFO DBSIZE SCAN GET SET
-// (EX PX EXAT PXAT NX XX GET KEEPTTL) SETNX SETEX PSETEX DEL UNLINK EXISTS TYPE
-// MGET MSET INCR INCRBY DECR DECRBY EXPIRE PEXPIRE EXPIREAT PEXPIREAT TTL PTTL
-// EXPIRETIME PEXPIRETIME PERSIST MSETNX MULTI EXEC DISCARD WATCH UNWATCH,
+// PING ECHO QUIT AUTH HELLO SELECT(0 only) READONLY READWRITE
+// COMMAND(|COUNT|INFO|DOCS|LIST) CLUSTER(SLOTS|SHARDS|NODES|KEYSLOT|MYID|INFO|HELP)
+// INFO DBSIZE SCAN GET SET (EX PX EXAT PXAT NX XX GET KEEPTTL) SETNX SETEX
+// PSETEX STRLEN DEL UNLINK EXISTS TYPE MGET MSET INCR INCRBY DECR DECRBY EXPIRE
+// PEXPIRE EXPIREAT PEXPIREAT TTL PTTL EXPIRETIME PEXPIRETIME PERSIST MSETNX
+// MULTI EXEC DISCARD WATCH UNWATCH, and for operators (introspect.go)
+// CLIENT(ID|GETNAME|SETNAME|SETINFO|INFO|LIST|KILL|NO-EVICT|NO-TOUCH|PAUSE|UNPAUSE)
+// CONFIG(GET|SET|RESETSTAT|REWRITE refused) SLOWLOG(GET|LEN|RESET)
+// LATENCY(LATEST|HISTORY|RESET|DOCTOR) MEMORY USAGE MONITOR TIME ROLE WAIT,
 // with Redis's reply formats and error texts ("-ERR wrong number of
 // arguments for 'get' command", "-ERR unknown command 'x', with args
 // beginning with: 'a' ", "-NOAUTH Authentication
@@ -39,6 +43,30 @@
 // The server speaks RESP2 only. HELLO 2 answers as Redis does; HELLO 3
 // answers "-NOPROTO", which go-redis v9 (protocol 3 by default) takes as
 // "fall back to RESP2 and AUTH": it connects normally.
+//
+// # Introspection
+//
+// INFO has Redis's sections and field names where they mean something in
+// dbx (server, clients, memory — used_memory is the Go runtime's heap
+// objects, stacks and metadata, which hold the memtables —, persistence,
+// stats, replication, cpu, commandstats, errorstats, latencystats, cluster,
+// keyspace with the expiry counts of a KeyspaceCounter backend); an
+// InfoProvider backend adds fields to them (a field it names again replaces
+// the server's) and sections of its own (the node's "Dbx"). commandstats,
+// errorstats and latencystats (log2 buckets) are atomics per command; the
+// slow log (slowlog-log-slower-than, slowlog-max-len ≤ SlowlogLenMax, 32
+// arguments of 128 bytes per entry) and the latency monitor
+// (latency-monitor-threshold, 160 samples per event) take a lock only for a
+// command over their threshold; CLIENT PAUSE costs one atomic load per
+// command, MONITOR one while nobody monitors (at most MonitorsMax monitors,
+// each with a queue of 4096 lines: one that falls behind is disconnected).
+// CONFIG GET answers the server's settings and Config.Settings (the node's,
+// read-only: appendfsync, dir, port, ...), "save" as "" and "appendonly" as
+// "yes" (the WAL); CONFIG SET changes slowlog-*, latency-monitor-threshold,
+// maxclients (≤ ConnsMaxLimit) and timeout, all or nothing; CONFIG REWRITE
+// is refused with the reason. CLIENT PAUSE is bounded by PauseMax and never
+// holds CLIENT itself (so UNPAUSE works). ROLE and WAIT answer "master, no
+// replicas" unless the backend is a ReplicationInfo.
 //
 // # Limits and failure behaviour
 //

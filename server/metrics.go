@@ -22,6 +22,8 @@ import (
 //	dbx_client_input_bytes_max                gauge (Config.ClientInputBytesMax)
 //	dbx_client_input_rejected_total{reason}   counter (protocol, query_buffer, node_memory, tls)
 //	dbx_resp_panics_total                     counter (connections closed by a panic)
+//	dbx_resp_input_bytes_total                counter (bytes read from clients)
+//	dbx_resp_output_bytes_total               counter (bytes written to clients)
 //
 // cmd is a known command's lower-case name or "unknown", so label
 // cardinality is bounded.
@@ -35,6 +37,7 @@ type Metrics struct {
 	rejected    *prometheus.CounterVec
 	panics      prometheus.Counter
 	budget      atomic.Pointer[resp.Budget]
+	srv         atomic.Pointer[Server]
 }
 
 // NewMetrics creates the collectors and registers them on reg.
@@ -77,10 +80,17 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	maxG := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "dbx_client_input_bytes_max", Help: "Bound on dbx_client_input_bytes (--client-input-bytes-max).",
 	}, func() float64 { return float64(m.budget.Load().Max()) })
+	netIn := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "dbx_resp_input_bytes_total", Help: "Bytes read from RESP clients.",
+	}, func() float64 { in, _ := m.srv.Load().netBytes(); return float64(in) })
+	netOut := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "dbx_resp_output_bytes_total", Help: "Bytes written to RESP clients.",
+	}, func() float64 { _, out := m.srv.Load().netBytes(); return float64(out) })
 	for _, r := range []string{"protocol", "query_buffer", "node_memory"} {
 		m.rejected.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.commands, m.duration, m.errors, m.conns, m.connsTotal, m.connsRefuse, m.rejected, m.panics, used, peak, maxG} {
+	m.errors.WithLabelValues("ERR") // present from the start, as the rejected reasons
+	for _, c := range []prometheus.Collector{m.commands, m.duration, m.errors, m.conns, m.connsTotal, m.connsRefuse, m.rejected, m.panics, used, peak, maxG, netIn, netOut} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

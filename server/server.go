@@ -38,6 +38,31 @@ type Server struct {
 	wg      sync.WaitGroup     // one per connection goroutine
 	ids     atomic.Int64       // client IDs
 	stats   serverStats
+	// closedIn/closedOut: network bytes of connections already closed.
+	closedIn, closedOut atomic.Int64
+
+	// Introspection, all off the hot path unless in use: settings CONFIG
+	// SET may change (atomics), the slow log and the latency monitor (a
+	// lock only for a command over their threshold), CLIENT PAUSE (one
+	// atomic load per command), MONITOR (one atomic load per command
+	// while nobody monitors).
+	connsMax        atomic.Int64
+	idleTimeout     atomic.Int64 // ns
+	slowThreshold   atomic.Int64 // µs; < 0: off
+	latencyThreshMs atomic.Int64 // 0: off
+	slow            slowlog
+	latency         latencyMonitor
+	errStats        errorStats
+	paused          atomic.Pointer[pause]
+	monitoring      atomic.Int32 // len(monitors)
+	monMu           sync.Mutex
+	monitors        []*monitor
+	runID           string
+	opsMu           sync.Mutex // instantaneous_ops_per_sec's last sample
+	opsAt           time.Time
+	opsCount        int64
+	opsRate         float64
+	memPeak         atomic.Uint64
 
 	started time.Time
 }
@@ -56,7 +81,12 @@ func New(cfg Config, b Backend) (*Server, error) {
 	if b == nil {
 		return nil, fmt.Errorf("%w: nil Backend", ErrInvalidConfig)
 	}
-	s := &Server{cfg: cfg, b: b, started: cfg.Now(), open: map[*conn]struct{}{}}
+	s := &Server{cfg: cfg, b: b, started: cfg.Now(), open: map[*conn]struct{}{}, runID: newRunID()}
+	s.connsMax.Store(int64(cfg.ConnsMax))
+	s.idleTimeout.Store(int64(cfg.IdleTimeout))
+	s.slowThreshold.Store(cfg.SlowlogLogSlowerThanUsec)
+	s.slow.maxLen = cfg.SlowlogMaxLen
+	s.latencyThreshMs.Store(cfg.LatencyMonitorThresholdMs)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.cmds = commandTable(cfg.Metrics)
 	s.unknownM = cfg.Metrics.forCommand("unknown")
@@ -64,6 +94,7 @@ func New(cfg Config, b Backend) (*Server, error) {
 	s.budget = resp.NewBudget(cfg.ClientInputBytesMax)
 	if m := cfg.Metrics; m != nil {
 		m.budget.Store(s.budget)
+		m.srv.Store(s)
 	}
 	return s, nil
 }
@@ -187,7 +218,7 @@ func (s *Server) logf(format string, args ...any) {
 
 // accept registers a new connection and starts its goroutine.
 func (s *Server) accept(nc net.Conn, nodeScope bool) {
-	if s.conns.Add(1) > int64(s.cfg.ConnsMax) {
+	if s.conns.Add(1) > s.connsMax.Load() {
 		s.conns.Add(-1)
 		s.stats.connsRefused.Add(1)
 		if m := s.cfg.Metrics; m != nil {
@@ -205,8 +236,11 @@ func (s *Server) accept(nc net.Conn, nodeScope bool) {
 	}
 	c := &conn{s: s, nc: nc}
 	c.sess = &session{id: s.ids.Add(1), authed: s.cfg.RequirePass == "", local: nc.LocalAddr(), remote: nc.RemoteAddr(), nodeScope: nodeScope}
-	c.rd = resp.NewReader(nc, s.limits, s.budget, !c.sess.authed)
-	c.wr = resp.NewWriter(deadlineWriter{nc, s.cfg.WriteTimeout})
+	c.info = &clientInfo{id: c.sess.id, addr: remoteString(nc.RemoteAddr()), laddr: remoteString(nc.LocalAddr()), created: time.Now()}
+	c.info.multi.Store(-1)
+	c.sess.info, c.sess.conn = c.info, c
+	c.rd = resp.NewReader(countingReader{nc, &c.info.inBytes}, s.limits, s.budget, !c.sess.authed)
+	c.wr = resp.NewWriter(deadlineWriter{nc, s.cfg.WriteTimeout, &c.info.outBytes})
 	c.sess.w = c.wr
 	s.mu.Lock()
 	s.open[c] = struct{}{}
@@ -216,12 +250,14 @@ func (s *Server) accept(nc net.Conn, nodeScope bool) {
 }
 
 // conn is one client connection; only its goroutine uses rd, wr and sess.
+// info is what other goroutines may read.
 type conn struct {
 	s    *Server
 	nc   net.Conn
 	rd   *resp.Reader
 	wr   *resp.Writer
 	sess *session
+	info *clientInfo
 }
 
 // replyFlushBytes: replies are written out once this many are buffered,
@@ -246,6 +282,8 @@ func (c *conn) serve() {
 		c.rd.Release()
 		s.mu.Lock()
 		delete(s.open, c)
+		s.closedIn.Add(c.info.inBytes.Load())
+		s.closedOut.Add(c.info.outBytes.Load())
 		s.mu.Unlock()
 		s.conns.Add(-1)
 		if m := s.cfg.Metrics; m != nil {
@@ -266,8 +304,8 @@ func (c *conn) serve() {
 			if c.wr.Flush() != nil {
 				return
 			}
-			if s.cfg.IdleTimeout > 0 {
-				c.nc.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+			if idle := time.Duration(s.idleTimeout.Load()); idle > 0 {
+				c.nc.SetReadDeadline(time.Now().Add(idle))
 			}
 			if err = c.rd.Fill(); err == nil {
 				continue
@@ -278,6 +316,11 @@ func (c *conn) serve() {
 			return
 		}
 		s.exec(c.sess, args)
+		if m := c.sess.monitor; m != nil {
+			c.wr.Flush()
+			c.runMonitor(m)
+			return
+		}
 		if c.sess.quit {
 			c.wr.Flush()
 			return
@@ -340,15 +383,19 @@ func (c *conn) fail(err error) {
 	}
 }
 
-// deadlineWriter puts a deadline on every write to a client.
+// deadlineWriter puts a deadline on every write to a client and counts
+// the bytes written.
 type deadlineWriter struct {
 	nc      net.Conn
 	timeout time.Duration
+	n       *atomic.Int64
 }
 
 func (w deadlineWriter) Write(p []byte) (int, error) {
 	w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
-	return w.nc.Write(p)
+	n, err := w.nc.Write(p)
+	w.n.Add(int64(n))
+	return n, err
 }
 
 // replyWriter is what replies are written to (resp.Writer, and the
@@ -382,6 +429,10 @@ type session struct {
 	multi     *txState     // open MULTI, nil outside one
 	watch     []WatchedKey // WATCHed keys and their versions
 	txb       Backend      // during EXEC: the transaction's overlay
+	errIdx    int          // errorTypes index of the last error reply
+	info      *clientInfo  // what CLIENT LIST shows of this session
+	conn      *conn        // nil for sessions not on a connection (tests)
+	monitor   *monitor     // set by MONITOR: the connection streams from now on
 }
 
 // be is the backend data commands use: the transaction's overlay during
@@ -402,5 +453,6 @@ func (c *session) WriteNull()               { c.w.WriteNull() }
 func (c *session) WriteRaw(v []byte)        { c.w.WriteRaw(v) }
 func (c *session) WriteError(v string) {
 	c.failed = true
+	c.errIdx = errorIndex(v)
 	c.w.WriteError(v)
 }

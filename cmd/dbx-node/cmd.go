@@ -64,12 +64,15 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return applyEnv(cmd.Flags())
+			if err := applyEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			return applyConfigFile(cmd.Flags())
 		},
 		Version: versionLine(),
 	}
 	root.SetVersionTemplate(buildVersion())
-	root.AddCommand(newServeCmd(), newStatusCmd(), newDrainCmd(), newReweightCmd(), newLimitsCmd(), newSnapshotCmd(), newRestoreCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newStatusCmd(), newDrainCmd(), newReweightCmd(), newLimitsCmd(), newSnapshotCmd(), newRestoreCmd(), newVersionCmd(), newHealthcheckCmd())
 	return root
 }
 
@@ -155,7 +158,9 @@ func newServeCmd() *cobra.Command {
 		Use:   "serve",
 		Short: "Run a node (without --join it bootstraps a new cluster)",
 		Long: "Run a node. Every flag is also read from the environment as DBX_<FLAG>, e.g.\n" +
-			"DBX_ID, DBX_DATA_DIR, DBX_JOIN (comma-separated); the command line wins.\n" +
+			"DBX_ID, DBX_DATA_DIR, DBX_JOIN (comma-separated), and from the TOML file\n" +
+			"--config names (keys are flag names: resp-addr = \"0.0.0.0:6379\"); the command\n" +
+			"line wins over the environment, which wins over the file.\n" +
 			"--join takes gossip addresses (--gossip-addr) of any members.\n\n" +
 			"Secrets: a flag's value is visible to every user in ps. Give --requirepass,\n" +
 			"--admin-token and --gossip-key in a file (--requirepass-file F, ..., trailing\n" +
@@ -189,6 +194,7 @@ func newServeCmd() *cobra.Command {
 				}
 			}
 			cfg.Logger = logger
+			cfg.Version = strings.TrimPrefix(versionLine(), "dbx-node ")
 			if err := cfg.Validate(); err != nil {
 				errs = append(errs, err)
 			}
@@ -243,6 +249,7 @@ func newServeCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
+	f.String("config", "", "TOML file of settings (keys are these flags' names; flags and DBX_* override it), e.g. deploy/dbx.toml")
 	f.StringVar(&cfg.ID, "id", "", "unique, stable node ID (required)")
 	f.StringVar(&cfg.DataDir, "data-dir", "", "data directory (required)")
 	f.StringVar(&cfg.RESPAddr, "resp-addr", cfg.RESPAddr, "RESP (Redis protocol) listen address")
@@ -283,6 +290,9 @@ func newServeCmd() *cobra.Command {
 	f.BoolVar(&cfg.ForceRecover, "force-recover", false, "start even when the engine finds a live WAL the manifest names missing (the lost writes are reported)")
 	f.Int64Var(&cfg.ClientInputBytesMax, "client-input-bytes-max", cfg.ClientInputBytesMax, "bytes of client input buffered across all connections (default: 1/8 of memory, 64 MiB..4 GiB; at least 1 MiB)")
 	f.IntVar(&cfg.ClientQueryBufferBytesMax, "client-query-buffer-bytes-max", cfg.ClientQueryBufferBytesMax, "bytes one connection's query buffer may hold (1 MiB..client-input-bytes-max)")
+	f.Int64Var(&cfg.Server.SlowlogLogSlowerThanUsec, "slowlog-log-slower-than", cfg.Server.SlowlogLogSlowerThanUsec, "commands taking at least this many µs go to SLOWLOG (0: all, -1: none; CONFIG SET changes it)")
+	f.IntVar(&cfg.Server.SlowlogMaxLen, "slowlog-max-len", cfg.Server.SlowlogMaxLen, fmt.Sprintf("entries SLOWLOG keeps (0..%d)", server.SlowlogLenMax))
+	f.Int64Var(&cfg.Server.LatencyMonitorThresholdMs, "latency-monitor-threshold", cfg.Server.LatencyMonitorThresholdMs, "LATENCY records commands taking at least this many ms (0: off)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: "+strings.Join(logLevels, ", "))
 	f.StringVar(&logFormat, "log-format", "text", "log format: "+strings.Join(logFormats, " or "))
 	return cmd

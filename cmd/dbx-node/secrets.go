@@ -25,6 +25,9 @@ func flagSource(fs *pflag.FlagSet, name string) string {
 		if v := f.Annotations[envAnnotation]; len(v) > 0 {
 			return v[0]
 		}
+		if v := f.Annotations[configAnnotation]; len(v) > 0 {
+			return name + " in " + v[0]
+		}
 	}
 	return "--" + name
 }
