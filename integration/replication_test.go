@@ -80,8 +80,9 @@ func TestReplicationRF3(t *testing.T) {
 		}
 		return nil
 	})
-	// Close the node that is primary of the most buckets but not the
-	// Raft leader.
+	// Close a follower, restart it (it catches up and rejoins every set),
+	// then close the Raft leader: after each, every key reads back what
+	// was acknowledged and takes a new write.
 	victim := -1
 	for i, n := range c.nodes {
 		if !n.IsLeader() {
@@ -89,16 +90,53 @@ func TestReplicationRF3(t *testing.T) {
 			break
 		}
 	}
-	down := c.nodes[victim]
-	t.Logf("closing %s", down.ID())
+	w1 := closeAndProbe(t, c, victim, keys, 0)
+	t.Logf("%s closed: every key readable and writable after %v", "follower", w1.Round(time.Millisecond))
+
+	id, dir := fmt.Sprintf("n%d", victim+1), c.dirs[victim]
+	var join []string
+	for _, n := range c.live() {
+		join = append(join, n.GossipAddr())
+	}
+	cfg := nodeConfig(t, id, dir, join)
+	cfg.ReplicationFactor = 3
+	c.nodes[victim] = startNode(t, cfg)
+	back := time.Now()
+	waitFor(t, 60*time.Second, id+" back in every in-sync set", func() error {
+		for _, n := range c.live() {
+			if u := n.Coordinator().Current().UnderReplicated(); u != 0 {
+				return fmt.Errorf("%s: %d buckets under-replicated", n.ID(), u)
+			}
+		}
+		return nil
+	})
+	t.Logf("%s restarted and back in every set after %v", id, time.Since(back).Round(time.Millisecond))
+
+	leader := -1
+	for i, n := range c.nodes {
+		if n != nil && n.IsLeader() {
+			leader = i
+		}
+	}
+	w2 := closeAndProbe(t, c, leader, keys, keys)
+	t.Logf("leader closed: every key readable and writable after %v", w2.Round(time.Millisecond))
+}
+
+// closeAndProbe closes node i and has 16 clients probe the keys side by
+// side until each reads back its last acknowledged value (written with
+// base+i, or base+keys+i if a failed write committed anyway) and takes a
+// write of base+keys+i; it returns the worst time to that.
+func closeAndProbe(t *testing.T, c *cluster, i, keys, base int) time.Duration {
+	t.Helper()
+	down := c.nodes[i]
 	start := time.Now()
 	down.Close()
 	t.Logf("%s closed in %v", down.ID(), time.Since(start).Round(time.Millisecond))
-	c.nodes[victim] = nil
+	c.nodes[i] = nil
 	live := c.live()
 	lc := client(t, live[0])
-	// Every key reads back its acknowledged value and takes a new write;
-	// 16 clients probe the keys side by side, each key until it answers.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
 	var (
 		mu     sync.Mutex
 		worst  time.Duration
@@ -119,23 +157,30 @@ func TestReplicationRF3(t *testing.T) {
 					return
 				}
 				k := fmt.Sprintf("rk%d", i)
+				var lastErr error
 				for {
 					if time.Since(start) > 30*time.Second {
-						t.Errorf("%s not readable and writable 30 s after %s closed", k, down.ID())
+						b := router.BucketString(k)
+						var sts []string
+						for _, m := range live {
+							sts = append(sts, m.ID()+": "+m.ReplicaStatus(b))
+						}
+						t.Errorf("%s not readable and writable 30 s after %s closed: %v (bucket %d: %v)", k, down.ID(), lastErr, b, sts)
 						return
 					}
 					v, err := lc.Get(ctx, k).Result()
 					// A SET that failed may still have committed.
-					if err == nil && v != fmt.Sprint(i) && v != fmt.Sprint(i+keys) {
-						t.Errorf("GET %s = %q after the failover, want %d (an acknowledged write lost)", k, v, i)
+					if err == nil && v != fmt.Sprint(base+i) && v != fmt.Sprint(base+keys+i) {
+						t.Errorf("GET %s = %q after %s closed, want %d (an acknowledged write lost)", k, v, down.ID(), base+i)
 						return
 					}
 					if err == nil {
-						err = lc.Set(ctx, k, fmt.Sprint(i+keys), 0).Err()
+						err = lc.Set(ctx, k, fmt.Sprint(base+keys+i), 0).Err()
 					}
 					if err == nil {
 						break
 					}
+					lastErr = err
 					mu.Lock()
 					failed++
 					mu.Unlock()
@@ -157,16 +202,17 @@ func TestReplicationRF3(t *testing.T) {
 	if worst > 20*time.Second {
 		t.Fatalf("unavailability window %v, want at most 20 s", worst)
 	}
-	waitFor(t, 10*time.Second, "the new writes in both live replicas' stores", func() error {
+	waitFor(t, 10*time.Second, "the new writes in every live replica's store", func() error {
 		for _, n := range live {
 			for i := range keys {
 				k := fmt.Sprintf("rk%d", i)
 				v, err := n.Engine().Get(router.BucketString(k), []byte(k))
-				if errors.Is(err, engine.ErrNotFound) || string(v) != fmt.Sprint(i+keys) {
-					return fmt.Errorf("%s: %s = %q, %v after the failover; want %d", n.ID(), k, v, err, i+keys)
+				if errors.Is(err, engine.ErrNotFound) || string(v) != fmt.Sprint(base+keys+i) {
+					return fmt.Errorf("%s: %s = %q, %v after the failover; want %d", n.ID(), k, v, err, base+keys+i)
 				}
 			}
 		}
 		return nil
 	})
+	return worst
 }

@@ -4,14 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dbx-kv/dbx/coordinator"
 	"github.com/dbx-kv/dbx/engine"
+	"github.com/dbx-kv/dbx/router"
 )
 
 // adminOpTimeout bounds an admin operation forwarded to the leader.
@@ -30,6 +33,16 @@ const adminOpTimeout = 10 * time.Second
 // Weight and drain changes start a migration; GET /v1/cluster shows its
 // progress.
 func (n *Node) registerAdmin() {
+	// GET /v1/buckets/{b}/replica: this node's replication state of
+	// bucket b, and why it may not serve it (text, for operators).
+	n.admin.Handle("GET /v1/buckets/{b}/replica", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := strconv.ParseUint(r.PathValue("b"), 10, 16)
+		if err != nil || b >= router.NumBuckets {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("bucket must be in [0, %d]", router.NumBuckets-1)})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"node": n.cfg.ID, "replica": n.ReplicaStatus(uint16(b))})
+	}))
 	n.admin.Handle("POST /v1/nodes/{id}/weight", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
 			Weight *float64 `json:"weight"`

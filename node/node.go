@@ -713,11 +713,33 @@ func (n *Node) ClusterInfo() server.ClusterInfo {
 			ranges[nd.ID] = append(ranges[nd.ID], [2]uint16{r.Start, r.End})
 		}
 	}
-	for _, m := range s.Members() {
-		ni := server.NodeInfo{ID: m.ID, Weight: m.Weight, State: string(m.State), Health: health[m.ID], RespAddr: m.RESPAddr, HTTPAddr: m.HTTPAddr, Ranges: ranges[m.ID]}
-		if t != nil {
-			ni.Buckets = t.Count(m.ID)
+	info.ReplicationFactor, info.UnderReplicated = s.ReplicationFactor(), s.UnderReplicated()
+	if n.repl != nil {
+		n.repl.mu.Lock()
+		info.Failovers = n.repl.status.Failovers
+		n.repl.mu.Unlock()
+	}
+	// Primaries follow failovers (ownerOf); every other owner holds a
+	// replica.
+	primaries, replicas := map[string]int{}, map[string]int{}
+	if t != nil {
+		over := s.PrimaryOverrides()
+		for b := range uint16(router.NumBuckets) {
+			p := t.OwnerOfBucket(b)
+			if o, ok := over[b]; ok {
+				p = o
+			}
+			primaries[p]++
+			for _, o := range t.Owners(b) {
+				if o != p {
+					replicas[o]++
+				}
+			}
 		}
+	}
+	for _, m := range s.Members() {
+		ni := server.NodeInfo{ID: m.ID, Weight: m.Weight, State: string(m.State), Health: health[m.ID], RespAddr: m.RESPAddr, HTTPAddr: m.HTTPAddr, Ranges: ranges[m.ID],
+			Buckets: primaries[m.ID], Replicas: replicas[m.ID]}
 		info.Nodes = append(info.Nodes, ni)
 	}
 	return info

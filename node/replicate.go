@@ -38,7 +38,7 @@ const (
 	replTick = 10 * time.Millisecond
 	// replOutboxMax bounds the messages queued for one peer; beyond it
 	// the oldest are dropped (the protocol tolerates loss and resends).
-	replOutboxMax = 1 << 16
+	replOutboxMax = 1 << 14
 	// replSendTimeout bounds one batch's RPC.
 	replSendTimeout = 2 * time.Second
 	// replProbeEvery and replProbeTimeout: the leader's liveness probes.
@@ -254,6 +254,11 @@ func (d *replicator) loop() {
 		}
 		s := d.n.coord.Current()
 		if s.ReplicationFactor() <= 1 {
+			// Not replicating (yet: a restarted node replays its
+			// metadata first): what arrives is dropped, not hoarded.
+			d.mu.Lock()
+			d.inbox = d.inbox[:0]
+			d.mu.Unlock()
 			continue
 		}
 		leading := d.n.coord.IsLeader()
@@ -896,7 +901,15 @@ func (s *replSender) run() {
 				_, err = s.d.n.rpc.Call(ctx, m.RPCAddr, methodReplMsgs, buf)
 				cancel()
 				if err != nil {
+					// The peer is down or slow: what queued meanwhile is
+					// stale (heartbeats, ships the protocol resends), so
+					// it goes too, rather than flooding the peer when it
+					// is back.
 					s.d.log.Debug("replication batch not delivered", "to", s.to, "err", err)
+					q = nil
+					s.mu.Lock()
+					s.q = nil
+					s.mu.Unlock()
 				}
 			}
 		}

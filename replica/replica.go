@@ -296,6 +296,10 @@ func (r *Replica) setMembership(st *bucket, m Membership) []Effect {
 	continuing := st.role == RolePrimary && !st.needBump && !st.deposed && m.Epoch == st.m.Epoch+1
 	st.m, st.known = m.clone(), true
 	st.proposal = nil
+	// Rounds are numbered by each primary: one seen from the previous
+	// primary means nothing to the next (acknowledging it would name a
+	// round the new primary never sent, and keep its lease away).
+	st.lastRound = 0
 	st.matched = st.commit
 	st.leaseFloor = st.round + 1
 	var effs []Effect
@@ -695,7 +699,9 @@ func (r *Replica) stepAck(st *bucket, m Message) []Effect {
 			p.match = m.Seq
 		}
 		p.next = max(p.next, p.match+1)
-		p.round = max(p.round, m.Round)
+		if m.Round <= st.round { // only rounds this primary sent count
+			p.round = max(p.round, m.Round)
+		}
 		p.copying, p.acked, p.retried = false, true, 0
 	case ReasonGap, ReasonMismatch:
 		h := m.Hint

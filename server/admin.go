@@ -27,7 +27,15 @@ type ClusterInfo struct {
 	// bucket's primary is failed (or unassigned); BucketsFail counts them.
 	ClusterState string        `json:"cluster_state"`
 	BucketsFail  int           `json:"buckets_fail"`
-	Nodes        []NodeInfo    `json:"nodes"`
+	// ReplicationFactor is the cluster's (1: no replicas);
+	// UnderReplicated counts buckets whose in-sync replica set is smaller
+	// than it (fewer nodes than the factor, or a replica down or catching
+	// up); Failovers counts the primaries this answering node promoted as
+	// metadata leader since it started.
+	ReplicationFactor int        `json:"replication_factor"`
+	UnderReplicated   int        `json:"under_replicated"`
+	Failovers         int64      `json:"failovers"`
+	Nodes             []NodeInfo `json:"nodes"`
 	Migration    MigrationInfo `json:"migration"`
 }
 
@@ -40,6 +48,8 @@ type NodeInfo struct {
 	// "pfail" (suspected), "fail".
 	Health   string `json:"health"`
 	Buckets  int    `json:"buckets"`
+	// Replicas counts the buckets it holds as a replica (not primary).
+	Replicas int    `json:"replicas"`
 	RespAddr string `json:"resp_addr"`
 	HTTPAddr string `json:"http_addr,omitempty"`
 	// Ranges are the bucket ranges the node is primary for, [start, end]

@@ -415,12 +415,16 @@ type clusterInfo struct {
 		State    string  `json:"state"`
 		Health   string  `json:"health"`
 		Buckets  int     `json:"buckets"`
+		Replicas int     `json:"replicas"`
 		RespAddr string  `json:"resp_addr"`
 		HTTPAddr string  `json:"http_addr"`
 	} `json:"nodes"`
-	ClusterState string        `json:"cluster_state"`
-	BucketsFail  int           `json:"buckets_fail"`
-	Migration    migrationInfo `json:"migration"`
+	ClusterState      string        `json:"cluster_state"`
+	BucketsFail       int           `json:"buckets_fail"`
+	ReplicationFactor int           `json:"replication_factor"`
+	UnderReplicated   int           `json:"under_replicated"`
+	Failovers         int64         `json:"failovers"`
+	Migration         migrationInfo `json:"migration"`
 }
 
 type migrationInfo struct {
@@ -552,18 +556,30 @@ func newStatusCmd() *cobra.Command {
 			leader = "(none)"
 		}
 		fmt.Fprintf(out, "epoch %d   leader %s   answered by %s   cluster_state %s\n", ci.Epoch, leader, ci.Self, ci.ClusterState)
+		if ci.ReplicationFactor > 1 {
+			line := fmt.Sprintf("replication factor %d", ci.ReplicationFactor)
+			if ci.UnderReplicated > 0 {
+				line += fmt.Sprintf("   UNDER-REPLICATED: %d buckets have fewer in-sync replicas", ci.UnderReplicated)
+			} else {
+				line += "   every bucket fully replicated"
+			}
+			if ci.Failovers > 0 {
+				line += fmt.Sprintf("   %d primaries failed over by this leader", ci.Failovers)
+			}
+			fmt.Fprintln(out, line)
+		}
 		if ci.BucketsFail > 0 {
 			fmt.Fprintf(out, "%d buckets have a failed primary: their keys are unavailable until it returns\n", ci.BucketsFail)
 		}
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tSTATE\tHEALTH\tWEIGHT\tBUCKETS\tRESP\tHTTP\t")
+		fmt.Fprintln(tw, "ID\tSTATE\tHEALTH\tWEIGHT\tBUCKETS\tREPLICAS\tRESP\tHTTP\t")
 		total := 0
 		for _, nd := range ci.Nodes {
 			mark := ""
 			if nd.ID == ci.Leader {
 				mark = " *"
 			}
-			fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%d\t%s\t%s\t\n", nd.ID, mark, nd.State, nd.Health, strconv.FormatFloat(nd.Weight, 'g', -1, 64), nd.Buckets, nd.RespAddr, nd.HTTPAddr)
+			fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t\n", nd.ID, mark, nd.State, nd.Health, strconv.FormatFloat(nd.Weight, 'g', -1, 64), nd.Buckets, nd.Replicas, nd.RespAddr, nd.HTTPAddr)
 			total += nd.Buckets
 		}
 		if err := tw.Flush(); err != nil {
