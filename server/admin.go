@@ -25,18 +25,18 @@ type ClusterInfo struct {
 	Version string `json:"version,omitempty"`
 	// ClusterState is CLUSTER INFO's cluster_state: "fail" while some
 	// bucket's primary is failed (or unassigned); BucketsFail counts them.
-	ClusterState string        `json:"cluster_state"`
-	BucketsFail  int           `json:"buckets_fail"`
+	ClusterState string `json:"cluster_state"`
+	BucketsFail  int    `json:"buckets_fail"`
 	// ReplicationFactor is the cluster's (1: no replicas);
 	// UnderReplicated counts buckets whose in-sync replica set is smaller
 	// than it (fewer nodes than the factor, or a replica down or catching
 	// up); Failovers counts the primaries this answering node promoted as
 	// metadata leader since it started.
-	ReplicationFactor int        `json:"replication_factor"`
-	UnderReplicated   int        `json:"under_replicated"`
-	Failovers         int64      `json:"failovers"`
-	Nodes             []NodeInfo `json:"nodes"`
-	Migration    MigrationInfo `json:"migration"`
+	ReplicationFactor int           `json:"replication_factor"`
+	UnderReplicated   int           `json:"under_replicated"`
+	Failovers         int64         `json:"failovers"`
+	Nodes             []NodeInfo    `json:"nodes"`
+	Migration         MigrationInfo `json:"migration"`
 }
 
 // NodeInfo is one member in ClusterInfo.
@@ -46,8 +46,8 @@ type NodeInfo struct {
 	State  string  `json:"state"` // e.g. "active", "draining", "left"
 	// Health is what this node's failure detection says: "online",
 	// "pfail" (suspected), "fail".
-	Health   string `json:"health"`
-	Buckets  int    `json:"buckets"`
+	Health  string `json:"health"`
+	Buckets int    `json:"buckets"`
 	// Replicas counts the buckets it holds as a replica (not primary).
 	Replicas int    `json:"replicas"`
 	RespAddr string `json:"resp_addr"`
