@@ -335,8 +335,14 @@ func (d *replicator) failoverTick(s *coordinator.State, leading bool) []replica.
 	}
 	effs := d.fo.Tick(d.now, s)
 	for _, e := range effs {
-		if p, ok := e.(replica.ProposeChange); ok {
-			d.status.Failovers += int64(len(p.Changes))
+		p, ok := e.(replica.ProposeChange)
+		if !ok {
+			continue
+		}
+		for _, c := range p.Changes {
+			if m, ok := s.Membership(c.To.Bucket); ok && m.Primary != c.To.Primary {
+				d.status.Failovers++ // a promotion (the rest only shrink sets)
+			}
 		}
 	}
 	return effs

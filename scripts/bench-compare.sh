@@ -8,18 +8,19 @@
 # Starts on loopback, all at once:
 #   - redis-server --save '' --appendonly no   (nothing on disk)
 #   - a one-member etcd (Debian etcd-server; fsyncs its WAL per commit)
-#   - one dbx node and a 3-node dbx cluster, --sync always (an fdatasync per
-#     commit group)
+#   - one dbx node, a 3-node dbx cluster and a 3-node cluster at
+#     --replication-factor 3, --sync always (an fdatasync per commit group)
 # and runs, with CLIENTS (50) clients, VALUE (100) byte values and KEYS
 # (100000) uniform keys, WARMUP (2s) unrecorded then DURATION (10s) measured:
 #   redis, dbx 1 node     dbx-bench set; get; get --pipeline 16 (get: --load first)
 #   dbx 3 nodes           dbx-bench --cluster: set; txn --txn-keys 2 --cross-node
-#                         (two owners: 2PC); txn --txn-keys 2 --same-node (1PC)
+#                         (two owners: 2PC); txn --txn-keys 2 --same-node (1PC);
+#                         get; and set, get, txn cross-node on the RF-3 cluster
 #   etcd                  etcdbench (bench/etcdbench, go.etcd.io/etcd/client/v3)
 #                         set (Put)
 # The server order alternates per round. It prints ops/s and p99 of each and
 # the ratios: dbx 1 node / Redis (SET, GET, -P16 GET), dbx 3 nodes SET / etcd
-# Put, txn / SET on the 3 nodes. A run that cannot start (e.g. a server
+# Put, txn / SET on the 3 nodes, RF 3 / RF 1 (SET, GET), RF 3 SET / etcd. A run that cannot start (e.g. a server
 # without MULTI/EXEC) shows "n/a: <error>". Every run's JSON and every
 # server's log stay in OUT: `dbx-bench --compare OUT/*.r1.json` shows all
 # of one round side by side. Everything it started is stopped on exit.
@@ -71,8 +72,9 @@ REDIS_PORT=$BASE_PORT
 ETCD_PORT=$((BASE_PORT + 1)) # client; peer is +2
 ONE_BASE=$((BASE_PORT + 10)) # RESP, RPC, gossip, HTTP: +0 … +3
 CL_BASE=$((BASE_PORT + 20))  # node i: CL_BASE + 10*i + 0 … 3
+RF_BASE=$((BASE_PORT + 60))  # the replication-factor-3 cluster, laid out the same
 ports=($REDIS_PORT $ETCD_PORT $((ETCD_PORT + 1)))
-for base in $ONE_BASE $CL_BASE $((CL_BASE + 10)) $((CL_BASE + 20)); do
+for base in $ONE_BASE $CL_BASE $((CL_BASE + 10)) $((CL_BASE + 20)) $RF_BASE $((RF_BASE + 10)) $((RF_BASE + 20)); do
 	ports+=($base $((base + 1)) $((base + 2)) $((base + 3)))
 done
 . scripts/lib.sh
@@ -94,11 +96,12 @@ etcd --name bench --data-dir "$WORK/etcd" \
 	--initial-cluster "bench=http://127.0.0.1:$((ETCD_PORT + 1))" --logger zap --log-level warn >"$OUT/etcd.log" 2>&1 &
 PIDS+=($!)
 
-# start_node ID BASE [JOIN_GOSSIP]: a dbx node with RESP/RPC/gossip/HTTP on BASE+0…3.
+# start_node ID BASE [JOIN_GOSSIP] [RF]: a dbx node with RESP/RPC/gossip/HTTP on BASE+0…3.
 start_node() {
 	local id=$1 base=$2 join=()
 	[ -n "${3:-}" ] && join=(--join "$3")
-	"$WORK/dbx-node" serve --id "$id" --data-dir "$WORK/$id" --sync always \
+	local rf=${4:-1}
+	"$WORK/dbx-node" serve --id "$id" --data-dir "$WORK/$id" --sync always --replication-factor "$rf" \
 		--resp-addr 127.0.0.1:$base --rpc-addr 127.0.0.1:$((base + 1)) \
 		--gossip-addr 127.0.0.1:$((base + 2)) --http-addr 127.0.0.1:$((base + 3)) \
 		"${join[@]}" --log-level warn >"$OUT/$id.log" 2>&1 &
@@ -124,6 +127,10 @@ start_node c1 $CL_BASE
 wait_for "dbx node c1 (HTTP)" 20 curl -fsS "http://127.0.0.1:$((CL_BASE + 3))/healthz"
 start_node c2 $((CL_BASE + 10)) 127.0.0.1:$((CL_BASE + 2))
 start_node c3 $((CL_BASE + 20)) 127.0.0.1:$((CL_BASE + 2))
+start_node r1 $RF_BASE "" 3
+wait_for "dbx node r1 (HTTP)" 20 curl -fsS "http://127.0.0.1:$((RF_BASE + 3))/healthz"
+start_node r2 $((RF_BASE + 10)) 127.0.0.1:$((RF_BASE + 2)) 3
+start_node r3 $((RF_BASE + 20)) 127.0.0.1:$((RF_BASE + 2)) 3
 
 wait_for "redis-server" 10 redis-cli -p "$REDIS_PORT" PING
 wait_for "etcd" 20 curl -fsS "http://127.0.0.1:$ETCD_PORT/health"
@@ -131,6 +138,9 @@ wait_for "dbx node one (a write)" 30 set_ok $ONE_BASE
 wait_for "3 active members of the dbx cluster" 30 active3 $((CL_BASE + 3))
 for i in 0 1 2; do wait_for "dbx node c$((i + 1)) (a write)" 30 set_ok $((CL_BASE + 10 * i)); done
 wait_for "CLUSTER SLOTS naming 3 owners" 30 slots3 $CL_BASE
+wait_for "3 active members of the RF-3 cluster" 30 active3 $((RF_BASE + 3))
+for i in 0 1 2; do wait_for "dbx node r$((i + 1)) (a write)" 30 set_ok $((RF_BASE + 10 * i)); done
+RF_ADDRS=127.0.0.1:$RF_BASE,127.0.0.1:$((RF_BASE + 10)),127.0.0.1:$((RF_BASE + 20))
 
 CL_ADDRS=127.0.0.1:$CL_BASE,127.0.0.1:$((CL_BASE + 10)),127.0.0.1:$((CL_BASE + 20))
 COMMON=(--clients "$CLIENTS" --value-bytes "$VALUE" --keys "$KEYS" --duration "$DURATION" --warmup "$WARMUP" --json --no-progress)
@@ -165,6 +175,10 @@ single() { # SERVER PORT ROUND
 cluster() { # ROUND
 	local r=$1
 	run dbx3-set "$r" "$WORK/dbx-bench" --addrs "$CL_ADDRS" --cluster --workload set
+	run dbx3-get "$r" "$WORK/dbx-bench" --addrs "$CL_ADDRS" --cluster --workload get --load
+	run rf3-set "$r" "$WORK/dbx-bench" --addrs "$RF_ADDRS" --cluster --workload set
+	run rf3-get "$r" "$WORK/dbx-bench" --addrs "$RF_ADDRS" --cluster --workload get --load
+	run rf3-txn2-cross "$r" "$WORK/dbx-bench" --addrs "$RF_ADDRS" --cluster --workload txn --txn-keys 2 --cross-node
 	run dbx3-txn2-cross "$r" "$WORK/dbx-bench" --addrs "$CL_ADDRS" --cluster --workload txn --txn-keys 2 --cross-node
 	run dbx3-txn2-same "$r" "$WORK/dbx-bench" --addrs "$CL_ADDRS" --cluster --workload txn --txn-keys 2 --same-node
 }
@@ -180,7 +194,7 @@ for r in $(seq 1 "$ROUNDS"); do
 	fi
 done
 
-for p in $ONE_BASE $CL_BASE $((CL_BASE + 10)) $((CL_BASE + 20)); do
+for p in $ONE_BASE $CL_BASE $((CL_BASE + 10)) $((CL_BASE + 20)) $RF_BASE $((RF_BASE + 10)) $((RF_BASE + 20)); do
 	[ "$(redis-cli -p "$p" PING 2>/dev/null)" = PONG ] || echo "bench-compare: WARNING: dbx node on port $p stopped answering (logs in $OUT)" >&2
 done
 
@@ -225,6 +239,10 @@ awk '
 		row("SET vs etcd Put", "dbx3-set", "dbx 3 nodes", "etcd-put", "etcd")
 		row("txn 2 keys on 2 nodes", "dbx3-txn2-cross", "dbx 3 nodes", "dbx3-set", "dbx 3n SET")
 		row("txn 2 keys on 1 node", "dbx3-txn2-same", "dbx 3 nodes", "dbx3-set", "dbx 3n SET")
+		row("SET, RF 3 vs RF 1", "rf3-set", "dbx 3n RF 3", "dbx3-set", "dbx 3n RF 1")
+		row("GET, RF 3 vs RF 1", "rf3-get", "dbx 3n RF 3", "dbx3-get", "dbx 3n RF 1")
+		row("SET RF 3 vs etcd Put", "rf3-set", "dbx 3n RF 3", "etcd-put", "etcd")
+		row("txn 2 keys, 2 nodes, RF 3", "rf3-txn2-cross", "dbx 3n RF 3", "rf3-set", "RF 3 SET")
 		print "ratios: system / vs, medians (ops/s: above 1 is faster; p99: below 1 is lower); a txn counts as one op"
 		printf "%s", notes
 	}' "$WORK/results"

@@ -3,8 +3,10 @@
 #
 #   scripts/cluster.sh          build bin/dbx-node, start n1..n3, smoke-test,
 #                               print status, then wait; Ctrl-C stops it
-#   scripts/cluster.sh demo     the same, then stop the cluster and exit
-#                               (non-zero if the smoke test failed)
+#   scripts/cluster.sh demo     the same, then kill -9 one node and read every
+#                               key back through the others (failover), restart
+#                               it, stop the cluster and exit (non-zero if a
+#                               check failed)
 #   scripts/cluster.sh stop     stop a cluster started by this script
 #
 # Ports: RESP 6379-6381 (cluster clients: 16379-16381), RPC+Raft 7380-7382, gossip 7946-7948 (TCP and UDP),
@@ -12,12 +14,14 @@
 # named, with its process when ss can tell, and the script exits 1). A node
 # that exits while the cluster forms has the end of its log printed.
 # Data and logs: $DBX_CLUSTER_DIR (default ./.cluster). Every wait is bounded.
+# Replication factor: $DBX_RF (default 3: every bucket on all three nodes).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 DIR=${DBX_CLUSTER_DIR:-$PWD/.cluster}
 BIN=$PWD/bin/dbx-node
 IDS=(n1 n2 n3)
+RF=${DBX_RF:-3}
 
 stop_cluster() {
 	local pidf pid
@@ -120,16 +124,21 @@ echo "building $BIN"
 go build -o "$BIN" ./cmd/dbx-node
 
 trap 'echo; stop_cluster; exit 0' INT TERM
-for i in 0 1 2; do
-	id=${IDS[$i]}
-	join=()
+start_node() {
+	local i=$1 id=${IDS[$1]} join=()
 	[ "$i" -gt 0 ] && join=(--join 127.0.0.1:7946)
-	"$BIN" serve --id "$id" --data-dir "$DIR/$id" \
+	[ "$i" -eq 2 ] && join=(--join 127.0.0.1:7946,127.0.0.1:7947)
+	"$BIN" serve --id "$id" --data-dir "$DIR/$id" --replication-factor "$RF" \
 		--resp-addr 127.0.0.1:$((6379 + i)) --rpc-addr 127.0.0.1:$((7380 + i)) \
 		--gossip-addr 127.0.0.1:$((7946 + i)) --http-addr 127.0.0.1:$((8080 + i)) \
-		"${join[@]}" >"$DIR/$id.log" 2>&1 &
+		"${join[@]}" >>"$DIR/$id.log" 2>&1 &
 	echo $! >"$DIR/$id.pid"
+	disown $! # no job-control notice when the demo kills it
 	echo "started $id (pid $!, log $DIR/$id.log)"
+}
+
+for i in 0 1 2; do
+	start_node "$i"
 	if [ "$i" -eq 0 ]; then
 		for _ in $(seq 1 100); do
 			curl -fsS http://127.0.0.1:8080/healthz >/dev/null 2>&1 && break
@@ -155,6 +164,11 @@ fi
 
 fail=0
 if command -v redis-cli >/dev/null 2>&1; then
+	# The first writes wait until every bucket's replicas hold a lease.
+	for _ in $(seq 1 100); do
+		[ "$(redis-cli -p 6379 SET warmup 1 2>/dev/null)" = "OK" ] && break
+		sleep 0.2
+	done
 	echo "smoke test with redis-cli (each key written on one node, read on another):"
 	for i in 0 1 2; do redis-cli -p $((6379 + i)) SET "key:$i" "value-$i" >/dev/null; done
 	for i in 0 1 2; do
@@ -182,6 +196,35 @@ fi
 
 "$BIN" status --http 127.0.0.1:8080
 echo
+if [ "${1:-}" = "demo" ] && [ "$RF" -ge 2 ] && command -v redis-cli >/dev/null 2>&1; then
+	echo "failover: 100 keys written through n1, then kill -9 of n3 (the replicas take over):"
+	for k in $(seq 1 100); do echo "SET demo:$k v$k"; done | redis-cli -p 6379 >/dev/null
+	kill -KILL "$(cat "$DIR/n3.pid")"
+	rm -f "$DIR/n3.pid"
+	t0=$(date +%s.%N)
+	ok=
+	for _ in $(seq 1 150); do
+		got=$(for k in $(seq 1 100); do echo "GET demo:$k"; done | redis-cli -p 6380 2>/dev/null | grep -c '^v' || true)
+		if [ "$got" -eq 100 ] && [ "$(redis-cli -p 6379 SET demo:after-kill yes 2>/dev/null)" = "OK" ]; then ok=1; break; fi
+		sleep 0.2
+	done
+	t1=$(date +%s.%N)
+	if [ -n "$ok" ]; then
+		awk -v a="$t0" -v b="$t1" 'BEGIN { printf "  all 100 keys read back through n2 and writable again %.1f s after the kill\n", b - a }'
+	else
+		echo "  FAILED: not every key readable and writable within 30 s of the kill (read $got of 100)" >&2
+		fail=1
+	fi
+	"$BIN" status --http 127.0.0.1:8080
+	echo "restarting n3: it catches up from the others and rejoins every replica set"
+	start_node 2
+	for _ in $(seq 1 150); do
+		curl -fsS http://127.0.0.1:8080/v1/cluster 2>/dev/null | grep -qE '"under_replicated": *0[,}]' && break
+		sleep 0.2
+	done
+	"$BIN" status --http 127.0.0.1:8080
+	echo
+fi
 if [ "${1:-}" = "demo" ]; then
 	stop_cluster
 	exit $fail

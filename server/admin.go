@@ -30,8 +30,9 @@ type ClusterInfo struct {
 	// ReplicationFactor is the cluster's (1: no replicas);
 	// UnderReplicated counts buckets whose in-sync replica set is smaller
 	// than it (fewer nodes than the factor, or a replica down or catching
-	// up); Failovers counts the primaries this answering node promoted as
-	// metadata leader since it started.
+	// up); Failovers counts the promotions of a replica to primary this
+	// answering node proposed as metadata leader since it started (a
+	// proposal retried counts again).
 	ReplicationFactor int           `json:"replication_factor"`
 	UnderReplicated   int           `json:"under_replicated"`
 	Failovers         int64         `json:"failovers"`

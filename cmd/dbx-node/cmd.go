@@ -564,7 +564,7 @@ func newStatusCmd() *cobra.Command {
 				line += "   every bucket fully replicated"
 			}
 			if ci.Failovers > 0 {
-				line += fmt.Sprintf("   %d primaries failed over by this leader", ci.Failovers)
+				line += fmt.Sprintf("   %d promotions to primary proposed by this leader", ci.Failovers)
 			}
 			fmt.Fprintln(out, line)
 		}
