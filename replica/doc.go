@@ -67,8 +67,11 @@
 // wake it; a woken primary starts a round at once, so a read waits one
 // round trip for its lease, and its replicas' answer clocks restart then
 // (a replica that died while the bucket was quiet is found out by the
-// next write that waits on it). Failover does not depend on bucket
-// heartbeats: the leader hears nodes, not buckets.
+// next write that waits on it, or by the leader's Failover). A primary
+// whose bucket is empty starts every new configuration quiet: there is
+// nothing to reconcile, and a cluster's first placements reconfigure every
+// bucket several times. Failover does not depend on bucket heartbeats:
+// the leader hears nodes, not buckets.
 //
 // # Failover and reconciliation
 //

@@ -287,7 +287,7 @@ func (s *sim) healed() bool {
 			if !slices.EqualFunc(d, pd, func(x, y Entry) bool { return x.ID() == y.ID() }) {
 				return false
 			}
-			if p := pst.peers[id]; id != m.Primary && (p == nil || !p.acked || p.match != pst.last() || !pst.quiet && s.now-p.lastAck > 2) {
+			if p := pst.peers[id]; id != m.Primary && (p == nil || !pst.quiet && (!p.acked || s.now-p.lastAck > 2) || p.match != pst.last()) {
 				return false
 			}
 		}

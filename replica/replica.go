@@ -355,6 +355,13 @@ func (r *Replica) setMembership(st *bucket, m Membership) []Effect {
 	}
 	st.setPeers(peers)
 	st.role, st.needBump, st.deposed = RolePrimary, false, false
+	if r.cfg.QuiesceTicks > 0 && st.last() == 0 {
+		// An empty bucket has nothing to reconcile: it starts quiet and
+		// runs its first round when it is used. (A cluster's first
+		// placements reconfigure every bucket, several times.)
+		st.quiet = true
+		return effs
+	}
 	effs = append(effs, r.broadcast(st)...)
 	return append(effs, r.advance(st)...)
 }
