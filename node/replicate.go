@@ -453,24 +453,34 @@ func (d *replicator) perform(effs []replica.Effect, touched map[replica.Bucket]b
 		}
 		d.writeMarks(&logBatch, false)
 		effs = nil
+		// Ships go out before this node's own log write is durable (the
+		// replicas' fsyncs overlap ours; acknowledgements only ever cover
+		// durable entries), and the log write overlaps the apply of what
+		// was committed before it (other engine shards, other entries).
+		for to, msgs := range out {
+			d.send(to, msgs)
+		}
+		logDone := make(chan error, 1)
 		if logBatch.Len() > 0 {
-			if err := d.st.Write(d.n.life, &logBatch); err != nil {
-				// The disk failed: acknowledge nothing more (as if crashed).
-				d.log.Error("replication log write failed: this node stops replicating", "err", err)
-				d.fail(replies)
-				return
-			}
+			go func() { logDone <- d.st.Write(d.n.life, &logBatch) }()
+		} else {
+			logDone <- nil
+		}
+		d.applyTouched(touched)
+		if err := <-logDone; err != nil {
+			// The disk failed: acknowledge nothing more (as if crashed).
+			d.log.Error("replication log write failed: this node stops replicating", "err", err)
+			d.fail(replies)
+			return
+		}
+		if len(written) > 0 {
 			d.mu.Lock()
 			for b, w := range written {
 				effs = append(effs, d.r.Persisted(d.now, b, w)...)
 			}
 			d.mu.Unlock()
 		}
-		d.applyTouched(touched)
 		d.answer(replies)
-		for to, msgs := range out {
-			d.send(to, msgs)
-		}
 		if len(changes) > 0 {
 			d.propose(changes, reasons)
 		}
