@@ -61,7 +61,12 @@ func TestReplicationSIGKILL(t *testing.T) {
 			DialTimeout: 300 * time.Millisecond, ReadTimeout: 3 * time.Second, WriteTimeout: time.Second})
 		defer clients[p.id].Close()
 	}
+	// procMu orders the workload's reads of the processes (live) with
+	// their restart, which rewrites proc fields.
+	var procMu sync.RWMutex
 	liveClient := func(rng *rand.Rand) *redis.Client {
+		procMu.RLock()
+		defer procMu.RUnlock()
 		live := c.live()
 		return clients[live[rng.IntN(len(live))].id]
 	}
@@ -173,7 +178,10 @@ func TestReplicationSIGKILL(t *testing.T) {
 	// comes back and catches up.
 	time.Sleep(5 * time.Second)
 	shrunk := 0
-	for _, p := range c.live() {
+	procMu.RLock()
+	live := c.live()
+	procMu.RUnlock()
+	for _, p := range live {
 		if r, err := getRepl(p.http); err == nil {
 			shrunk = max(shrunk, r.UnderReplicated)
 		}
@@ -186,7 +194,9 @@ func TestReplicationSIGKILL(t *testing.T) {
 	for _, p := range c.live() {
 		join = append(join, p.gossip)
 	}
+	procMu.Lock()
 	follower.start(t, c.bin, join)
+	procMu.Unlock()
 	back := time.Now()
 	waitFor(t, 60*time.Second, follower.id+" back in every in-sync set", func() error {
 		for _, p := range c.procs {
