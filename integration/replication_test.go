@@ -115,6 +115,20 @@ func TestReplicationRF3(t *testing.T) {
 	}
 	w1 := closeAndProbe(t, c, victim, keys, 0)
 	t.Logf("%s closed: every key readable and writable after %v", "follower", w1.Round(time.Millisecond))
+	// The failover shows in the metrics: the leader's promotions, the
+	// shrunk sets.
+	failovers, under := 0.0, 0.0
+	for _, n := range c.live() {
+		m := scrapeMetrics(t, n).family
+		failovers += m["dbx_replication_failovers_total"]
+		under = max(under, m["dbx_replication_under_replicated_buckets"])
+		if m["dbx_replication_factor"] != 3 || m["dbx_replication_buckets"] != 16384 {
+			t.Fatalf("%s: dbx_replication_factor %v, buckets %v; want 3 and 16384", n.ID(), m["dbx_replication_factor"], m["dbx_replication_buckets"])
+		}
+	}
+	if failovers == 0 || under == 0 {
+		t.Fatalf("after the failover: dbx_replication_failovers_total %v, under-replicated %v; want both > 0", failovers, under)
+	}
 	if raceEnabled {
 		// 16384 learners catching up under the race detector take
 		// minutes; TestReplicationSIGKILL restarts a node at full speed.

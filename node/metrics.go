@@ -42,7 +42,12 @@ import (
 //	dbx_placement_epoch, dbx_placement_buckets{node},
 //	dbx_placement_members{state}, dbx_placement_moves{state},
 //	dbx_placement_move_bytes, dbx_placement_migration_active,
-//	dbx_cluster_buckets_failed.
+//	dbx_cluster_buckets_failed; dbx_replication_factor,
+//	dbx_replication_under_replicated_buckets, dbx_replication_buckets{role},
+//	dbx_replication_quiet_buckets, dbx_replication_lagging_replicas,
+//	dbx_replication_lag_entries, dbx_replication_failovers_total,
+//	dbx_replication_config_changes_total, dbx_replication_need_copy_total,
+//	dbx_replication_bad_messages_total.
 //
 // Counted as they happen:
 //
@@ -279,6 +284,24 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		emit("dbx_placement_move_bytes", "Bytes copied by the finished moves of the current placement change.", gauge, float64(info.Bytes))
 		_, _, _, _, failed := n.backend.ClusterView().ClusterState()
 		emit("dbx_cluster_buckets_failed", "Buckets whose primary this node's failure detection holds failed (with RF 1: no live copy; CLUSTER INFO cluster_slots_fail).", gauge, float64(failed))
+		s = n.coord.Current()
+		emit("dbx_replication_factor", "The cluster's replication factor (owners per bucket).", gauge, float64(s.ReplicationFactor()))
+		emit("dbx_replication_under_replicated_buckets", "Buckets whose in-sync replica set is smaller than the replication factor.", gauge, float64(s.UnderReplicated()))
+	}
+	if d := n.repl; d != nil {
+		d.mu.Lock()
+		rs, st := d.r.Stats(), d.status
+		d.mu.Unlock()
+		for role, v := range map[string]int{"primary": rs.Primary, "backup": rs.Backup, "learner": rs.Learner} {
+			emit("dbx_replication_buckets", "Buckets this node holds, by replication role (learner: an owner catching up, outside the in-sync set).", gauge, float64(v), "role", role)
+		}
+		emit("dbx_replication_quiet_buckets", "Primary buckets quiesced (no heartbeats until used).", gauge, float64(rs.Quiet))
+		emit("dbx_replication_lagging_replicas", "In-sync replicas of this node's primary buckets behind the log end.", gauge, float64(rs.Lagging))
+		emit("dbx_replication_lag_entries", "Entries the lagging replicas of this node's primary buckets miss, in all.", gauge, float64(rs.LagEntries))
+		emit("dbx_replication_failovers_total", "Promotions of a replica to primary this node proposed as metadata leader (a retried proposal counts again).", counter, float64(st.Failovers))
+		emit("dbx_replication_config_changes_total", "Replica set changes this node's primaries proposed (a replica out after falling behind, or back in once caught up).", counter, float64(st.Removed))
+		emit("dbx_replication_need_copy_total", "Times a replica was found too far behind for a delta (it stays out of the set: full copies are not done yet).", counter, float64(st.NeedCopy))
+		emit("dbx_replication_bad_messages_total", "Replication batches or messages refused (checksum, bounds, wrong recipient).", counter, float64(st.BadMessages))
 	}
 	if n.ml != nil {
 		states := map[string]int{"alive": 0, "suspect": 0, "dead": 0, "left": 0}

@@ -991,3 +991,38 @@ func (r *Replica) Describe(b Bucket) string {
 	}
 	return sb.String()
 }
+
+// Stats sums what metrics show over every bucket this node holds.
+type Stats struct {
+	Primary, Backup, Learner int
+	// Quiet counts quiesced primaries; Lagging the in-set replicas (of
+	// this node's primaries) behind the log end, LagEntries by how many
+	// entries in all.
+	Quiet, Lagging int
+	LagEntries     int64
+}
+
+// Stats returns the sums over every bucket (O(buckets)).
+func (r *Replica) Stats() Stats {
+	var s Stats
+	for _, st := range r.order {
+		switch st.role {
+		case RolePrimary:
+			s.Primary++
+			if st.quiet {
+				s.Quiet++
+			}
+			for _, o := range st.peerIDs {
+				if p := st.peers[o]; p.member && p.match < st.last() {
+					s.Lagging++
+					s.LagEntries += int64(st.last() - p.match)
+				}
+			}
+		case RoleBackup:
+			s.Backup++
+		case RoleLearner:
+			s.Learner++
+		}
+	}
+	return s
+}
